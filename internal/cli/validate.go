@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/policy"
+	"github.com/egwct/egwct/pkg/profiles"
+	"github.com/egwct/egwct/pkg/validate"
+)
+
+// maxManifestSize bounds each input file, so that memory stays bounded
+// whatever is fed in.
+const maxManifestSize = 64 << 20
+
+type validateOptions struct {
+	io            *IO
+	Paths         []string
+	CiliumVersion string
+	NodeConfig    string
+	Output        string
+	Strict        bool
+	Verbose       bool
+}
+
+func newValidateCmd(ios *IO) *cobra.Command {
+	o := &validateOptions{io: ios}
+	cmd := &cobra.Command{
+		Use:   "validate [PATH|-]...",
+		Short: "Check the timeout text of CiliumEgressGatewayPolicy manifests",
+		Long: `Check the per-policy timeout text of CiliumEgressGatewayPolicy manifests
+against the parameter set of a Cilium version, without a kernel or a cluster.
+
+PATH is a file, a folder (searched recursively for *.yaml, *.yml and *.json)
+or - for standard input. Files may hold several YAML documents and
+kind: List objects; objects of other kinds are skipped (listed with -v).
+
+The text is read from spec.connection-timeouts or from the annotation
+egwct.io/connection-timeouts. Each finding has a severity, a stable rule id
+and the file, line and column of the offending key:
+
+  errors    yaml-syntax, line-syntax, not-text, text-too-large, unknown-key,
+            duplicate-key, service-timer, bare-number, bad-duration,
+            non-positive, above-node-timeout, source-conflict, file-too-large
+  warnings  below-precision, jiffy-rounding, syn-above-established,
+            below-rfc5382, unverified-version, api-version, node-config
+  info      profile, node-settings, version-quirk, no-effect
+
+Node timeouts are the profile's defaults unless --node-config gives the
+node's agent-runtime-config.json or a cilium-config ConfigMap manifest.
+
+Output formats: text (for people and CI logs), json (a stable schema, see
+docs/validate.md) and github (GitHub Actions annotations).
+
+Exit codes:
+  0  no error findings
+  1  error findings, or warnings with --strict
+  2  usage error (bad flag, unknown Cilium version, no input given)
+  3  environment error (unreadable input file or node configuration)`,
+		Example: `  # Validate the examples against Cilium 1.18.3
+  egwct validate --cilium-version 1.18.3 examples/
+
+  # From a pipe, against a node's real settings
+  kubectl get cegp -o yaml | egwct validate --cilium-version 1.17.8 \
+      --node-config /var/run/cilium/state/agent-runtime-config.json -
+
+  # In GitHub Actions: annotations on the pull request, warnings fail too
+  egwct validate --cilium-version 1.18 -o github --strict policies/`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("no input: give manifest files, folders, or - for standard input")
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			o.Paths = args
+			return runValidate(o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required)")
+	f.StringVar(&o.NodeConfig, "node-config", "", "the node's agent-runtime-config.json or a cilium-config ConfigMap manifest")
+	f.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or github")
+	f.BoolVar(&o.Strict, "strict", false, "fail (exit 1) on warnings too")
+	f.BoolVarP(&o.Verbose, "verbose", "v", false, "also list the objects that were skipped")
+	_ = cmd.RegisterFlagCompletionFunc("cilium-version", completeProfiles)
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "github"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return profiles.Names(), cobra.ShellCompDirectiveNoFileComp
+}
+
+// input is one manifest file to validate.
+type input struct {
+	name string
+	path string // "" for standard input
+}
+
+func runValidate(o *validateOptions) error {
+	render, ok := renderers[o.Output]
+	if !ok {
+		return usageErrorf("unknown output format %q: use text, json or github", o.Output)
+	}
+	if o.CiliumVersion == "" {
+		return usageErrorf("--cilium-version is required: egwct cannot detect the version without a cluster (e.g. --cilium-version 1.18.3)")
+	}
+	res, err := profiles.Resolve(o.CiliumVersion)
+	if err != nil {
+		return usageErrorf("--cilium-version: %v", err)
+	}
+	var node *nodeconfig.Config
+	if o.NodeConfig != "" {
+		data, err := readLimited(o.NodeConfig, nil, nodeconfig.MaxSize)
+		if err != nil {
+			return envError(fmt.Errorf("--node-config: %w", err))
+		}
+		if node, err = nodeconfig.Parse(o.NodeConfig, data); err != nil {
+			return envError(fmt.Errorf("--node-config: %w", err))
+		}
+	}
+	inputs, err := collectInputs(o.Paths)
+	if err != nil {
+		return envError(err)
+	}
+	if len(inputs) == 0 {
+		fmt.Fprintf(o.io.ErrOut, "egwct: warning: no *.yaml, *.yml or *.json files in %s\n", strings.Join(o.Paths, ", "))
+	}
+
+	v := validate.New(validate.Options{Resolution: res, VersionFrom: "--cilium-version", Node: node})
+	rep := &report{profile: res.Profile.Name, version: res.Version.String()}
+	rep.add(nil, v.Preamble()...)
+	for _, in := range inputs {
+		if err := rep.file(o, v, in); err != nil {
+			return envError(err)
+		}
+	}
+	if err := render(o.io, rep); err != nil {
+		return envError(err)
+	}
+	if rep.errors > 0 || (o.Strict && rep.warnings > 0) {
+		return silentExit(ExitFindings)
+	}
+	return nil
+}
+
+// collectInputs expands folders into their manifest files, in a stable order.
+func collectInputs(paths []string) ([]input, error) {
+	var out []input
+	stdin := false
+	for _, p := range paths {
+		if p == "-" {
+			if !stdin {
+				out = append(out, input{name: "<stdin>"})
+			}
+			stdin = true
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, input{name: p, path: p})
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != p && strings.HasPrefix(d.Name(), ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				out = append(out, input{name: path, path: path})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readLimited reads a file (or r when path is "") up to limit bytes; a
+// larger input returns errTooLarge with the data read so far discarded.
+func readLimited(path string, r io.Reader, limit int64) ([]byte, error) {
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+var errTooLarge = errors.New("input too large")
+
+// report gathers the findings of a run, each with the source line it
+// points at (for the text output).
+type report struct {
+	profile, version          string
+	files, policies           int
+	errors, warnings, notices int
+	items                     []item
+}
+
+type item struct {
+	validate.Finding
+	source string // the line of the file the finding points at, if any
+}
+
+func (r *report) add(m *policy.Manifest, fs ...validate.Finding) {
+	for _, f := range fs {
+		it := item{Finding: f}
+		if m != nil && f.Line > 0 {
+			it.source, _ = m.Line(f.Line)
+		}
+		switch f.Severity {
+		case validate.Error:
+			r.errors++
+		case validate.Warning:
+			r.warnings++
+		default:
+			r.notices++
+		}
+		r.items = append(r.items, it)
+	}
+}
+
+// file validates one input and adds its findings, sorted by position.
+func (r *report) file(o *validateOptions, v *validate.Validator, in input) error {
+	r.files++
+	data, err := readLimited(in.path, o.io.In, maxManifestSize)
+	if errors.Is(err, errTooLarge) {
+		r.add(nil, validate.FileTooLarge(in.name, maxManifestSize))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m, err := policy.Read(in.name, data)
+	var fs []validate.Finding
+	var se *policy.SyntaxError
+	if errors.As(err, &se) {
+		fs = append(fs, validate.SyntaxFinding(se))
+	}
+	for _, p := range m.Policies {
+		r.policies++
+		fs = append(fs, v.Policy(p).Findings...)
+	}
+	if o.Verbose {
+		for _, s := range m.Skipped {
+			fmt.Fprintf(o.io.ErrOut, "skipped %s: kind %s\n", s.Pos, clean(orNone(s.Kind)))
+		}
+	}
+	validate.SortFindings(fs)
+	r.add(m, fs...)
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

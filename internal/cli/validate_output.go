@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/egwct/egwct/pkg/validate"
+)
+
+// renderers write a report in each -o format.
+var renderers = map[string]func(*IO, *report) error{
+	"text":   renderText,
+	"json":   renderJSON,
+	"github": renderGitHub,
+}
+
+// ANSI styles for the text output on a terminal.
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiRed    = "\x1b[1;31m"
+	ansiYellow = "\x1b[1;33m"
+	ansiCyan   = "\x1b[36m"
+	ansiDim    = "\x1b[2m"
+)
+
+func renderText(ios *IO, r *report) error {
+	style := func(code, s string) string {
+		if !ios.Color {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	var b strings.Builder
+	for _, it := range r.items {
+		f := it.Finding
+		sev := f.Severity.String()
+		switch f.Severity {
+		case validate.Error:
+			sev = style(ansiRed, sev)
+		case validate.Warning:
+			sev = style(ansiYellow, sev)
+		default:
+			sev = style(ansiCyan, sev)
+		}
+		if f.File != "" {
+			b.WriteString(style(ansiBold, clean(f.Pos().String())) + ": ")
+		}
+		fmt.Fprintf(&b, "%s: %s %s\n", sev, clean(f.Message), style(ansiDim, "["+f.Rule+"]"))
+		if f.Policy != "" {
+			fmt.Fprintf(&b, "    policy %s, %s\n", clean(f.Policy), f.Field)
+		}
+		if it.source != "" && f.Column > 0 {
+			src := clean(strings.TrimRight(it.source, "\r"))
+			num := fmt.Sprint(f.Line)
+			fmt.Fprintf(&b, "    %s | %s\n", num, src)
+			caret := f.Column - 1
+			if caret > len(src) {
+				caret = len(src)
+			}
+			fmt.Fprintf(&b, "    %s | %s%s\n", strings.Repeat(" ", len(num)), strings.Repeat(" ", caret), style(ansiRed, "^"))
+		}
+		if f.Suggestion != "" {
+			fmt.Fprintf(&b, "    hint: %s\n", clean(f.Suggestion))
+		}
+	}
+	fmt.Fprintf(&b, "%s: %s in %s (%s), profile %s\n",
+		verdict(r, ios.Color), counts(r), plural(r.policies, "policy", "policies"), plural(r.files, "file", "files"), r.profile)
+	_, err := ios.Out.Write([]byte(b.String()))
+	return err
+}
+
+func verdict(r *report, color bool) string {
+	s, code := "ok", "\x1b[1;32m"
+	if r.errors > 0 {
+		s, code = "failed", ansiRed
+	}
+	if !color {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+func counts(r *report) string {
+	return fmt.Sprintf("%s, %s, %s",
+		plural(r.errors, "error", "errors"), plural(r.warnings, "warning", "warnings"), plural(r.notices, "note", "notes"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// jsonReport is the documented JSON schema of `egwct validate -o json`
+// (docs/validate.md). Fields are only ever added; schemaVersion changes
+// if one is removed or changes meaning.
+type jsonReport struct {
+	SchemaVersion int                `json:"schemaVersion"`
+	CiliumVersion string             `json:"ciliumVersion"`
+	Profile       string             `json:"profile"`
+	Files         int                `json:"files"`
+	Policies      int                `json:"policies"`
+	Summary       jsonSummary        `json:"summary"`
+	Findings      []validate.Finding `json:"findings"`
+}
+
+type jsonSummary struct {
+	Errors   int `json:"errors"`
+	Warnings int `json:"warnings"`
+	Infos    int `json:"infos"`
+}
+
+func renderJSON(ios *IO, r *report) error {
+	out := jsonReport{
+		SchemaVersion: 1, CiliumVersion: r.version, Profile: r.profile,
+		Files: r.files, Policies: r.policies,
+		Summary:  jsonSummary{Errors: r.errors, Warnings: r.warnings, Infos: r.notices},
+		Findings: make([]validate.Finding, 0, len(r.items)),
+	}
+	for _, it := range r.items {
+		out.Findings = append(out.Findings, it.Finding)
+	}
+	enc := json.NewEncoder(ios.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// renderGitHub writes GitHub Actions workflow commands, which the runner
+// turns into annotations on the changed lines.
+func renderGitHub(ios *IO, r *report) error {
+	var b strings.Builder
+	for _, it := range r.items {
+		f := it.Finding
+		cmd := map[validate.Severity]string{validate.Error: "error", validate.Warning: "warning", validate.Info: "notice"}[f.Severity]
+		var props []string
+		if f.File != "" {
+			props = append(props, "file="+ghProperty(f.File))
+			if f.Line > 0 {
+				props = append(props, fmt.Sprintf("line=%d", f.Line))
+			}
+			if f.Column > 0 {
+				props = append(props, fmt.Sprintf("col=%d", f.Column))
+			}
+		}
+		props = append(props, "title="+ghProperty("egwct "+f.Rule))
+		msg := clean(f.Message)
+		if f.Policy != "" {
+			msg = "policy " + clean(f.Policy) + ": " + msg
+		}
+		if f.Suggestion != "" {
+			msg += "\n" + clean(f.Suggestion)
+		}
+		fmt.Fprintf(&b, "::%s %s::%s\n", cmd, strings.Join(props, ","), ghData(msg))
+	}
+	fmt.Fprintf(&b, "egwct validate: %s in %s (%s), profile %s\n",
+		counts(r), plural(r.policies, "policy", "policies"), plural(r.files, "file", "files"), r.profile)
+	_, err := ios.Out.Write([]byte(b.String()))
+	return err
+}
+
+func ghData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+func ghProperty(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(clean(s))
+}
+
+// clean makes text from input files safe for a terminal: control
+// characters (escape sequences, newlines, bidi overrides) are shown
+// escaped, never sent raw; only tabs are kept.
+func clean(s string) string {
+	ok := true
+	for _, r := range s {
+		if isControl(r) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			if r > 0xff {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			} else {
+				fmt.Fprintf(&b, `\x%02x`, r)
+			}
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return (r < 0x20 && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0) ||
+		r == '\u2028' || r == '\u2029' || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
+}

@@ -1,0 +1,258 @@
+package nodeconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/egwct/egwct/internal/yamlnode"
+)
+
+// Config is what one source says about a node's Cilium configuration.
+// Settings the source does not give are absent (nil maps, false flags).
+type Config struct {
+	// File is where the configuration was read from.
+	File string
+	// Kind says what the file was: "agent-runtime-config.json" or
+	// "ConfigMap <namespace>/<name>".
+	Kind string
+	// Timeouts are the CT timeouts the source sets, by agent flag name
+	// (bpf-ct-timeout-regular-tcp, ...).
+	Timeouts map[string]time.Duration
+	// Clock is the datapath clock, when ClockKnown.
+	Clock      Clock
+	ClockKnown bool
+	// ClockProbe is set when a ConfigMap enables enable-bpf-clock-probe:
+	// the node then likely uses jiffies, at an HZ only the node knows.
+	ClockProbe bool
+	// GCInterval and GCMaxInterval are conntrack-gc-interval and
+	// conntrack-gc-max-interval, when set (0 = dynamic / no cap).
+	GCInterval, GCMaxInterval *time.Duration
+	// Notes are problems with the source that are not fatal.
+	Notes []Note
+}
+
+// Note is a non-fatal remark about a setting, with its place in the file.
+type Note struct {
+	Line, Column int
+	Msg          string
+}
+
+// Error is a configuration egwct cannot use; it names the place.
+type Error struct {
+	File         string
+	Line, Column int
+	Msg          string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+// Agent-flag names of the CT timeouts, as in cilium-config.
+var timeoutFlags = []string{
+	"bpf-ct-timeout-regular-tcp-syn",
+	"bpf-ct-timeout-regular-tcp",
+	"bpf-ct-timeout-regular-tcp-fin",
+	"bpf-ct-timeout-regular-any",
+	"bpf-ct-timeout-service-tcp",
+	"bpf-ct-timeout-service-tcp-grace",
+	"bpf-ct-timeout-service-any",
+}
+
+// runtimeFields maps DaemonConfig's JSON field names (time.Duration,
+// encoded as integer nanoseconds) to agent flags (pkg/option/config.go).
+var runtimeFields = map[string]string{
+	"CTMapEntriesTimeoutSYN":         "bpf-ct-timeout-regular-tcp-syn",
+	"CTMapEntriesTimeoutTCP":         "bpf-ct-timeout-regular-tcp",
+	"CTMapEntriesTimeoutFIN":         "bpf-ct-timeout-regular-tcp-fin",
+	"CTMapEntriesTimeoutAny":         "bpf-ct-timeout-regular-any",
+	"CTMapEntriesTimeoutSVCTCP":      "bpf-ct-timeout-service-tcp",
+	"CTMapEntriesTimeoutSVCTCPGrace": "bpf-ct-timeout-service-tcp-grace",
+	"CTMapEntriesTimeoutSVCAny":      "bpf-ct-timeout-service-any",
+}
+
+// MaxSize bounds the files Parse reads; a real agent-runtime-config.json is
+// a few tens of KiB.
+const MaxSize = 16 << 20
+
+// Parse reads agent-runtime-config.json or a cilium-config ConfigMap
+// manifest (YAML or JSON, alone, in a multi-document stream or a List),
+// telling them apart by their content.
+func Parse(file string, data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("file is larger than %d MiB", MaxSize>>20)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Msg: "neither agent-runtime-config.json nor a cilium-config ConfigMap"}
+		}
+		if err != nil {
+			return nil, &Error{File: file, Msg: "not YAML or JSON: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		}
+		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+			continue
+		}
+		top := doc.Content[0]
+		if cm := findConfigMap(top, 0); cm != nil {
+			return parseConfigMap(file, cm)
+		}
+		if yamlnode.Get(top, "kind") == nil && (yamlnode.Get(top, "ClockSource") != nil || yamlnode.Get(top, "CTMapEntriesTimeoutTCP") != nil) {
+			return parseRuntime(file, top)
+		}
+	}
+}
+
+func findConfigMap(n *yaml.Node, depth int) *yaml.Node {
+	kind := yamlnode.Str(yamlnode.Get(n, "kind"))
+	if kind == "ConfigMap" {
+		name := yamlnode.Str(yamlnode.Get(yamlnode.Get(n, "metadata"), "name"))
+		if name == "" || name == "cilium-config" {
+			return n
+		}
+		return nil
+	}
+	if items := yamlnode.Get(n, "items"); items != nil && items.Kind == yaml.SequenceNode && strings.HasSuffix(kind, "List") && depth < 4 {
+		for _, it := range items.Content {
+			if cm := findConfigMap(it, depth+1); cm != nil {
+				return cm
+			}
+		}
+	}
+	return nil
+}
+
+func parseRuntime(file string, top *yaml.Node) (*Config, error) {
+	c := &Config{File: file, Kind: "agent-runtime-config.json", Timeouts: map[string]time.Duration{}}
+	for field, flag := range runtimeFields {
+		v := yamlnode.Get(top, field)
+		if v == nil {
+			continue
+		}
+		ns, err := strconv.ParseInt(v.Value, 10, 64)
+		if err != nil || v.Kind != yaml.ScalarNode || ns <= 0 {
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("%s: want a positive duration in nanoseconds, got %q", field, v.Value)}
+		}
+		c.Timeouts[flag] = time.Duration(ns)
+	}
+	if v := yamlnode.Get(top, "ClockSource"); v != nil {
+		switch v.Value {
+		case "0":
+			c.Clock, c.ClockKnown = Clock{Mode: Ktime}, true
+		case "1":
+			hz := yamlnode.Get(top, "KernelHz")
+			n, err := strconv.Atoi(yamlnode.Str(hz))
+			if hz == nil || err != nil || n <= 0 || n > 100000 {
+				line, col := v.Line, v.Column
+				if hz != nil {
+					line, col = hz.Line, hz.Column
+				}
+				return nil, &Error{File: file, Line: line, Column: col, Msg: "ClockSource is 1 (jiffies) but KernelHz is missing or not a positive number"}
+			}
+			c.Clock, c.ClockKnown = Clock{Mode: Jiffies, HZ: n}, true
+		default:
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("ClockSource: want 0 (ktime) or 1 (jiffies), got %q", v.Value)}
+		}
+	}
+	for field, dst := range map[string]**time.Duration{"ConntrackGCInterval": &c.GCInterval, "ConntrackGCMaxInterval": &c.GCMaxInterval} {
+		if v := yamlnode.Get(top, field); v != nil {
+			ns, err := strconv.ParseInt(v.Value, 10, 64)
+			if err != nil || ns < 0 {
+				return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("%s: want a duration in nanoseconds, got %q", field, v.Value)}
+			}
+			d := time.Duration(ns)
+			*dst = &d
+		}
+	}
+	return c, nil
+}
+
+func parseConfigMap(file string, cm *yaml.Node) (*Config, error) {
+	meta := yamlnode.Get(cm, "metadata")
+	name, ns := yamlnode.Str(yamlnode.Get(meta, "name")), yamlnode.Str(yamlnode.Get(meta, "namespace"))
+	if name == "" {
+		name = "cilium-config"
+	}
+	if ns != "" {
+		name = ns + "/" + name
+	}
+	c := &Config{File: file, Kind: "ConfigMap " + name, Timeouts: map[string]time.Duration{}}
+	data := yamlnode.Get(cm, "data")
+	for _, flag := range timeoutFlags {
+		v := yamlnode.Get(data, flag)
+		if v == nil {
+			continue
+		}
+		d, err := c.duration(file, flag, v)
+		if err != nil {
+			return nil, err
+		}
+		if d <= 0 {
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("%s: %q is not a positive duration", flag, v.Value)}
+		}
+		c.Timeouts[flag] = d
+	}
+	c.ClockKnown, c.Clock = true, Clock{Mode: Ktime}
+	if v := yamlnode.Get(data, "enable-bpf-clock-probe"); v != nil {
+		on, err := strconv.ParseBool(v.Value)
+		if err != nil {
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("enable-bpf-clock-probe: want true or false, got %q", v.Value)}
+		}
+		if on {
+			c.ClockKnown, c.ClockProbe = false, true
+		}
+	}
+	for flag, dst := range map[string]**time.Duration{"conntrack-gc-interval": &c.GCInterval, "conntrack-gc-max-interval": &c.GCMaxInterval} {
+		if v := yamlnode.Get(data, flag); v != nil {
+			d, err := c.duration(file, flag, v)
+			if err != nil {
+				return nil, err
+			}
+			*dst = &d
+		}
+	}
+	return c, nil
+}
+
+// duration reads a ConfigMap value the way the agent's flag parser
+// (spf13/cast) does: a number without a unit is nanoseconds. That is
+// almost never what was meant, so it is noted.
+func (c *Config) duration(file, flag string, v *yaml.Node) (time.Duration, error) {
+	s := strings.TrimSpace(v.Value)
+	if v.Kind == yaml.ScalarNode && s != "" && !strings.ContainsAny(s, "nsuµmh") {
+		d, err := time.ParseDuration(s + "ns")
+		if err == nil {
+			c.Notes = append(c.Notes, Note{Line: v.Line, Column: v.Column,
+				Msg: fmt.Sprintf("%s: %q has no unit, so the agent reads it as %s; write %q if seconds were meant", flag, s, d, s+"s")})
+			return d, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || v.Kind != yaml.ScalarNode {
+		return 0, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("%s: %q is not a duration", flag, v.Value)}
+	}
+	return d, nil
+}
+
+// Timeout returns the node's timeout for an agent flag: the source's value
+// when it sets one, else def (the profile default).
+func (c *Config) Timeout(flag string, def time.Duration) (d time.Duration, fromNode bool) {
+	if c != nil {
+		if d, ok := c.Timeouts[flag]; ok {
+			return d, true
+		}
+	}
+	return def, false
+}

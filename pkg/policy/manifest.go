@@ -1,0 +1,283 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/egwct/egwct/internal/yamlnode"
+)
+
+// The places a timeout text can come from.
+const (
+	// SpecField is the CFP's field, spec.connection-timeouts.
+	SpecField = "connection-timeouts"
+	// Annotation is egwct's annotation, for clusters whose CRD schema
+	// prunes the spec field.
+	Annotation = "egwct.io/connection-timeouts"
+
+	// Kind and APIVersion identify the objects egwct reads.
+	Kind       = "CiliumEgressGatewayPolicy"
+	APIVersion = "cilium.io/v2"
+)
+
+// Position is a place in an input file; Line and Column are 1-based, and
+// zero when unknown.
+type Position struct {
+	File         string
+	Line, Column int
+}
+
+func (p Position) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Column == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// TextSource is a timeout text as found in a manifest.
+type TextSource struct {
+	// Field names where the text was found, as a person would write it:
+	// "spec.connection-timeouts" or "annotation egwct.io/connection-timeouts".
+	Field string
+	// Text is the text; empty when the value is not a string.
+	Text string
+	// Pos is the position of the value in the file.
+	Pos Position
+	// NotText is set when the value is not a string (e.g. a YAML mapping
+	// where a "|" block was meant); NodeKind says what it is.
+	NotText  bool
+	NodeKind string
+
+	node *yaml.Node
+	src  *source
+}
+
+// PositionOf maps a line and byte column of the text to the file. exact is
+// false when the text's layout in the file is not line for line (quoted or
+// folded strings); the position is then that of the value itself.
+func (t *TextSource) PositionOf(line, col int) (pos Position, exact bool) {
+	if t.node == nil || t.src == nil || t.node.Style != yaml.LiteralStyle || line < 1 {
+		return t.Pos, false
+	}
+	textLine := nthLine(t.Text, line)
+	fileLine := t.node.Line + line
+	raw, ok := t.src.line(fileLine)
+	if !ok {
+		return t.Pos, false
+	}
+	raw = strings.TrimSuffix(raw, "\r")
+	indent := len(raw) - len(textLine)
+	if textLine == "" || indent < 0 || raw[indent:] != textLine || strings.Trim(raw[:indent], " ") != "" {
+		return t.Pos, false
+	}
+	return Position{File: t.Pos.File, Line: fileLine, Column: indent + col}, true
+}
+
+func nthLine(s string, n int) string {
+	for i := 1; i < n; i++ {
+		j := strings.IndexByte(s, '\n')
+		if j < 0 {
+			return ""
+		}
+		s = s[j+1:]
+	}
+	if j := strings.IndexByte(s, '\n'); j >= 0 {
+		s = s[:j]
+	}
+	return s
+}
+
+// Policy is a CiliumEgressGatewayPolicy read from a manifest.
+type Policy struct {
+	Name       string
+	APIVersion string
+	// Pos is the position of the object (its first key).
+	Pos Position
+	// Spec and Annotation are the timeout texts found, nil when absent.
+	Spec, Annotation *TextSource
+	// Object is the YAML mapping of the whole object, for later decoding.
+	Object *yaml.Node
+}
+
+// DisplayName is the policy's name, or a placeholder for unnamed objects.
+func (p *Policy) DisplayName() string {
+	if p.Name == "" {
+		return "<unnamed>"
+	}
+	return p.Name
+}
+
+// Skipped is an object of another kind, which validate ignores.
+type Skipped struct {
+	Kind, APIVersion string
+	Pos              Position
+}
+
+// SyntaxError is input that is not YAML or JSON.
+type SyntaxError struct {
+	Pos Position
+	Msg string
+}
+
+func (e *SyntaxError) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// Manifest is what Read found in one file.
+type Manifest struct {
+	Policies []*Policy
+	Skipped  []Skipped
+
+	src *source
+}
+
+// Read decodes every YAML or JSON document in data (multi-document streams
+// and kind: List included) and returns its CiliumEgressGatewayPolicies. A
+// syntax error ends the file: Read returns what it read before it together
+// with a *SyntaxError.
+func Read(file string, data []byte) (*Manifest, error) {
+	src := &source{data: data}
+	m := &Manifest{src: src}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return m, nil
+		}
+		if err != nil {
+			return m, syntaxError(file, err)
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		m.collect(file, src, yamlnode.Resolve(doc.Content[0]), 0)
+	}
+}
+
+// collect adds the object in n, descending into the items of lists.
+func (m *Manifest) collect(file string, src *source, n *yaml.Node, depth int) {
+	pos := Position{File: file, Line: n.Line, Column: n.Column}
+	if n.Kind != yaml.MappingNode {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return
+		}
+		m.Skipped = append(m.Skipped, Skipped{Kind: "(not an object)", Pos: pos})
+		return
+	}
+	kind := yamlnode.Str(yamlnode.Get(n, "kind"))
+	apiVersion := yamlnode.Str(yamlnode.Get(n, "apiVersion"))
+	if items := yamlnode.Get(n, "items"); items != nil && strings.HasSuffix(kind, "List") && depth < 4 {
+		if items.Kind == yaml.SequenceNode {
+			for _, it := range items.Content {
+				m.collect(file, src, yamlnode.Resolve(it), depth+1)
+			}
+		}
+		return
+	}
+	if kind != Kind {
+		m.Skipped = append(m.Skipped, Skipped{Kind: kind, APIVersion: apiVersion, Pos: pos})
+		return
+	}
+	meta := yamlnode.Get(n, "metadata")
+	p := &Policy{
+		Name:       yamlnode.Str(yamlnode.Get(meta, "name")),
+		APIVersion: apiVersion,
+		Pos:        pos,
+		Object:     n,
+	}
+	if v := yamlnode.Get(yamlnode.Get(n, "spec"), SpecField); v != nil {
+		p.Spec = textSource("spec."+SpecField, file, src, v)
+	}
+	if v := yamlnode.Get(yamlnode.Get(meta, "annotations"), Annotation); v != nil {
+		p.Annotation = textSource("annotation "+Annotation, file, src, v)
+	}
+	m.Policies = append(m.Policies, p)
+}
+
+func textSource(field, file string, src *source, v *yaml.Node) *TextSource {
+	t := &TextSource{Field: field, Pos: Position{File: file, Line: v.Line, Column: v.Column}, node: v, src: src}
+	if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!null") {
+		t.NotText = true
+		t.NodeKind = nodeKind(v)
+		return t
+	}
+	if v.Tag == "!!null" {
+		return t // "connection-timeouts:" with nothing: an empty text
+	}
+	t.Text = v.Value
+	return t
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	switch n.Tag {
+	case "!!int", "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	}
+	return "not a string"
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+func syntaxError(file string, err error) *SyntaxError {
+	msg := err.Error()
+	pos := Position{File: file}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		pos.Line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	return &SyntaxError{Pos: pos, Msg: msg}
+}
+
+// source gives the lines of a file, indexed on first use only, so that
+// files without findings cost nothing extra.
+type source struct {
+	data   []byte
+	starts []int
+}
+
+func (s *source) line(n int) (string, bool) {
+	if s.starts == nil {
+		s.starts = append(s.starts, 0)
+		for i, b := range s.data {
+			if b == '\n' {
+				s.starts = append(s.starts, i+1)
+			}
+		}
+	}
+	if n < 1 || n > len(s.starts) {
+		return "", false
+	}
+	end := len(s.data)
+	if n < len(s.starts) {
+		end = s.starts[n] - 1
+	}
+	return string(s.data[s.starts[n-1]:end]), true
+}
+
+// Line returns line n (1-based) of the file, for showing context under a
+// finding.
+func (m *Manifest) Line(n int) (string, bool) {
+	if m.src == nil {
+		return "", false
+	}
+	return m.src.line(n)
+}

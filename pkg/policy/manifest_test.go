@@ -1,0 +1,138 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const literal = `# comment
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata:
+  name: one
+spec:
+  connection-timeouts: |
+
+    # first line blank
+    bpfCtTimeoutRegularTcp: 5m
+      indented: 1s
+---
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: cilium.io/v2
+  kind: CiliumEgressGatewayPolicy
+  metadata:
+    name: two
+    annotations:
+      egwct.io/connection-timeouts: "bpfCtTimeoutRegularAny: 30s\nx: 1s"
+- apiVersion: cilium.io/v2alpha1
+  kind: CiliumEgressGatewayPolicy
+  metadata: {name: three}
+  spec:
+    connection-timeouts:
+      bpfCtTimeoutRegularTcp: 5m
+`
+
+func TestRead(t *testing.T) {
+	m, err := Read("f.yaml", []byte(literal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Policies) != 3 || len(m.Skipped) != 1 {
+		t.Fatalf("got %d policies, %d skipped", len(m.Policies), len(m.Skipped))
+	}
+	if s := m.Skipped[0]; s.Kind != "ConfigMap" || s.Pos.Line != 14 {
+		t.Errorf("skipped = %+v", s)
+	}
+	one, two, three := m.Policies[0], m.Policies[1], m.Policies[2]
+
+	if one.Name != "one" || one.Spec == nil || one.Annotation != nil || one.Pos.Line != 2 {
+		t.Fatalf("policy one = %+v", one)
+	}
+	// Text line 3 is "bpfCtTimeoutRegularTcp: 5m", file line 10, indented 4.
+	if pos, exact := one.Spec.PositionOf(3, 1); !exact || pos.Line != 10 || pos.Column != 5 {
+		t.Errorf("PositionOf(3,1) = %v %v, want f.yaml:10:5 exact", pos, exact)
+	}
+	// A more-indented line keeps its extra indentation in the text.
+	if pos, exact := one.Spec.PositionOf(4, 3); !exact || pos.Line != 11 || pos.Column != 7 {
+		t.Errorf("PositionOf(4,3) = %v %v, want f.yaml:11:7", pos, exact)
+	}
+	if got, _ := m.Line(10); strings.TrimSpace(got) != "bpfCtTimeoutRegularTcp: 5m" {
+		t.Errorf("Line(10) = %q", got)
+	}
+
+	if two.Annotation == nil || two.Annotation.Text != "bpfCtTimeoutRegularAny: 30s\nx: 1s" {
+		t.Fatalf("policy two annotation = %+v", two.Annotation)
+	}
+	// A quoted string: positions fall back to the value itself.
+	if pos, exact := two.Annotation.PositionOf(2, 1); exact || pos.Line != 26 || pos.Column != 37 {
+		t.Errorf("quoted PositionOf = %v %v, want f.yaml:26:37 inexact", pos, exact)
+	}
+
+	if three.APIVersion != "cilium.io/v2alpha1" || three.Spec == nil || !three.Spec.NotText || three.Spec.NodeKind != "a mapping" {
+		t.Errorf("policy three = %+v spec %+v", three, three.Spec)
+	}
+}
+
+func TestReadJSON(t *testing.T) {
+	doc := `{"apiVersion": "cilium.io/v2", "kind": "CiliumEgressGatewayPolicy",
+	"metadata": {"name": "j"},
+	"spec": {"connection-timeouts": "bpfCtTimeoutRegularTcp: 5m\n"}}`
+	m, err := Read("f.json", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Policies) != 1 || m.Policies[0].Spec.Text != "bpfCtTimeoutRegularTcp: 5m\n" {
+		t.Fatalf("policies = %+v", m.Policies)
+	}
+}
+
+func TestReadSyntaxError(t *testing.T) {
+	doc := "apiVersion: cilium.io/v2\nkind: CiliumEgressGatewayPolicy\nmetadata:\n  name: a\n---\nkind: [unclosed\n"
+	m, err := Read("bad.yaml", []byte(doc))
+	var se *SyntaxError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want *SyntaxError", err)
+	}
+	if se.Pos.File != "bad.yaml" || se.Pos.Line == 0 || strings.HasPrefix(se.Msg, "yaml:") {
+		t.Errorf("syntax error = %+v", se)
+	}
+	if len(m.Policies) != 1 {
+		t.Errorf("policies before the error = %d, want 1", len(m.Policies))
+	}
+}
+
+func TestReadAliasesAndNull(t *testing.T) {
+	doc := `
+base: &t |
+  bpfCtTimeoutRegularTcp: 5m
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: a}
+spec:
+  connection-timeouts: *t
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: b}
+spec:
+  connection-timeouts:
+`
+	m, err := Read("a.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Policies[0].Spec.Text != "bpfCtTimeoutRegularTcp: 5m\n" {
+		t.Errorf("alias text = %q", m.Policies[0].Spec.Text)
+	}
+	if s := m.Policies[1].Spec; s == nil || s.NotText || s.Text != "" {
+		t.Errorf("null text = %+v", s)
+	}
+}

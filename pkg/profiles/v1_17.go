@@ -1,0 +1,28 @@
+package profiles
+
+import "time"
+
+func init() {
+	register(&Profile{
+		Name: "1.17", Major: 1, Minor: 17,
+		Verified: v("1.17.8"),
+		Sources: []string{
+			"v1.17.0 c2bbf787eab9b7f728fcc861904d9bcf17e4ba9b",
+			"v1.17.8 03b5572f35bba14971c5ce049de3842b8ff4fa6a",
+		},
+		Parameters:    regularParameters(8000 * time.Second),
+		ServiceTimers: serviceTimers(8000 * time.Second),
+		Maps:          mapSet([]uint32{0}, FlagNoPrealloc),
+		CTEntry: ctEntry(countersV116,
+			Field{Name: "ifindex", Offset: 40, Size: 2, Note: "unused with HAVE_FIB_INDEX"}, "nat64", "dsr_internal"),
+		Clock: ClockRules{
+			Default:   clockDefault,
+			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false), the kernel has jiffies64 and KERNEL_HZ != 1",
+			Shift:     8,
+			HZChoices: hzChoices,
+			Where:     clockWhere,
+		},
+		SNATRetries:  128,
+		GCDeletesNAT: "only for entries with tuple flags exactly OUT, through the GC event stream: dsr_internal entries delete the port-swapped NAT key, others the address-swapped egress key and its reverse key",
+	})
+}
