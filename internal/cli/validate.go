@@ -233,11 +233,11 @@ type item struct {
 	source string // the line of the file the finding points at, if any
 }
 
-func (r *report) add(m *policy.Manifest, fs ...validate.Finding) {
+func (r *report) add(src *policy.Source, fs ...validate.Finding) {
 	for _, f := range fs {
 		it := item{Finding: f}
-		if m != nil && f.Line > 0 {
-			it.source, _ = m.Line(f.Line)
+		if src != nil && f.Line > 0 && f.File == src.File {
+			it.source, _ = src.Line(f.Line)
 		}
 		switch f.Severity {
 		case validate.Error:
@@ -262,23 +262,22 @@ func (r *report) file(o *validateOptions, v *validate.Validator, in input) error
 	if err != nil {
 		return err
 	}
-	m, err := policy.Read(in.name, data)
+	src := policy.NewSource(in.name, data)
 	var fs []validate.Finding
+	err = src.Each(func(p *policy.Policy) {
+		r.policies++
+		fs = append(fs, v.Policy(p).Findings...)
+	}, func(s policy.Skipped) {
+		if o.Verbose {
+			fmt.Fprintf(o.io.ErrOut, "skipped %s: kind %s\n", s.Pos, clean(orNone(s.Kind)))
+		}
+	})
 	var se *policy.SyntaxError
 	if errors.As(err, &se) {
 		fs = append(fs, validate.SyntaxFinding(se))
 	}
-	for _, p := range m.Policies {
-		r.policies++
-		fs = append(fs, v.Policy(p).Findings...)
-	}
-	if o.Verbose {
-		for _, s := range m.Skipped {
-			fmt.Fprintf(o.io.ErrOut, "skipped %s: kind %s\n", s.Pos, clean(orNone(s.Kind)))
-		}
-	}
 	validate.SortFindings(fs)
-	r.add(m, fs...)
+	r.add(src, fs...)
 	return nil
 }
 

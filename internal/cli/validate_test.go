@@ -203,3 +203,33 @@ func TestClean(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedCommands runs every `egwct validate` command line of the
+// user guide against the examples, so the documented CI jobs keep working.
+func TestDocumentedCommands(t *testing.T) {
+	chdirRoot(t)
+	doc, err := os.ReadFile("docs/validate.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(doc), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "- "))
+		line = strings.TrimPrefix(line, "run: ")
+		if !strings.HasPrefix(line, "egwct validate ") {
+			continue
+		}
+		line = strings.SplitN(line, " > ", 2)[0]
+		line = strings.ReplaceAll(line, `"$CILIUM_VERSION"`, "1.18.3")
+		line = strings.ReplaceAll(line, "policies/", "examples/valid/")
+		args := strings.Fields(line)[1:]
+		code, _, errOut := run(t, "", args...)
+		if code != 0 && !(code == 1 && strings.Contains(line, "--strict")) {
+			t.Errorf("documented %q exits %d: %s", line, code, errOut)
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("found %d documented commands, want at least 3", n)
+	}
+}

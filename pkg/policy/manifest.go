@@ -59,7 +59,7 @@ type TextSource struct {
 	NodeKind string
 
 	node *yaml.Node
-	src  *source
+	src  *Source
 }
 
 // PositionOf maps a line and byte column of the text to the file. exact is
@@ -71,7 +71,7 @@ func (t *TextSource) PositionOf(line, col int) (pos Position, exact bool) {
 	}
 	textLine := nthLine(t.Text, line)
 	fileLine := t.node.Line + line
-	raw, ok := t.src.line(fileLine)
+	raw, ok := t.src.Line(fileLine)
 	if !ok {
 		return t.Pos, false
 	}
@@ -135,42 +135,73 @@ func (e *SyntaxError) Error() string { return e.Pos.String() + ": " + e.Msg }
 type Manifest struct {
 	Policies []*Policy
 	Skipped  []Skipped
-
-	src *source
 }
 
-// Read decodes every YAML or JSON document in data (multi-document streams
-// and kind: List included) and returns its CiliumEgressGatewayPolicies. A
-// syntax error ends the file: Read returns what it read before it together
-// with a *SyntaxError.
+// Source is one input file. Its policies are visited one document at a
+// time, so that memory does not grow with the number of documents.
+type Source struct {
+	File string
+	data []byte
+	// starts indexes the lines, built on first use only, so that files
+	// without findings cost nothing extra.
+	starts []int
+}
+
+// NewSource wraps the contents of a file.
+func NewSource(file string, data []byte) *Source {
+	return &Source{File: file, data: data}
+}
+
+// Read decodes the whole file and returns its policies and skipped objects.
 func Read(file string, data []byte) (*Manifest, error) {
-	src := &source{data: data}
-	m := &Manifest{src: src}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	m := &Manifest{}
+	err := NewSource(file, data).Each(
+		func(p *Policy) { m.Policies = append(m.Policies, p) },
+		func(s Skipped) { m.Skipped = append(m.Skipped, s) })
+	return m, err
+}
+
+// Each decodes every YAML or JSON document of the file (multi-document
+// streams and kind: List included) and calls policy for each
+// CiliumEgressGatewayPolicy and skipped (if not nil) for objects of other
+// kinds. A syntax error ends the file: Each returns a *SyntaxError after
+// visiting what came before it.
+func (s *Source) Each(policy func(*Policy), skipped func(Skipped)) (err error) {
+	defer func() {
+		// The YAML library is not ours; a panic in it must not take the
+		// process down on hostile input.
+		if r := recover(); r != nil {
+			err = &SyntaxError{Pos: Position{File: s.File}, Msg: fmt.Sprintf("YAML parser failed: %v", r)}
+		}
+	}()
+	if skipped == nil {
+		skipped = func(Skipped) {}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(s.data))
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			return m, nil
+			return nil
 		}
 		if err != nil {
-			return m, syntaxError(file, err)
+			return syntaxError(s.File, err)
 		}
 		if len(doc.Content) == 0 {
 			continue
 		}
-		m.collect(file, src, yamlnode.Resolve(doc.Content[0]), 0)
+		s.collect(yamlnode.Resolve(doc.Content[0]), 0, policy, skipped)
 	}
 }
 
 // collect adds the object in n, descending into the items of lists.
-func (m *Manifest) collect(file string, src *source, n *yaml.Node, depth int) {
-	pos := Position{File: file, Line: n.Line, Column: n.Column}
+func (s *Source) collect(n *yaml.Node, depth int, policy func(*Policy), skipped func(Skipped)) {
+	pos := Position{File: s.File, Line: n.Line, Column: n.Column}
 	if n.Kind != yaml.MappingNode {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 			return
 		}
-		m.Skipped = append(m.Skipped, Skipped{Kind: "(not an object)", Pos: pos})
+		skipped(Skipped{Kind: "(not an object)", Pos: pos})
 		return
 	}
 	kind := yamlnode.Str(yamlnode.Get(n, "kind"))
@@ -178,13 +209,13 @@ func (m *Manifest) collect(file string, src *source, n *yaml.Node, depth int) {
 	if items := yamlnode.Get(n, "items"); items != nil && strings.HasSuffix(kind, "List") && depth < 4 {
 		if items.Kind == yaml.SequenceNode {
 			for _, it := range items.Content {
-				m.collect(file, src, yamlnode.Resolve(it), depth+1)
+				s.collect(yamlnode.Resolve(it), depth+1, policy, skipped)
 			}
 		}
 		return
 	}
 	if kind != Kind {
-		m.Skipped = append(m.Skipped, Skipped{Kind: kind, APIVersion: apiVersion, Pos: pos})
+		skipped(Skipped{Kind: kind, APIVersion: apiVersion, Pos: pos})
 		return
 	}
 	meta := yamlnode.Get(n, "metadata")
@@ -195,16 +226,16 @@ func (m *Manifest) collect(file string, src *source, n *yaml.Node, depth int) {
 		Object:     n,
 	}
 	if v := yamlnode.Get(yamlnode.Get(n, "spec"), SpecField); v != nil {
-		p.Spec = textSource("spec."+SpecField, file, src, v)
+		p.Spec = s.textSource("spec."+SpecField, v)
 	}
 	if v := yamlnode.Get(yamlnode.Get(meta, "annotations"), Annotation); v != nil {
-		p.Annotation = textSource("annotation "+Annotation, file, src, v)
+		p.Annotation = s.textSource("annotation "+Annotation, v)
 	}
-	m.Policies = append(m.Policies, p)
+	policy(p)
 }
 
-func textSource(field, file string, src *source, v *yaml.Node) *TextSource {
-	t := &TextSource{Field: field, Pos: Position{File: file, Line: v.Line, Column: v.Column}, node: v, src: src}
+func (s *Source) textSource(field string, v *yaml.Node) *TextSource {
+	t := &TextSource{Field: field, Pos: Position{File: s.File, Line: v.Line, Column: v.Column}, node: v, src: s}
 	if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!null") {
 		t.NotText = true
 		t.NodeKind = nodeKind(v)
@@ -247,14 +278,8 @@ func syntaxError(file string, err error) *SyntaxError {
 	return &SyntaxError{Pos: pos, Msg: msg}
 }
 
-// source gives the lines of a file, indexed on first use only, so that
-// files without findings cost nothing extra.
-type source struct {
-	data   []byte
-	starts []int
-}
-
-func (s *source) line(n int) (string, bool) {
+// Line returns line n (1-based) of the file, without its line break.
+func (s *Source) Line(n int) (string, bool) {
 	if s.starts == nil {
 		s.starts = append(s.starts, 0)
 		for i, b := range s.data {
@@ -271,13 +296,4 @@ func (s *source) line(n int) (string, bool) {
 		end = s.starts[n] - 1
 	}
 	return string(s.data[s.starts[n-1]:end]), true
-}
-
-// Line returns line n (1-based) of the file, for showing context under a
-// finding.
-func (m *Manifest) Line(n int) (string, bool) {
-	if m.src == nil {
-		return "", false
-	}
-	return m.src.line(n)
 }

@@ -64,7 +64,7 @@ func TestRead(t *testing.T) {
 	if pos, exact := one.Spec.PositionOf(4, 3); !exact || pos.Line != 11 || pos.Column != 7 {
 		t.Errorf("PositionOf(4,3) = %v %v, want f.yaml:11:7", pos, exact)
 	}
-	if got, _ := m.Line(10); strings.TrimSpace(got) != "bpfCtTimeoutRegularTcp: 5m" {
+	if got, _ := NewSource("f.yaml", []byte(literal)).Line(10); strings.TrimSpace(got) != "bpfCtTimeoutRegularTcp: 5m" {
 		t.Errorf("Line(10) = %q", got)
 	}
 

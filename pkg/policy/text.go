@@ -82,6 +82,10 @@ func parseLine(t *Text, n int, line string) {
 	}
 	if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
 		value = value[1 : len(value)-1]
+		if value == "" {
+			t.Errors = append(t.Errors, LineError{Line: n, Col: valStart + 1, Msg: fmt.Sprintf("empty value for %q", key)})
+			return
+		}
 	}
 	t.Entries = append(t.Entries, Entry{Key: key, Value: value, Line: n, KeyCol: indent + 1, ValueCol: valStart + 1})
 }
@@ -137,18 +141,26 @@ func ParseDuration(s string) (time.Duration, error) {
 		if n <= 0 {
 			return 0, &DurationError{Value: s, Err: ErrNonPositive}
 		}
-		return 0, &DurationError{Value: s, Err: ErrBareNumber, Suggestion: strings.TrimPrefix(s, "+") + "s"}
+		return 0, &DurationError{Value: s, Err: ErrBareNumber, Suggestion: valid(strings.TrimPrefix(s, "+") + "s")}
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		de := &DurationError{Value: s, Err: ErrNotDuration}
-		de.Suggestion = suggestDuration(s)
+		de.Suggestion = valid(suggestDuration(s))
 		return 0, de
 	}
 	if d <= 0 {
 		return 0, &DurationError{Value: s, Err: ErrNonPositive}
 	}
 	return d, nil
+}
+
+// valid returns s if it is a usable duration, else "".
+func valid(s string) string {
+	if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+		return ""
+	}
+	return s
 }
 
 // suggestDuration fixes the usual slips: spaces ("5 m"), capitals ("5M",

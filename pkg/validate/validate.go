@@ -277,8 +277,9 @@ func (v *Validator) text(p *policy.Policy, src *policy.TextSource) Result {
 	byState := map[profiles.State]set{}
 	first := map[string]policy.Entry{}
 	for _, e := range text.Entries {
-		pos, where := at(e.Line, e.KeyCol)
+		// Positions are looked up only for findings: most lines have none.
 		find := func(r Rule, msg string) Finding {
+			pos, where := at(e.Line, e.KeyCol)
 			f := newFinding(r, pos, msg+where)
 			f.Key = e.Key
 			return f
@@ -312,10 +313,9 @@ func (v *Validator) text(p *policy.Policy, src *policy.TextSource) Result {
 			continue
 		}
 		for _, f := range v.value(prm, d, e) {
-			if f.Line == 0 {
-				f.File, f.Line, f.Column = pos.File, pos.Line, pos.Column
-				f.Message += where
-			}
+			pos, where := at(e.Line, e.KeyCol)
+			f.File, f.Line, f.Column = pos.File, pos.Line, pos.Column
+			f.Message += where
 			add(f)
 		}
 		byState[prm.State] = set{applied(d), e}
@@ -373,8 +373,8 @@ func durationRule(err error) Rule {
 	return RuleBadDuration
 }
 
-// value checks a parsed value against the node and the clock. Findings
-// without a position take the entry's.
+// value checks a parsed value against the node and the clock. The caller
+// gives the findings the entry's position.
 func (v *Validator) value(prm profiles.Parameter, d time.Duration, e policy.Entry) []Finding {
 	var out []Finding
 	find := func(r Rule, msg string) *Finding {
