@@ -61,6 +61,10 @@ Exit codes:
 		newValidateCmd(ios),
 		newProfilesCmd(ios),
 		newVersionCmd(ios),
+		newCTCmd(ios),
+		newNATCmd(ios),
+		newEgressCmd(ios),
+		newLabCmd(ios),
 	)
 	return root
 }

@@ -6,7 +6,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -207,3 +209,34 @@ func TestEgressPolicyCodec(t *testing.T) {
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+
+func TestTimes(t *testing.T) {
+	node := map[profiles.State]time.Duration{profiles.StateEstablished: 8000 * time.Second, profiles.StateNonTCP: 60 * time.Second}
+	kt := NewTimes(nodeconfig.Clock{Mode: nodeconfig.Ktime}, 1000, node)
+	if r := kt.Remaining(1100); r != 100*time.Second {
+		t.Errorf("remaining = %v", r)
+	}
+	if r := kt.Remaining(900); r != -100*time.Second {
+		t.Errorf("expired remaining = %v", r)
+	}
+	// Refreshed 7900 s ago? No: lifetime = now + 8000 − idle → idle 7900 s.
+	if i := kt.Idle(profiles.StateEstablished, 1100); i != 7900*time.Second {
+		t.Errorf("idle = %v", i)
+	}
+	// Around the u32 wrap.
+	wrap := NewTimes(nodeconfig.Clock{Mode: nodeconfig.Ktime}, 5, node)
+	if r := wrap.Remaining(0xfffffffb); r != -10*time.Second {
+		t.Errorf("wrapped remaining = %v", r)
+	}
+	// Jiffies at HZ=250: one unit is 1.024 s; 60 s → 58 units.
+	jt := NewTimes(nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 250}, 1000, node)
+	if jt.Node[profiles.StateNonTCP] != 58 {
+		t.Errorf("node units = %d", jt.Node[profiles.StateNonTCP])
+	}
+	if r := jt.Remaining(1010); r != 10240*time.Millisecond {
+		t.Errorf("jiffies remaining = %v", r)
+	}
+	if i := jt.Idle(profiles.StateNonTCP, 1058); i != 0 {
+		t.Errorf("just refreshed: idle = %v", i)
+	}
+}

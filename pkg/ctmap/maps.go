@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -84,7 +83,7 @@ func check(path string, spec profiles.MapSpec, info *ebpf.MapInfo) error {
 	case info.Name != "" && info.Name != want:
 		return &MismatchError{path, "name", fmt.Sprintf("%q", want), fmt.Sprintf("%q", info.Name)}
 	case uint32(info.Type) != uint32(spec.Type):
-		return &MismatchError{path, "type", spec.Type.String(), strings.TrimPrefix(info.Type.String(), "MapType(")}
+		return &MismatchError{path, "type", spec.Type.String(), profiles.MapType(info.Type).String()}
 	case info.KeySize != spec.KeySize:
 		return &MismatchError{path, "key size", fmt.Sprint(spec.KeySize), fmt.Sprint(info.KeySize)}
 	case info.ValueSize != spec.ValueSize:

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/egwct/egwct/internal/yamlnode"
+	"github.com/egwct/egwct/pkg/profiles"
 )
 
 // Config is what one source says about a node's Cilium configuration.
@@ -255,4 +256,14 @@ func (c *Config) Timeout(flag string, def time.Duration) (d time.Duration, fromN
 		}
 	}
 	return def, false
+}
+
+// NodeTimeouts returns the node's timeout for each state of profile p: the
+// source's value where it sets one, else the profile default.
+func (c *Config) NodeTimeouts(p *profiles.Profile) map[profiles.State]time.Duration {
+	out := make(map[profiles.State]time.Duration, len(p.Parameters))
+	for _, prm := range p.Parameters {
+		out[prm.State], _ = c.Timeout(prm.Flag, prm.Default)
+	}
+	return out
 }

@@ -1,0 +1,135 @@
+package lab
+
+import (
+	"fmt"
+
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+// batches collects elements per map and writes them with one system call
+// per few thousand elements.
+type batches struct {
+	ct, ctAny, nat *ctmap.Map
+	pending        map[*ctmap.Map]*pending
+}
+
+type pending struct {
+	keys, vals [][]byte
+}
+
+func newBatches(p *profiles.Profile, maps map[string]*ctmap.Map) *batches {
+	get := func(role profiles.MapRole) *ctmap.Map {
+		s, _ := p.Map(role, 4)
+		return maps[s.Name]
+	}
+	return &batches{ct: get(profiles.RoleCTTCP), ctAny: get(profiles.RoleCTAny), nat: get(profiles.RoleSNAT),
+		pending: map[*ctmap.Map]*pending{}}
+}
+
+func (b *batches) put(m *ctmap.Map, k, v []byte) error {
+	p := b.pending[m]
+	if p == nil {
+		p = &pending{}
+		b.pending[m] = p
+	}
+	p.keys, p.vals = append(p.keys, k), append(p.vals, v)
+	if len(p.keys) >= 8192 {
+		return b.flushMap(m, p)
+	}
+	return nil
+}
+
+func (b *batches) flush() error {
+	for m, p := range b.pending {
+		if err := b.flushMap(m, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *batches) flushMap(m *ctmap.Map, p *pending) error {
+	if len(p.keys) == 0 {
+		return nil
+	}
+	ks := make([]byte, 0, len(p.keys)*int(m.Spec.KeySize))
+	vs := make([]byte, 0, len(p.vals)*int(m.Spec.ValueSize))
+	for i := range p.keys {
+		ks, vs = append(ks, p.keys[i]...), append(vs, p.vals[i]...)
+	}
+	if err := putAll(m, ks, vs, len(p.keys)); err != nil {
+		return fmt.Errorf("%s: %w", m.Spec.Name, err)
+	}
+	p.keys, p.vals = p.keys[:0], p.vals[:0]
+	return nil
+}
+
+// addFlow writes a flow's CT entry (and RELATED companion) and its two
+// SNAT entries, as the datapath would have created them.
+func (b *batches) addFlow(g *gen, f flow) error {
+	m := b.ct
+	if f.ct.Key.NextHdr != ctmap.ProtoTCP {
+		m = b.ctAny
+	}
+	if err := b.put(m, f.ct.Key.Bytes(), append([]byte(nil), f.ct.Value[:]...)); err != nil {
+		return err
+	}
+	if f.related {
+		rel := f.ct.Key
+		rel.NextHdr, rel.DPort, rel.SPort, rel.Flags = ctmap.ProtoICMP, 0, 0, ctmap.TupleOut|ctmap.TupleRelated
+		var e ctmap.CTEntry
+		g.setEntry(&e, profiles.StateNonTCP, 0, 0, 0, f.identity, min(f.idle, g.units[profiles.StateNonTCP]))
+		if err := b.put(b.ctAny, rel.Bytes(), append([]byte(nil), e[:]...)); err != nil {
+			return err
+		}
+	}
+	if b.nat == nil || f.snatPort == 0 {
+		return nil
+	}
+	egressKey, _ := ctmap.NATKeysForCT(f.ct.Key)
+	created := uint64(g.now - f.idle - uint32(g.rng.IntN(60)))
+	ev := ctmap.NewNATEntry(created, !f.related, f.egress, f.snatPort)
+	rk := ctmap.ReverseKey(egressKey, &ev)
+	rv := ctmap.NewNATEntry(created, !f.related, f.ct.Key.DAddr, f.ct.Key.SPort)
+	if err := b.put(b.nat, rk.Bytes(), append([]byte(nil), rv.Bytes()...)); err != nil {
+		return err
+	}
+	return b.put(b.nat, egressKey.Bytes(), append([]byte(nil), ev.Bytes()...))
+}
+
+// writeEgress writes the policy map entries: for every selected pod and
+// destination CIDR one entry, excluded CIDRs with gateway 0.0.0.1; on main
+// both the v4 and v4_v2 maps, as the agent does.
+func writeEgress(p *profiles.Profile, w *world, maps map[string]*ctmap.Map) (int, error) {
+	n := 0
+	for _, s := range p.Maps {
+		if s.Role != profiles.RoleEgressPolicy || s.Family != 4 {
+			continue
+		}
+		m := maps[s.Name]
+		for _, pol := range w.policies {
+			for _, pod := range pol.Pods {
+				put := func(e ctmap.EgressPolicy) error {
+					k, v, err := ctmap.EncodeEgressPolicy(e, int(s.ValueSize))
+					if err != nil {
+						return err
+					}
+					n++
+					return m.Put(k, v)
+				}
+				for _, d := range pol.Dests {
+					if err := put(ctmap.EgressPolicy{Source: pod, Dest: d, EgressIP: pol.EgressIP, GatewayIP: NodeIP, IfIndex: 2}); err != nil {
+						return n, fmt.Errorf("%s: %w", s.Name, err)
+					}
+				}
+				for _, d := range pol.Excluded {
+					if err := put(ctmap.EgressPolicy{Source: pod, Dest: d, GatewayIP: ctmap.GatewayExcluded}); err != nil {
+						return n, fmt.Errorf("%s: %w", s.Name, err)
+					}
+				}
+			}
+		}
+	}
+	return n, nil
+}
