@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/lab"
@@ -363,4 +365,44 @@ func labDir(t *testing.T) string {
 		}
 	})
 	return dir
+}
+
+// TestCTJSONPathsAgree: the fast JSON encoder of ct list and the generic
+// record encoder (used for YAML) write the same object.
+func TestCTJSONPathsAgree(t *testing.T) {
+	res, _ := profiles.Resolve("1.14")
+	layout := res.Profile.CTEntry
+	c := ctmap.CT{Key: ctmap.Tuple{DAddr: netip.MustParseAddr("10.0.1.5"), SAddr: netip.MustParseAddr("93.184.216.34"), DPort: 443, SPort: 43210, NextHdr: ctmap.ProtoTCP}}
+	for i := range c.Value {
+		c.Value[i] = byte(i * 3)
+	}
+	spec, _ := res.Profile.Map(profiles.RoleCTTCP, 4)
+	m := &ctmap.Map{Spec: spec}
+	times := ctmap.NewTimes(nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 250}, c.Value.Lifetime()-7, map[profiles.State]time.Duration{})
+	var outs []string
+	for _, format := range []string{"json", "yaml"} {
+		var buf strings.Builder
+		out := newOutput(&buf, format, false, nil, nil)
+		o := &listOptions{proto: -1, state: -1}
+		if err := o.ctEntry(out, m, c.Key.Bytes(), &c, times, layout); err != nil {
+			t.Fatal(err)
+		}
+		out.close()
+		outs = append(outs, buf.String())
+	}
+	var viaJSON map[string]any
+	dec := json.NewDecoder(strings.NewReader(outs[0]))
+	dec.UseNumber() // u64 counters do not fit a float64
+	if err := dec.Decode(&viaJSON); err != nil {
+		t.Fatal(err)
+	}
+	var viaRecord []map[string]any
+	if err := yaml.Unmarshal([]byte(outs[1]), &viaRecord); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(viaJSON)
+	b, _ := json.Marshal(viaRecord[0])
+	if string(a) != string(b) {
+		t.Errorf("json and yaml differ:\n%s\n%s", a, b)
+	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
@@ -138,6 +139,7 @@ type output struct {
 	rec    record
 	sub    record
 	n      int
+	keys   []string
 }
 
 func newOutput(w io.Writer, format string, noHeaders bool, header, wide []string) *output {
@@ -309,7 +311,7 @@ func (o *listOptions) ctEntry(out *output, m *ctmap.Map, key []byte, c *ctmap.CT
 	}
 	lifetime := c.Value.Lifetime()
 	remaining, idle := t.Remaining(lifetime), t.Idle(state, lifetime)
-	if (o.Expired && remaining >= 0) || idle < o.IdleOver {
+	if (o.Expired && remaining >= 0) || (o.IdleOver > 0 && idle < o.IdleOver) {
 		return nil
 	}
 	if out.table != nil {
@@ -321,13 +323,20 @@ func (o *listOptions) ctEntry(out *output, m *ctmap.Map, key []byte, c *ctmap.CT
 		}, 7)
 		return nil
 	}
+	if out.format == "json" {
+		// The hot path of large dumps: encoded straight into the buffer.
+		out.n++
+		out.buf = appendCTJSON(out.buf[:0], m.Spec.Name, key, c, src, dst, state, remaining, idle, out.rawKeys(layout), layout)
+		_, err := out.w.Write(out.buf)
+		return err
+	}
 	r := &out.rec
 	r.reset()
 	r.str("map", m.Spec.Name)
 	r.str("proto", ctmap.ProtoName(c.Key.NextHdr))
-	r.str("src_ip", src.Addr().String())
+	r.addr("src_ip", src.Addr())
 	r.uint("src_port", uint64(src.Port()))
-	r.str("dst_ip", dst.Addr().String())
+	r.addr("dst_ip", dst.Addr())
 	r.uint("dst_port", uint64(dst.Port()))
 	r.str("tuple_flags", c.Key.FlagsString())
 	r.str("state", state.String())
@@ -341,6 +350,60 @@ func (o *listOptions) ctEntry(out *output, m *ctmap.Map, key []byte, c *ctmap.CT
 	}
 	r.nested("raw", raw)
 	return out.emit()
+}
+
+// rawKeys returns the JSON prefixes `,"name":` of the layout's fields,
+// computed once per listing.
+func (o *output) rawKeys(layout profiles.CTEntryLayout) []string {
+	if o.keys == nil {
+		for _, f := range layout.Fields {
+			o.keys = append(o.keys, `,"`+f.Name+`":`)
+		}
+	}
+	return o.keys
+}
+
+// appendCTJSON writes one CT entry as a JSON object; the schema is the
+// record's (docs/listing.md), the order of fields fixed.
+func appendCTJSON(b []byte, mapName string, key []byte, c *ctmap.CT, src, dst netip.AddrPort, state profiles.State,
+	remaining, idle time.Duration, rawKeys []string, layout profiles.CTEntryLayout) []byte {
+	b = append(b, `{"map":"`...)
+	b = append(b, mapName...)
+	b = append(b, `","proto":"`...)
+	b = append(b, ctmap.ProtoName(c.Key.NextHdr)...)
+	b = append(b, `","src_ip":"`...)
+	b = src.Addr().AppendTo(b)
+	b = append(b, `","src_port":`...)
+	b = strconv.AppendUint(b, uint64(src.Port()), 10)
+	b = append(b, `,"dst_ip":"`...)
+	b = dst.Addr().AppendTo(b)
+	b = append(b, `","dst_port":`...)
+	b = strconv.AppendUint(b, uint64(dst.Port()), 10)
+	b = append(b, `,"tuple_flags":"`...)
+	b = append(b, c.Key.FlagsString()...)
+	b = append(b, `","state":"`...)
+	b = append(b, state.String()...)
+	b = append(b, `","remaining_s":`...)
+	b = appendSeconds(b, remaining)
+	b = append(b, `,"idle_s":`...)
+	b = appendSeconds(b, idle)
+	b = append(b, `,"raw":{"key_hex":"`...)
+	b = hex.AppendEncode(b, key)
+	b = append(b, '"')
+	for i, f := range layout.Fields {
+		b = append(b, rawKeys[i]...)
+		b = strconv.AppendUint(b, c.Value.Field(f), 10)
+	}
+	return append(b, "}}\n"...)
+}
+
+// appendSeconds writes a duration in seconds: an integer when whole
+// (ktime), else with up to millisecond precision (jiffies).
+func appendSeconds(b []byte, d time.Duration) []byte {
+	if d%time.Second == 0 {
+		return strconv.AppendInt(b, int64(d/time.Second), 10)
+	}
+	return strconv.AppendFloat(b, seconds(d), 'f', -1, 64)
 }
 
 // flagNames lists the set ct_entry flag bits by their Cilium names.

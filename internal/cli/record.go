@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/hex"
+	"net/netip"
 	"strconv"
 	"unicode/utf8"
 )
@@ -23,6 +24,7 @@ const (
 	kBool
 	kHex
 	kNested
+	kAddr
 )
 
 type field struct {
@@ -34,8 +36,12 @@ type field struct {
 	f    float64
 	b    []byte
 	sub  *record
+	a    netip.Addr
 }
 
+func (r *record) addr(k string, v netip.Addr) {
+	r.fields = append(r.fields, field{key: k, kind: kAddr, a: v})
+}
 func (r *record) reset()                { r.fields = r.fields[:0] }
 func (r *record) str(k, v string)       { r.fields = append(r.fields, field{key: k, kind: kString, s: v}) }
 func (r *record) int(k string, v int64) { r.fields = append(r.fields, field{key: k, kind: kInt, i: v}) }
@@ -118,6 +124,10 @@ func appendScalar(b []byte, f field) []byte {
 	case kHex:
 		b = append(b, '"')
 		b = hex.AppendEncode(b, f.b)
+		return append(b, '"')
+	case kAddr:
+		b = append(b, '"')
+		b = f.a.AppendTo(b)
 		return append(b, '"')
 	}
 	return append(b, "null"...)

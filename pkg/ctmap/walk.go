@@ -43,25 +43,59 @@ func (m *Map) walkBatch(fn func(k, v []byte) error) error {
 	return errNoBatchType
 }
 
+// chunk is one batch of elements read from the kernel.
+type chunk[K, V any] struct {
+	keys  []K
+	vals  []V
+	count int
+	err   error // nil, or the error that ended the walk (ErrKeyNotExist: done)
+}
+
+// batch reads the map in batches on one goroutine while fn consumes the
+// previous batch on the caller's: the system calls and the caller's work
+// (decoding, encoding) overlap. Two buffers circulate, so memory stays
+// flat whatever the map's size.
 func batch[K, V any](m *ebpf.Map, fn func(k, v []byte) error) error {
-	n := BatchSize
-	keys, vals := make([]K, n), make([]V, n)
-	var cursor ebpf.MapBatchCursor
-	for {
-		count, err := m.BatchLookup(&cursor, keys, vals, nil)
-		done := errors.Is(err, ebpf.ErrKeyNotExist)
-		if err != nil && !done {
-			if errors.Is(err, errNoSpace) && n < 1<<20 {
-				// A hash bucket holds more elements than the buffer: grow.
-				n *= 4
-				keys, vals = make([]K, n), make([]V, n)
-				continue
+	full := make(chan *chunk[K, V], 1)
+	free := make(chan *chunk[K, V], 2)
+	for i := 0; i < 2; i++ {
+		free <- &chunk[K, V]{keys: make([]K, BatchSize), vals: make([]V, BatchSize)}
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		var cursor ebpf.MapBatchCursor
+		for {
+			var c *chunk[K, V]
+			select {
+			case c = <-free:
+			case <-stop:
+				return
 			}
-			return err
+			c.count, c.err = m.BatchLookup(&cursor, c.keys, c.vals, nil)
+			for errors.Is(c.err, errNoSpace) && len(c.keys) < 1<<20 {
+				// A hash bucket holds more elements than the buffer: grow.
+				c.keys, c.vals = make([]K, 4*len(c.keys)), make([]V, 4*len(c.vals))
+				c.count, c.err = m.BatchLookup(&cursor, c.keys, c.vals, nil)
+			}
+			select {
+			case full <- c:
+			case <-stop:
+				return
+			}
+			if c.err != nil {
+				return
+			}
 		}
-		for i := 0; i < count; i++ {
-			k := unsafe.Slice((*byte)(unsafe.Pointer(&keys[i])), unsafe.Sizeof(keys[i]))
-			v := unsafe.Slice((*byte)(unsafe.Pointer(&vals[i])), unsafe.Sizeof(vals[i]))
+	}()
+	for c := range full {
+		done := errors.Is(c.err, ebpf.ErrKeyNotExist)
+		if c.err != nil && !done {
+			return c.err
+		}
+		for i := 0; i < c.count; i++ {
+			k := unsafe.Slice((*byte)(unsafe.Pointer(&c.keys[i])), unsafe.Sizeof(c.keys[i]))
+			v := unsafe.Slice((*byte)(unsafe.Pointer(&c.vals[i])), unsafe.Sizeof(c.vals[i]))
 			if err := fn(k, v); err != nil {
 				return err
 			}
@@ -69,7 +103,9 @@ func batch[K, V any](m *ebpf.Map, fn func(k, v []byte) error) error {
 		if done {
 			return nil
 		}
+		free <- c
 	}
+	return nil
 }
 
 // WalkIterate walks the map key by key with the kernel's get-next-key and
