@@ -48,8 +48,24 @@ fuzz: deps ## Run every fuzz target for FUZZTIME (default 15s) each
 	done
 
 .PHONY: bench
-bench: deps ## Benchmarks: validate vs bare YAML decode of 10,000 documents
+bench: deps ## Benchmarks (ratios against a baseline of the same run; the CT one needs root)
 	$(GO) test ./pkg/validate -run '^$$' -bench Validate10k -benchtime 5x -count 3
+	$(GO) test ./internal/cli -run '^$$' -bench CTListJSON -benchtime 3x
+
+DEMO_FS  ?= /tmp/egwct-demo
+DEMO_VER ?= 1.18.3
+DEMO      = ./$(BIN) $(1) --bpffs $(DEMO_FS) --cilium-state-dir $(DEMO_FS).state --cilium-version $(DEMO_VER)
+
+.PHONY: demo
+demo: build ## As root: a simulated gateway node, listed, validated and removed
+	@./$(BIN) lab down --bpffs $(DEMO_FS) >/dev/null 2>&1 || true
+	./$(BIN) lab up --bpffs $(DEMO_FS) --cilium-version $(DEMO_VER) --flows 20000
+	$(call DEMO,ct list) --state established --idle-over 20m | head -n 12
+	$(call DEMO,ct list) --expired | head -n 6
+	$(call DEMO,nat list) --src 10.1.0.2 | head -n 6
+	$(call DEMO,egress list) | head -n 6
+	./$(BIN) validate --cilium-version $(DEMO_VER) $(DEMO_FS).state/manifests/policies.yaml
+	./$(BIN) lab down --bpffs $(DEMO_FS)
 
 .PHONY: docs
 docs: ## Regenerate docs/timeouts.md from pkg/profiles
