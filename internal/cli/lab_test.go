@@ -72,8 +72,8 @@ func TestLabLifecycle(t *testing.T) {
 					t.Errorf("ct list does not say its clock: %q", errOut)
 				}
 				cts := jsonLines(t, out)
-				if len(cts) < 3000 {
-					t.Fatalf("%d CT entries, want at least the 3000 flows", len(cts))
+				if want := countEntries(t, dir, p, profiles.RoleCTTCP) + countEntries(t, dir, p, profiles.RoleCTAny); len(cts) != want || want < 3000 {
+					t.Fatalf("ct list printed %d entries, the maps hold %d (3000 flows)", len(cts), want)
 				}
 				ctKeys := map[string]bool{}
 				for _, r := range cts {
@@ -108,6 +108,9 @@ func TestLabLifecycle(t *testing.T) {
 					t.Fatal("nat list failed")
 				}
 				nats := jsonLines(t, out)
+				if want := countEntries(t, dir, p, profiles.RoleSNAT); len(nats) != want {
+					t.Fatalf("nat list printed %d entries, the maps hold %d", len(nats), want)
+				}
 				reverse := map[string]bool{}
 				for _, r := range nats {
 					if r["direction"] == "reverse" {
@@ -156,6 +159,35 @@ func TestLabLifecycle(t *testing.T) {
 			})
 		}
 	}
+}
+
+// countEntries counts the elements of a profile's maps of a role directly.
+func countEntries(t *testing.T, fs string, p *profiles.Profile, role profiles.MapRole) int {
+	t.Helper()
+	n := 0
+	for _, s := range p.Maps {
+		if s.Role != role {
+			continue
+		}
+		m, err := ctmap.Open(fs, s, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var key any // nil: the first key
+		for {
+			next, err := m.NextKeyBytes(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next == nil {
+				break
+			}
+			key = next
+			n++
+		}
+		m.Close()
+	}
+	return n
 }
 
 func mustHex(t *testing.T, s string) []byte {
@@ -240,6 +272,34 @@ func TestCTListTimes(t *testing.T) {
 			}
 			clearMap(m)
 		})
+	}
+}
+
+// TestCTListIPv6 lists an IPv6 entry of cilium_ct6_global.
+func TestCTListIPv6(t *testing.T) {
+	fs := testutil.PrivateBPFFS(t)
+	res, _ := profiles.Resolve("1.18")
+	for _, s := range res.Profile.Maps {
+		if s.Role == profiles.RoleCTTCP || s.Role == profiles.RoleCTAny {
+			m, err := ctmap.Create(fs, s, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Name == "cilium_ct6_global" {
+				k := ctmap.Tuple{DAddr: netip.MustParseAddr("fd00::5"), SAddr: netip.MustParseAddr("2001:db8::22"), DPort: 443, SPort: 40000, NextHdr: ctmap.ProtoTCP}
+				var v ctmap.CTEntry
+				v.SetFlags(ctmap.FlagSeenNonSyn)
+				if err := m.Put(k.Bytes(), v[:]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m.Close()
+		}
+	}
+	code, out, errOut := run(t, "", "ct", "list", "-o", "json", "--bpffs", fs, "--cilium-state-dir", t.TempDir(), "--cilium-version", "1.18")
+	recs := jsonLines(t, out)
+	if code != 0 || len(recs) != 1 || recs[0]["map"] != "cilium_ct6_global" || recs[0]["src_ip"] != "fd00::5" || recs[0]["dst_ip"] != "2001:db8::22" {
+		t.Fatalf("exit %d %v %s", code, recs, errOut)
 	}
 }
 
