@@ -25,6 +25,19 @@ deps: ## Install what the build and tests need (Go modules)
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install" >&2; exit 1; }
 	$(GO) mod download
 
+# The BPF toolchain (only to regenerate pkg/sweep's committed bpf2go output).
+BPF_PKGS := clang-14 llvm-14 libbpf-dev
+
+.PHONY: bpf-deps
+bpf-deps: ## Install clang-14 and libbpf headers (Debian) for make generate
+	@if ! command -v clang-14 >/dev/null || [ ! -f /usr/include/bpf/bpf_helpers.h ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BPF_PKGS); \
+	fi
+
+.PHONY: generate
+generate: bpf-deps ## Rebuild the BPF program and its Go bindings (bpf2go)
+	$(GO) generate ./pkg/sweep
+
 .PHONY: build
 build: deps ## Build bin/egwct
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/egwct

@@ -1,0 +1,256 @@
+package sweep
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// SchemaVersion names the layout of egwct's pinned state. A newer egwct
+// builds its state under a new version directory and removes the old one.
+const SchemaVersion = "v1"
+
+// Limits of the pinned state (bpf/sweep.bpf.c).
+const (
+	MaxPolicies = 4096    // policy slots, 0 is "no policy"
+	MaxKeys     = 1 << 16 // (pod, destination CIDR) keys
+	nameSize    = 256
+)
+
+// Dir is where egwct pins its state.
+func Dir(bpffs string) string { return filepath.Join(bpffs, "egwct", SchemaVersion) }
+
+// Key is one entry of the policy trie: a pod and a destination CIDR, as
+// in Cilium's egress policy map.
+type Key struct {
+	Pod  netip.Addr
+	Dest netip.Prefix
+	// Excluded marks an excludedCIDR: flows to it belong to no policy.
+	Excluded bool
+}
+
+// Policy is one policy of a set: its display name, its timeouts in the
+// datapath's clock units (0: the node's), and its keys.
+type Policy struct {
+	Name     string
+	Timeouts [4]uint32
+	Keys     []Key
+}
+
+// policyKey and policyVal mirror struct policy_key and policy_val.
+type policyKey struct {
+	PrefixLen uint32
+	Pod       [4]byte
+	Dest      [4]byte
+}
+
+type policyVal struct {
+	ID      uint32
+	Timeout [4]uint32
+	Flags   uint32
+}
+
+const policyExcluded = 1
+
+// Totals are running counts per policy and state, kept by userspace.
+type Totals struct {
+	Expired, DeletedCT, DeletedNAT, Refreshed, Lost uint64
+}
+
+// State is egwct's pinned state.
+type State struct {
+	dir      string
+	lock     *os.File
+	spec     *ebpf.CollectionSpec
+	policies *ebpf.Map // outer array of maps
+	stats    *ebpf.Map // per-CPU sweep statistics
+	totals   *ebpf.Map
+	names    *ebpf.Map
+}
+
+// OpenState opens egwct's pinned state under bpffs, creating it if
+// create is set, and takes its lock: one egwct at a time changes it.
+func OpenState(bpffs string, create bool) (*State, error) {
+	dir := Dir(bpffs)
+	if _, err := os.Stat(dir); err != nil {
+		if !create || !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("egwct state %s: %w", dir, err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create egwct state: %w", err)
+		}
+	}
+	s := &State{dir: dir}
+	var err error
+	if s.lock, err = os.Open(dir); err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		s.lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is locked: another egwct apply or agent is running", dir)
+		}
+		return nil, err
+	}
+	if s.spec, err = loadSweeper(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	opts := ebpf.MapOptions{PinPath: dir}
+	open := func(spec *ebpf.MapSpec) (*ebpf.Map, error) {
+		spec = spec.Copy()
+		spec.Pinning = ebpf.PinByName
+		m, err := ebpf.NewMapWithOptions(spec, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", dir, spec.Name, err)
+		}
+		return m, nil
+	}
+	for _, x := range []struct {
+		dst  **ebpf.Map
+		spec *ebpf.MapSpec
+	}{
+		{&s.policies, s.spec.Maps["egwct_policies"]},
+		{&s.stats, s.spec.Maps["egwct_sweep"]},
+		{&s.totals, &ebpf.MapSpec{Name: "egwct_totals", Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: MaxPolicies * 4}},
+		{&s.names, &ebpf.MapSpec{Name: "egwct_names", Type: ebpf.Array, KeySize: 4, ValueSize: nameSize, MaxEntries: MaxPolicies}},
+	} {
+		if *x.dst, err = open(x.spec); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names} {
+		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func mapName(m *ebpf.Map) string {
+	info, err := m.Info()
+	if err != nil {
+		return ""
+	}
+	return info.Name
+}
+
+// Close releases the maps and the lock; the pinned state stays.
+func (s *State) Close() {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+}
+
+// Replace builds a new policy trie from set and swaps it in with one
+// update of the outer map's single slot: a sweep sees either the old set
+// or the new one, never a mix. Policies get slots 1..len(set) in order.
+func (s *State) Replace(set []Policy) error {
+	if len(set) >= MaxPolicies {
+		return fmt.Errorf("%d policies; egwct holds at most %d", len(set), MaxPolicies-1)
+	}
+	n := 0
+	for _, p := range set {
+		n += len(p.Keys)
+	}
+	if n > MaxKeys {
+		return fmt.Errorf("%d (pod, CIDR) keys; egwct holds at most %d", n, MaxKeys)
+	}
+	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
+	if err != nil {
+		return fmt.Errorf("create policy trie: %w", err)
+	}
+	defer inner.Close()
+	for i, p := range set {
+		id := uint32(i + 1)
+		for _, k := range p.Keys {
+			if !k.Pod.Is4() || !k.Dest.Addr().Is4() {
+				continue // IPv4 only for now
+			}
+			key := policyKey{PrefixLen: 32 + uint32(k.Dest.Bits()), Pod: k.Pod.As4(), Dest: k.Dest.Masked().Addr().As4()}
+			val := policyVal{ID: id, Timeout: p.Timeouts}
+			if k.Excluded {
+				val.Flags = policyExcluded
+			}
+			if err := inner.Put(&key, &val); err != nil {
+				return fmt.Errorf("policy %s key %s→%s: %w", p.Name, k.Pod, k.Dest, err)
+			}
+		}
+	}
+	// Names first: a slot's name is right before the trie refers to it.
+	for i, p := range set {
+		var name [nameSize]byte
+		copy(name[:nameSize-1], p.Name)
+		if err := s.names.Put(uint32(i+1), name); err != nil {
+			return err
+		}
+	}
+	if err := s.policies.Put(uint32(0), inner); err != nil {
+		return fmt.Errorf("swap in the policy set: %w", err)
+	}
+	return nil
+}
+
+// Names returns the display names of the policy slots in use.
+func (s *State) Names() (map[uint32]string, error) {
+	out := map[uint32]string{}
+	var name [nameSize]byte
+	for id := uint32(1); id < MaxPolicies; id++ {
+		if err := s.names.Lookup(id, &name); err != nil {
+			return nil, err
+		}
+		if name[0] == 0 {
+			continue
+		}
+		out[id] = string(bytes.TrimRight(name[:], "\x00"))
+	}
+	return out, nil
+}
+
+// CurrentKeys reads the policy trie in force: key → (slot, timeouts).
+func (s *State) CurrentKeys() (map[Key]policyVal, error) {
+	out := map[Key]policyVal{}
+	var id ebpf.MapID
+	if err := s.policies.Lookup(uint32(0), &id); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		return nil, err
+	}
+	inner, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, err
+	}
+	defer inner.Close()
+	var k policyKey
+	var v policyVal
+	it := inner.Iterate()
+	for it.Next(&k, &v) {
+		key := Key{Pod: netip.AddrFrom4(k.Pod), Dest: netip.PrefixFrom(netip.AddrFrom4(k.Dest), int(k.PrefixLen)-32), Excluded: v.Flags&policyExcluded != 0}
+		out[key] = v
+	}
+	return out, it.Err()
+}
+
+// Reset removes everything egwct pinned under bpffs. Cilium's maps are
+// not touched.
+func Reset(bpffs string) error {
+	dir := filepath.Join(bpffs, "egwct")
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return os.RemoveAll(dir)
+}

@@ -1,0 +1,405 @@
+package sweep
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+// Mode says what happens to an expired entry.
+type Mode uint32
+
+const (
+	// Reclaim deletes the CT entry and its two SNAT entries, as Cilium's
+	// GC would, so the port is free at once.
+	Reclaim Mode = 0
+	// Mark only sets lifetime in the past for Cilium's next GC pass.
+	Mark Mode = 1
+)
+
+func (m Mode) String() string {
+	if m == Mark {
+		return "mark"
+	}
+	return "reclaim"
+}
+
+// IdleBuckets are the upper bounds of the idle-time histogram's buckets;
+// the last bucket holds everything idle longer.
+var IdleBuckets = [7]time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour}
+
+// Config configures a Sweeper.
+type Config struct {
+	BPFFS   string
+	Profile *profiles.Profile
+	Clock   nodeconfig.Clock
+	// Node are the node's timeouts per state.
+	Node map[profiles.State]time.Duration
+	Mode Mode
+}
+
+// Counts are the results of one sweep for one policy and state.
+type Counts struct {
+	Seen, Expired, Lost   uint64
+	DeletedCT, DeletedNAT uint64
+	Refreshed             uint64 // expired when judged, refreshed before deletion: kept
+	Idle                  [8]uint64
+}
+
+// Result is what one sweep saw and did, per policy slot (0: entries of no
+// policy) and state.
+type Result struct {
+	Duration time.Duration
+	Entries  uint64
+	Counts   map[uint32]*[4]Counts
+}
+
+// Sweeper is the loaded BPF program bound to a node's maps.
+type Sweeper struct {
+	cfg   Config
+	state *State
+	objs  sweeperObjects
+	ct    []*ctmap.Map // IPv4 CT maps, TCP then others
+	nat   *ctmap.Map   // nil on nodes without BPF NodePort
+	rb    *ringbuf.Reader
+}
+
+// New loads the sweeper with the node's clock, timeouts and mode, and
+// opens Cilium's IPv4 CT and SNAT maps, refusing maps whose shape does not
+// match the profile.
+func New(cfg Config, state *State) (*Sweeper, error) {
+	s := &Sweeper{cfg: cfg, state: state}
+	writable := true
+	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
+		spec, ok := cfg.Profile.Map(role, 4)
+		if !ok {
+			return nil, fmt.Errorf("profile %s has no IPv4 %s map", cfg.Profile.Name, role)
+		}
+		m, err := ctmap.Open(cfg.BPFFS, spec, writable)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.ct = append(s.ct, m)
+	}
+	if spec, ok := cfg.Profile.Map(profiles.RoleSNAT, 4); ok && cfg.Mode == Reclaim {
+		m, err := ctmap.Open(cfg.BPFFS, spec, true)
+		switch {
+		case errors.Is(err, ctmap.ErrMapMissing):
+		case err != nil:
+			s.Close()
+			return nil, err
+		default:
+			s.nat = m
+		}
+	}
+
+	spec := state.spec.Copy()
+	var node [4]uint32
+	for st, d := range cfg.Node {
+		node[st] = uint32(cfg.Clock.Units(d))
+	}
+	var buckets [7]uint32
+	for i, d := range IdleBuckets {
+		buckets[i] = uint32(cfg.Clock.Units(d))
+	}
+	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": node, "idle_bucket": buckets} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("configure the sweeper: %s: %w", name, err)
+		}
+	}
+	err := spec.LoadAndAssign(&s.objs, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"egwct_policies": state.policies, "egwct_sweep": state.stats},
+	})
+	if err != nil {
+		s.Close()
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load the sweeper: %+v", ve)
+		}
+		return nil, fmt.Errorf("load the sweeper: %w", err)
+	}
+	if s.rb, err = ringbuf.NewReader(s.objs.EgwctExpired); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the program and the maps; egwct's pinned state stays.
+func (s *Sweeper) Close() {
+	if s.rb != nil {
+		s.rb.Close()
+	}
+	s.objs.Close()
+	for _, m := range s.ct {
+		m.Close()
+	}
+	if s.nat != nil {
+		s.nat.Close()
+	}
+}
+
+// Sweep judges every entry of the CT maps once and handles the expired
+// ones by the mode.
+func (s *Sweeper) Sweep() (*Result, error) {
+	start := time.Now()
+	if err := s.resetStats(); err != nil {
+		return nil, err
+	}
+	now, err := ctmap.Now(s.cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.objs.Now.Set(now); err != nil {
+		return nil, err
+	}
+	res := &Result{Counts: map[uint32]*[4]Counts{}}
+	for _, m := range s.ct {
+		if err := s.iterate(m); err != nil {
+			return nil, fmt.Errorf("sweep %s: %w", m.Spec.Name, err)
+		}
+	}
+	if err := s.collect(res); err != nil {
+		return nil, err
+	}
+	if s.cfg.Mode == Reclaim {
+		if err := s.reclaim(res); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.addTotals(res); err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// iterate runs the iterator over one map to its end. A read processes at
+// most about a million elements and may then report EAGAIN: read again.
+func (s *Sweeper) iterate(m *ctmap.Map) error {
+	it, err := link.AttachIter(link.IterOptions{Program: s.objs.Sweep, Map: m.Map})
+	if err != nil {
+		return fmt.Errorf("attach the iterator: %w", err)
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := rd.Read(buf)
+		switch {
+		case errors.Is(err, io.EOF), err == nil && n == 0:
+			return nil
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		case err != nil:
+			return err
+		}
+	}
+}
+
+func (s *Sweeper) resetStats() error {
+	zero := make([]sweeperSweepStats, ebpfPossibleCPUs())
+	for i := uint32(0); i < MaxPolicies*4; i++ {
+		if err := s.state.stats.Put(i, zero); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collect sums the per-CPU statistics the program wrote.
+func (s *Sweeper) collect(res *Result) error {
+	var per []sweeperSweepStats
+	for i := uint32(0); i < MaxPolicies*4; i++ {
+		if err := s.state.stats.Lookup(i, &per); err != nil {
+			return err
+		}
+		var c Counts
+		for _, p := range per {
+			c.Seen += p.Seen
+			c.Expired += p.Expired
+			c.Lost += p.Lost
+			for b := range c.Idle {
+				c.Idle[b] += p.Idle[b]
+			}
+		}
+		if c.Seen == 0 {
+			continue
+		}
+		slot := i / 4
+		if res.Counts[slot] == nil {
+			res.Counts[slot] = new([4]Counts)
+		}
+		res.Counts[slot][i%4] = c
+		res.Entries += c.Seen
+	}
+	return nil
+}
+
+// candidate mirrors struct candidate of the program.
+const candidateSize = 24
+
+// reclaim deletes what the program reported expired: the CT entry, unless
+// its lifetime changed since it was judged (the datapath refreshed it),
+// and then its SNAT egress and reverse entries, exactly the set Cilium's
+// GC deletes for an outbound entry.
+func (s *Sweeper) reclaim(res *Result) error {
+	s.rb.SetDeadline(time.Now())
+	var rec ringbuf.Record
+	for {
+		err := s.rb.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(rec.RawSample) < candidateSize {
+			continue
+		}
+		raw := rec.RawSample
+		key := raw[:ctmap.TupleSize4]
+		state := raw[14]
+		lifetime := binary.LittleEndian.Uint32(raw[16:])
+		slot := binary.LittleEndian.Uint32(raw[20:])
+		if state > 3 || slot >= MaxPolicies {
+			continue
+		}
+		if res.Counts[slot] == nil {
+			res.Counts[slot] = new([4]Counts)
+		}
+		c := &res.Counts[slot][state]
+		m := s.ct[1]
+		if key[12] == ctmap.ProtoTCP {
+			m = s.ct[0]
+		}
+		deleted, err := s.deleteCT(m, key, lifetime)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			c.Refreshed++
+			continue
+		}
+		c.DeletedCT++
+		n, err := s.deleteNAT(key)
+		if err != nil {
+			return err
+		}
+		c.DeletedNAT += n
+	}
+}
+
+func (s *Sweeper) deleteCT(m *ctmap.Map, key []byte, lifetime uint32) (bool, error) {
+	var v ctmap.CTEntry
+	if err := m.Lookup(key, v[:]); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	if v.Lifetime() != lifetime {
+		return false, nil // refreshed since judged: the flow is alive
+	}
+	if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *Sweeper) deleteNAT(ctKey []byte) (uint64, error) {
+	if s.nat == nil {
+		return 0, nil
+	}
+	t, err := ctmap.DecodeTuple(ctKey)
+	if err != nil {
+		return 0, err
+	}
+	egress, ok := ctmap.NATKeysForCT(t)
+	if !ok {
+		return 0, nil
+	}
+	ek := egress.Bytes()
+	raw := make([]byte, s.nat.Spec.ValueSize)
+	if err := s.nat.Lookup(ek, raw); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	v, err := ctmap.DecodeNATEntry(raw)
+	if err != nil {
+		return 0, err
+	}
+	n := uint64(0)
+	rk := ctmap.ReverseKey(egress, &v).Bytes()
+	if err := s.nat.Delete(rk); err == nil {
+		n++
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return n, err
+	}
+	if err := s.nat.Delete(ek); err == nil {
+		n++
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return n, err
+	}
+	return n, nil
+}
+
+// addTotals adds this sweep's counts to the pinned running totals.
+func (s *Sweeper) addTotals(res *Result) error {
+	for slot, cs := range res.Counts {
+		for st, c := range cs {
+			if c.Expired == 0 && c.DeletedCT == 0 && c.Lost == 0 {
+				continue
+			}
+			i := slot*4 + uint32(st)
+			var t Totals
+			if err := s.state.totals.Lookup(i, &t); err != nil {
+				return err
+			}
+			t.Expired += c.Expired
+			t.DeletedCT += c.DeletedCT
+			t.DeletedNAT += c.DeletedNAT
+			t.Refreshed += c.Refreshed
+			t.Lost += c.Lost
+			if err := s.state.totals.Put(i, &t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Totals reads the running totals of a policy slot and state.
+func (s *State) Totals(slot uint32, st profiles.State) (Totals, error) {
+	var t Totals
+	err := s.totals.Lookup(slot*4+uint32(st), &t)
+	return t, err
+}
+
+func ebpfPossibleCPUs() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}

@@ -1,0 +1,382 @@
+package sweep
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/egwct/egwct/internal/testutil"
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+var (
+	podA   = netip.MustParseAddr("10.1.0.5")
+	podB   = netip.MustParseAddr("10.1.0.6") // in no policy
+	egress = netip.MustParseAddr("192.168.100.10")
+)
+
+// node is a private bpffs holding a profile's CT and SNAT maps.
+type node struct {
+	fs      string
+	p       *profiles.Profile
+	clock   nodeconfig.Clock
+	ct, any *ctmap.Map
+	nat     *ctmap.Map
+	timeout map[profiles.State]time.Duration
+	units   [4]uint32
+	port    uint16
+}
+
+func newNode(t *testing.T, version string, clock nodeconfig.Clock) *node {
+	t.Helper()
+	fs := testutil.PrivateBPFFS(t)
+	r, err := profiles.Resolve(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{fs: fs, p: r.Profile, clock: clock, timeout: map[profiles.State]time.Duration{}, port: 40000}
+	for _, prm := range r.Profile.Parameters {
+		n.timeout[prm.State] = prm.Default
+		n.units[prm.State] = uint32(clock.Units(prm.Default))
+	}
+	for _, x := range []struct {
+		dst  **ctmap.Map
+		role profiles.MapRole
+	}{{&n.ct, profiles.RoleCTTCP}, {&n.any, profiles.RoleCTAny}, {&n.nat, profiles.RoleSNAT}} {
+		spec, _ := r.Profile.Map(x.role, 4)
+		m, err := ctmap.Create(fs, spec, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		*x.dst = m
+	}
+	return n
+}
+
+// flow writes a CT entry idle for idle (in the node's state timeout) and
+// its two SNAT entries; it returns the CT key.
+func (n *node) flow(t *testing.T, pod netip.Addr, dst string, proto uint8, state profiles.State, idle time.Duration, flags uint8) ctmap.Tuple {
+	t.Helper()
+	n.port++
+	k := ctmap.Tuple{DAddr: pod, SAddr: netip.MustParseAddr(dst), DPort: 443, SPort: n.port, NextHdr: proto, Flags: flags}
+	now, err := ctmap.Now(n.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v ctmap.CTEntry
+	v.SetLifetime(now + n.units[state] - uint32(n.clock.Units(idle)))
+	switch state {
+	case profiles.StateEstablished:
+		v.SetFlags(ctmap.FlagSeenNonSyn)
+	case profiles.StateClosing:
+		v.SetFlags(ctmap.FlagSeenNonSyn | ctmap.FlagRxClosing | ctmap.FlagTxClosing)
+	}
+	for i := 16; i < 32; i++ {
+		v[i] = byte(i) // counters: must survive untouched
+	}
+	v[44] = 0x42
+	m := n.ct
+	if proto != ctmap.ProtoTCP {
+		m = n.any
+	}
+	if err := m.Put(k.Bytes(), v[:]); err != nil {
+		t.Fatal(err)
+	}
+	eg, ok := ctmap.NATKeysForCT(k)
+	if !ok {
+		return k // inbound: no SNAT entries of ours
+	}
+	ev := ctmap.NewNATEntry(1, true, egress, n.port)
+	rv := ctmap.NewNATEntry(1, true, pod, k.SPort)
+	if err := n.nat.Put(eg.Bytes(), ev.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.nat.Put(ctmap.ReverseKey(eg, &ev).Bytes(), rv.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func dump(t *testing.T, m *ctmap.Map) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	if err := m.Walk(func(k, v []byte) error {
+		out[string(k)] = bytes.Clone(v)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (n *node) sweeper(t *testing.T, mode Mode, set []Policy) (*Sweeper, *State) {
+	t.Helper()
+	st, err := OpenState(n.fs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Replace(set); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{BPFFS: n.fs, Profile: n.p, Clock: n.clock, Node: n.timeout, Mode: mode}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, st
+}
+
+func units(c nodeconfig.Clock, d time.Duration) uint32 { return uint32(c.Units(d)) }
+
+// TestSweepSemantics covers every state with and without policy timeouts,
+// excluded CIDRs, entries of no policy and inbound entries, in both modes
+// and both clocks: exactly the expired entries are handled, and every
+// other byte of Cilium's maps stays as it was.
+func TestSweepSemantics(t *testing.T) {
+	for _, clock := range []nodeconfig.Clock{{Mode: nodeconfig.Ktime}, {Mode: nodeconfig.Jiffies, HZ: 250}} {
+		for _, mode := range []Mode{Reclaim, Mark} {
+			t.Run(clock.Mode.String()+"/"+mode.String(), func(t *testing.T) {
+				n := newNode(t, "1.18.3", clock)
+				policy := Policy{Name: "payments/payments-egress", Keys: []Key{
+					{Pod: podA, Dest: netip.MustParsePrefix("0.0.0.0/0")},
+					{Pod: podA, Dest: netip.MustParsePrefix("203.0.113.0/24"), Excluded: true},
+				}}
+				policy.Timeouts[profiles.StateSyn] = units(clock, 20*time.Second)
+				policy.Timeouts[profiles.StateEstablished] = units(clock, 300*time.Second)
+				policy.Timeouts[profiles.StateClosing] = units(clock, 5*time.Second)
+				policy.Timeouts[profiles.StateNonTCP] = units(clock, 30*time.Second)
+				onlyTCP := Policy{Name: "mail/mail-egress", Keys: []Key{{Pod: podB, Dest: netip.MustParsePrefix("198.51.100.0/24")}}}
+				onlyTCP.Timeouts[profiles.StateEstablished] = units(clock, 600*time.Second)
+
+				expire := []ctmap.Tuple{
+					n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 400*time.Second, ctmap.TupleOut),
+					n.flow(t, podA, "93.184.216.35", ctmap.ProtoTCP, profiles.StateSyn, 40*time.Second, ctmap.TupleOut),
+					n.flow(t, podA, "93.184.216.36", ctmap.ProtoTCP, profiles.StateClosing, 8*time.Second, ctmap.TupleOut),
+					n.flow(t, podA, "93.184.216.37", ctmap.ProtoUDP, profiles.StateNonTCP, 45*time.Second, ctmap.TupleOut),
+					n.flow(t, podB, "198.51.100.7", ctmap.ProtoTCP, profiles.StateEstablished, 700*time.Second, ctmap.TupleOut),
+				}
+				// Not expired under their policy, excluded, of no policy, inbound,
+				// or in a state the policy leaves to the node.
+				n.flow(t, podA, "93.184.216.38", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut)
+				n.flow(t, podA, "203.0.113.9", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
+				n.flow(t, podB, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
+				n.flow(t, podA, "93.184.216.39", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleIn)
+				n.flow(t, podB, "198.51.100.8", ctmap.ProtoUDP, profiles.StateNonTCP, 59*time.Second, ctmap.TupleOut)
+				n.flow(t, podB, "198.51.100.9", ctmap.ProtoTCP, profiles.StateSyn, 59*time.Second, ctmap.TupleOut)
+
+				before := map[*ctmap.Map]map[string][]byte{n.ct: dump(t, n.ct), n.any: dump(t, n.any), n.nat: dump(t, n.nat)}
+				s, st := n.sweeper(t, mode, []Policy{policy, onlyTCP})
+				res, err := s.Sweep()
+				if err != nil {
+					t.Fatal(err)
+				}
+				now, _ := ctmap.Now(clock)
+				gone := map[string]bool{}
+				natGone := map[string]bool{}
+				for _, k := range expire {
+					gone[string(k.Bytes())] = true
+					eg, _ := ctmap.NATKeysForCT(k)
+					natGone[string(eg.Bytes())] = true
+				}
+				for m, old := range before {
+					after := dump(t, m)
+					for k, v := range old {
+						got, ok := after[k]
+						switch {
+						case m == n.nat && mode == Reclaim && (natGone[k] || reverseOf(k, natGone, old)):
+							if ok {
+								t.Errorf("NAT entry %x not deleted", k)
+							}
+						case m != n.nat && gone[k] && mode == Reclaim:
+							if ok {
+								t.Errorf("CT entry %x not deleted", k)
+							}
+						case m != n.nat && gone[k] && mode == Mark:
+							var want ctmap.CTEntry
+							copy(want[:], v)
+							var e ctmap.CTEntry
+							copy(e[:], got)
+							if e.Lifetime()+1 != now && e.Lifetime() != now { // the clock may tick during the sweep
+								t.Errorf("marked entry %x lifetime %d, now %d", k, e.Lifetime(), now)
+							}
+							want.SetLifetime(e.Lifetime())
+							if !bytes.Equal(want[:], got) {
+								t.Errorf("mark changed more than lifetime of %x", k)
+							}
+						default:
+							if !ok || !bytes.Equal(v, got) {
+								t.Errorf("%s entry %x changed: %x → %x (present %v)", m.Spec.Name, k, v, got, ok)
+							}
+						}
+					}
+					if len(after) > len(old) {
+						t.Errorf("%s grew", m.Spec.Name)
+					}
+				}
+				var expired, deletedCT, deletedNAT uint64
+				for _, cs := range res.Counts {
+					for _, c := range cs {
+						expired += c.Expired
+						deletedCT += c.DeletedCT
+						deletedNAT += c.DeletedNAT
+					}
+				}
+				if expired != uint64(len(expire)) || res.Entries != 11 {
+					t.Errorf("expired %d of %d entries, want %d of 11", expired, res.Entries, len(expire))
+				}
+				if mode == Reclaim && (deletedCT != 5 || deletedNAT != 10) {
+					t.Errorf("deleted %d CT and %d NAT entries, want 5 and 10", deletedCT, deletedNAT)
+				}
+				if tot, _ := st.Totals(1, profiles.StateEstablished); tot.Expired != 1 {
+					t.Errorf("totals of policy 1 established: %+v", tot)
+				}
+				names, _ := st.Names()
+				if names[1] != "payments/payments-egress" || names[2] != "mail/mail-egress" {
+					t.Errorf("names %v", names)
+				}
+			})
+		}
+	}
+}
+
+// reverseOf reports whether k is the reverse NAT entry of a deleted egress entry.
+func reverseOf(k string, egressGone map[string]bool, nat map[string][]byte) bool {
+	for ek := range egressGone {
+		v, ok := nat[ek]
+		if !ok {
+			continue
+		}
+		eg, _ := ctmap.DecodeTuple([]byte(ek))
+		e, _ := ctmap.DecodeNATEntry(v)
+		if string(ctmap.ReverseKey(eg, &e).Bytes()) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRefreshedBeforeDeletion: an entry judged expired that the datapath
+// refreshes before userspace deletes it is kept.
+func TestRefreshedBeforeDeletion(t *testing.T) {
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	n := newNode(t, "main", clock)
+	p := Policy{Name: "a/b", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	p.Timeouts[profiles.StateEstablished] = 60
+	k := n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+	s, _ := n.sweeper(t, Reclaim, []Policy{p})
+	now, _ := ctmap.Now(clock)
+	s.objs.Now.Set(now)
+	if err := s.resetStats(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.iterate(s.ct[0]); err != nil {
+		t.Fatal(err)
+	}
+	// The datapath sees a packet: lifetime = now + timeout.
+	var v ctmap.CTEntry
+	n.ct.Lookup(k.Bytes(), v[:])
+	v.SetLifetime(now + n.units[profiles.StateEstablished])
+	n.ct.Put(k.Bytes(), v[:])
+	res := &Result{Counts: map[uint32]*[4]Counts{}}
+	if err := s.reclaim(res); err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Counts[1][profiles.StateEstablished]; c.Refreshed != 1 || c.DeletedCT != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+	if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
+		t.Fatalf("refreshed entry deleted: %v", err)
+	}
+	if len(dump(t, n.nat)) != 2 {
+		t.Error("its SNAT entries were touched")
+	}
+}
+
+// TestReplaceIsWhole: a new set replaces the old one entirely.
+func TestReplaceIsWhole(t *testing.T) {
+	fs := testutil.PrivateBPFFS(t)
+	st, err := OpenState(fs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := []Policy{{Name: "a", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("1.0.0.0/8")}, {Pod: podB, Dest: netip.MustParsePrefix("2.0.0.0/8")}}}}
+	b := []Policy{{Name: "b", Keys: []Key{{Pod: podB, Dest: netip.MustParsePrefix("3.3.0.0/16"), Excluded: true}}}}
+	for _, set := range [][]Policy{a, b} {
+		if err := st.Replace(set); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := st.CurrentKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []Key
+		for _, p := range set {
+			want = append(want, p.Keys...)
+		}
+		got := slices.Collect(maps.Keys(cur))
+		if len(got) != len(want) {
+			t.Fatalf("keys %v, want %v", got, want)
+		}
+		for _, k := range want {
+			if _, ok := cur[k]; !ok {
+				t.Fatalf("key %v missing from %v", k, got)
+			}
+		}
+	}
+	// A second egwct is refused while the first holds the state.
+	if _, err := OpenState(fs, true); err == nil {
+		t.Fatal("state opened twice")
+	}
+	st.Close()
+	if err := Reset(fs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenState(fs, false); err == nil {
+		t.Fatal("state survived reset")
+	}
+}
+
+// TestRefusesMismatchedCTMap: nothing is loaded against a CT map whose
+// shape differs from the profile.
+func TestRefusesMismatchedCTMap(t *testing.T) {
+	n := newNode(t, "1.18", nodeconfig.Clock{})
+	st, err := OpenState(n.fs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = New(Config{BPFFS: n.fs, Profile: mustProfile(t, "1.18"), Clock: nodeconfig.Clock{}, Node: n.timeout}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Profile 1.18's maps opened as if they were another layout.
+	bad := *mustProfile(t, "1.18")
+	bad.Maps = slices.Clone(bad.Maps)
+	for i := range bad.Maps {
+		if bad.Maps[i].Name == "cilium_ct4_global" {
+			bad.Maps[i].ValueSize = 64
+		}
+	}
+	_, err = New(Config{BPFFS: n.fs, Profile: &bad, Node: n.timeout}, st)
+	var mm *ctmap.MismatchError
+	if !errors.As(err, &mm) {
+		t.Fatalf("err = %v, want a mismatch", err)
+	}
+}
+
+func mustProfile(t *testing.T, v string) *profiles.Profile {
+	r, err := profiles.Resolve(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Profile
+}
