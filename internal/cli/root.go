@@ -65,6 +65,8 @@ Exit codes:
 		newNATCmd(ios),
 		newEgressCmd(ios),
 		newLabCmd(ios),
+		newApplyCmd(ios),
+		newResetCmd(ios),
 	)
 	return root
 }

@@ -167,6 +167,12 @@ func Read(file string, data []byte) (*Manifest, error) {
 // kinds. A syntax error ends the file: Each returns a *SyntaxError after
 // visiting what came before it.
 func (s *Source) Each(policy func(*Policy), skipped func(Skipped)) (err error) {
+	return s.EachObject(policy, nil, skipped)
+}
+
+// EachObject is Each that also delivers CiliumEndpoints to endpoint (when
+// not nil) instead of skipping them.
+func (s *Source) EachObject(policy func(*Policy), endpoint func(*Endpoint), skipped func(Skipped)) (err error) {
 	defer func() {
 		// The YAML library is not ours; a panic in it must not take the
 		// process down on hostile input.
@@ -190,12 +196,12 @@ func (s *Source) Each(policy func(*Policy), skipped func(Skipped)) (err error) {
 		if len(doc.Content) == 0 {
 			continue
 		}
-		s.collect(yamlnode.Resolve(doc.Content[0]), 0, policy, skipped)
+		s.collect(yamlnode.Resolve(doc.Content[0]), 0, policy, endpoint, skipped)
 	}
 }
 
 // collect adds the object in n, descending into the items of lists.
-func (s *Source) collect(n *yaml.Node, depth int, policy func(*Policy), skipped func(Skipped)) {
+func (s *Source) collect(n *yaml.Node, depth int, policy func(*Policy), endpoint func(*Endpoint), skipped func(Skipped)) {
 	pos := Position{File: s.File, Line: n.Line, Column: n.Column}
 	if n.Kind != yaml.MappingNode {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -209,9 +215,13 @@ func (s *Source) collect(n *yaml.Node, depth int, policy func(*Policy), skipped 
 	if items := yamlnode.Get(n, "items"); items != nil && strings.HasSuffix(kind, "List") && depth < 4 {
 		if items.Kind == yaml.SequenceNode {
 			for _, it := range items.Content {
-				s.collect(yamlnode.Resolve(it), depth+1, policy, skipped)
+				s.collect(yamlnode.Resolve(it), depth+1, policy, endpoint, skipped)
 			}
 		}
+		return
+	}
+	if kind == EndpointKind && endpoint != nil {
+		endpoint(readEndpoint(n, pos))
 		return
 	}
 	if kind != Kind {

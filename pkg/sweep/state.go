@@ -10,6 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/egwct/egwct/pkg/policy"
 )
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
@@ -26,14 +28,8 @@ const (
 // Dir is where egwct pins its state.
 func Dir(bpffs string) string { return filepath.Join(bpffs, "egwct", SchemaVersion) }
 
-// Key is one entry of the policy trie: a pod and a destination CIDR, as
-// in Cilium's egress policy map.
-type Key struct {
-	Pod  netip.Addr
-	Dest netip.Prefix
-	// Excluded marks an excludedCIDR: flows to it belong to no policy.
-	Excluded bool
-}
+// Key is one entry of the policy trie.
+type Key = policy.Key
 
 // Policy is one policy of a set: its display name, its timeouts in the
 // datapath's clock units (0: the node's), and its keys.

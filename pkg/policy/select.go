@@ -1,0 +1,306 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/egwct/egwct/internal/yamlnode"
+)
+
+// EndpointKind is the kind of the objects that carry pod IPs and labels.
+const EndpointKind = "CiliumEndpoint"
+
+// Label keys Cilium gives every endpoint (pkg/k8s/apis/cilium.io/const.go).
+const (
+	PodNamespaceLabel      = "io.kubernetes.pod.namespace"
+	PodNamespaceMetaLabels = "io.cilium.k8s.namespace.labels"
+)
+
+// Endpoint is a CiliumEndpoint: the pod's identity labels and addresses.
+type Endpoint struct {
+	Name, Namespace string
+	// Labels are the identity labels as Cilium's selectors see them:
+	// sources k8s, unspec and any unprefixed, others as "source.key".
+	Labels map[string]string
+	IPs    []netip.Addr
+	Pos    Position
+}
+
+func readEndpoint(n *yaml.Node, pos Position) *Endpoint {
+	meta := yamlnode.Get(n, "metadata")
+	status := yamlnode.Get(n, "status")
+	e := &Endpoint{
+		Name:      yamlnode.Str(yamlnode.Get(meta, "name")),
+		Namespace: yamlnode.Str(yamlnode.Get(meta, "namespace")),
+		Labels:    map[string]string{},
+		Pos:       pos,
+	}
+	if ls := yamlnode.Get(yamlnode.Get(status, "identity"), "labels"); ls != nil && ls.Kind == yaml.SequenceNode {
+		for _, l := range ls.Content {
+			k, v := parseIdentityLabel(yamlnode.Str(l))
+			if k != "" {
+				e.Labels[k] = v
+			}
+		}
+	}
+	if _, ok := e.Labels[PodNamespaceLabel]; !ok && e.Namespace != "" {
+		e.Labels[PodNamespaceLabel] = e.Namespace
+	}
+	if as := yamlnode.Get(yamlnode.Get(status, "networking"), "addressing"); as != nil && as.Kind == yaml.SequenceNode {
+		for _, a := range as.Content {
+			for _, f := range []string{"ipv4", "ipv6"} {
+				if ip, err := netip.ParseAddr(yamlnode.Str(yamlnode.Get(a, f))); err == nil {
+					e.IPs = append(e.IPs, ip)
+				}
+			}
+		}
+	}
+	return e
+}
+
+// parseIdentityLabel reads "source:key=value" the way Cilium's
+// K8sStringMap presents it to selectors.
+func parseIdentityLabel(s string) (key, value string) {
+	source := "unspec"
+	if i := strings.IndexByte(s, ':'); i >= 0 && (strings.IndexByte(s, '=') < 0 || i < strings.IndexByte(s, '=')) {
+		source, s = s[:i], s[i+1:]
+	}
+	key, value, _ = strings.Cut(s, "=")
+	switch source {
+	case "k8s", "unspec", "any", "":
+		return key, value
+	}
+	return source + "." + key, value
+}
+
+// Requirement is one matchExpressions entry.
+type Requirement struct {
+	Key      string
+	Operator string // In, NotIn, Exists, DoesNotExist
+	Values   []string
+}
+
+// Selector is a label selector over endpoint labels: all must hold.
+type Selector struct {
+	MatchLabels      map[string]string
+	MatchExpressions []Requirement
+}
+
+// Matches reports whether labels satisfy the selector.
+func (s Selector) Matches(labels map[string]string) bool {
+	for k, v := range s.MatchLabels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	for _, r := range s.MatchExpressions {
+		v, ok := labels[r.Key]
+		switch r.Operator {
+		case "In":
+			if !ok || !contains(r.Values, v) {
+				return false
+			}
+		case "NotIn":
+			if ok && contains(r.Values, v) {
+				return false
+			}
+		case "Exists":
+			if !ok {
+				return false
+			}
+		case "DoesNotExist":
+			if ok {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func contains(vs []string, v string) bool {
+	for _, x := range vs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Spec is what egwct needs of a CiliumEgressGatewayPolicy's spec.
+type Spec struct {
+	// Selectors select endpoints; an endpoint matching any is selected.
+	Selectors []Selector
+	// NodeSelectors are set on selectors that also restrict the pod's
+	// node (Cilium 1.17+); egwct cannot check nodes from manifests.
+	NodeSelectors    bool
+	DestinationCIDRs []netip.Prefix
+	ExcludedCIDRs    []netip.Prefix
+}
+
+// SpecError is a spec egwct cannot use.
+type SpecError struct {
+	Pos Position
+	Msg string
+}
+
+func (e *SpecError) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// ParseSpec reads the selectors and CIDRs of a policy, combining pod and
+// namespace selectors as Cilium's ParseCEGP does: namespace selector keys
+// are prefixed with io.cilium.k8s.namespace.labels., and an empty
+// namespace selector means "any namespace" (the pod namespace label exists).
+func (p *Policy) ParseSpec() (*Spec, error) {
+	spec := yamlnode.Get(p.Object, "spec")
+	out := &Spec{}
+	pos := func(n *yaml.Node) Position { return Position{File: p.Pos.File, Line: n.Line, Column: n.Column} }
+	if sels := yamlnode.Get(spec, "selectors"); sels != nil {
+		for _, sel := range sels.Content {
+			var s Selector
+			ns, pod := yamlnode.Get(sel, "namespaceSelector"), yamlnode.Get(sel, "podSelector")
+			if ns == nil && pod == nil {
+				continue
+			}
+			if err := addSelector(&s, pod, "", pos); err != nil {
+				return nil, err
+			}
+			if ns != nil {
+				if err := addSelector(&s, ns, PodNamespaceMetaLabels+".", pos); err != nil {
+					return nil, err
+				}
+				if entries(yamlnode.Get(ns, "matchLabels"))+entries(yamlnode.Get(ns, "matchExpressions")) == 0 {
+					s.MatchExpressions = append(s.MatchExpressions, Requirement{Key: PodNamespaceLabel, Operator: "Exists"})
+				}
+			}
+			if yamlnode.Get(sel, "nodeSelector") != nil {
+				out.NodeSelectors = true
+			}
+			out.Selectors = append(out.Selectors, s)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]netip.Prefix
+	}{{"destinationCIDRs", &out.DestinationCIDRs}, {"excludedCIDRs", &out.ExcludedCIDRs}} {
+		list := yamlnode.Get(spec, f.name)
+		if list == nil {
+			continue
+		}
+		for _, c := range list.Content {
+			pfx, err := netip.ParsePrefix(yamlnode.Str(c))
+			if err != nil {
+				return nil, &SpecError{pos(c), fmt.Sprintf("spec.%s: %q is not a CIDR", f.name, yamlnode.Str(c))}
+			}
+			*f.dst = append(*f.dst, pfx.Masked())
+		}
+	}
+	return out, nil
+}
+
+func entries(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	return len(n.Content)
+}
+
+func addSelector(s *Selector, n *yaml.Node, prefix string, pos func(*yaml.Node) Position) error {
+	if n == nil {
+		return nil
+	}
+	if ml := yamlnode.Get(n, "matchLabels"); ml != nil {
+		if s.MatchLabels == nil {
+			s.MatchLabels = map[string]string{}
+		}
+		for i := 0; i+1 < len(ml.Content); i += 2 {
+			s.MatchLabels[prefix+ml.Content[i].Value] = yamlnode.Str(ml.Content[i+1])
+		}
+	}
+	if me := yamlnode.Get(n, "matchExpressions"); me != nil {
+		for _, e := range me.Content {
+			r := Requirement{Key: prefix + yamlnode.Str(yamlnode.Get(e, "key")), Operator: yamlnode.Str(yamlnode.Get(e, "operator"))}
+			switch r.Operator {
+			case "In", "NotIn", "Exists", "DoesNotExist":
+			default:
+				return &SpecError{pos(e), fmt.Sprintf("matchExpressions: unknown operator %q", r.Operator)}
+			}
+			if vs := yamlnode.Get(e, "values"); vs != nil {
+				for _, v := range vs.Content {
+					r.Values = append(r.Values, yamlnode.Str(v))
+				}
+			}
+			s.MatchExpressions = append(s.MatchExpressions, r)
+		}
+	}
+	return nil
+}
+
+// Key is one (pod, destination CIDR) entry, keyed as Cilium's egress
+// policy map: the pod exactly, the destination by longest prefix.
+type Key struct {
+	Pod  netip.Addr
+	Dest netip.Prefix
+	// Excluded marks an excludedCIDR: flows to it belong to no policy.
+	Excluded bool
+}
+
+// Keys resolves the spec against endpoints: one key per selected endpoint
+// address and destination CIDR, plus one per excluded CIDR, for the
+// address families in families (4, 6).
+func (s *Spec) Keys(eps []*Endpoint, families ...int) []Key {
+	want := map[int]bool{}
+	for _, f := range families {
+		want[f] = true
+	}
+	fam := func(a netip.Addr) int {
+		if a.Is4() {
+			return 4
+		}
+		return 6
+	}
+	var out []Key
+	for _, e := range eps {
+		if !s.selects(e) {
+			continue
+		}
+		for _, ip := range e.IPs {
+			if !want[fam(ip)] {
+				continue
+			}
+			for _, d := range s.DestinationCIDRs {
+				if fam(d.Addr()) == fam(ip) {
+					out = append(out, Key{Pod: ip, Dest: d})
+				}
+			}
+			for _, d := range s.ExcludedCIDRs {
+				if fam(d.Addr()) == fam(ip) {
+					out = append(out, Key{Pod: ip, Dest: d, Excluded: true})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Pod.Compare(out[j].Pod); c != 0 {
+			return c < 0
+		}
+		if c := out[i].Dest.Addr().Compare(out[j].Dest.Addr()); c != 0 {
+			return c < 0
+		}
+		return out[i].Dest.Bits() < out[j].Dest.Bits()
+	})
+	return out
+}
+
+func (s *Spec) selects(e *Endpoint) bool {
+	for _, sel := range s.Selectors {
+		if sel.Matches(e.Labels) {
+			return true
+		}
+	}
+	return false
+}
