@@ -215,25 +215,58 @@ func (s *Sweeper) iterate(m *ctmap.Map) error {
 	}
 }
 
-func (s *Sweeper) resetStats() error {
-	zero := make([]sweeperSweepStats, ebpfPossibleCPUs())
-	for i := uint32(0); i < MaxPolicies*4; i++ {
-		if err := s.state.stats.Put(i, zero); err != nil {
-			return err
-		}
+// statKeys are the indexes of the statistics map, for batch operations.
+var statKeys = func() []uint32 {
+	k := make([]uint32, MaxPolicies*4)
+	for i := range k {
+		k[i] = uint32(i)
 	}
-	return nil
+	return k
+}()
+
+// resetStats zeroes the per-sweep statistics in one batch update (the
+// values of a per-CPU map come one per possible CPU per key).
+func (s *Sweeper) resetStats() error {
+	zero := make([]sweeperSweepStats, len(statKeys)*ebpfPossibleCPUs())
+	_, err := s.state.stats.BatchUpdate(statKeys, zero, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		per := zero[:ebpfPossibleCPUs()]
+		for _, k := range statKeys {
+			if err := s.state.stats.Put(k, per); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return err
 }
 
 // collect sums the per-CPU statistics the program wrote.
 func (s *Sweeper) collect(res *Result) error {
-	var per []sweeperSweepStats
-	for i := uint32(0); i < MaxPolicies*4; i++ {
-		if err := s.state.stats.Lookup(i, &per); err != nil {
-			return err
+	ncpu := ebpfPossibleCPUs()
+	vals := make([]sweeperSweepStats, len(statKeys)*ncpu)
+	keys := make([]uint32, len(statKeys))
+	var cursor ebpf.MapBatchCursor
+	count, err := s.state.stats.BatchLookup(&cursor, keys, vals, nil)
+	switch {
+	case errors.Is(err, ebpf.ErrKeyNotExist) || err == nil:
+	case errors.Is(err, ebpf.ErrNotSupported):
+		count = 0
+		var per []sweeperSweepStats
+		for i, k := range statKeys {
+			if err := s.state.stats.Lookup(k, &per); err != nil {
+				return err
+			}
+			keys[i] = k
+			copy(vals[i*ncpu:], per)
+			count++
 		}
+	default:
+		return err
+	}
+	for j := 0; j < count; j++ {
 		var c Counts
-		for _, p := range per {
+		for _, p := range vals[j*ncpu : (j+1)*ncpu] {
 			c.Seen += p.Seen
 			c.Expired += p.Expired
 			c.Lost += p.Lost
@@ -244,11 +277,11 @@ func (s *Sweeper) collect(res *Result) error {
 		if c.Seen == 0 {
 			continue
 		}
-		slot := i / 4
+		slot, st := keys[j]/4, keys[j]%4
 		if res.Counts[slot] == nil {
 			res.Counts[slot] = new([4]Counts)
 		}
-		res.Counts[slot][i%4] = c
+		res.Counts[slot][st] = c
 		res.Entries += c.Seen
 	}
 	return nil
