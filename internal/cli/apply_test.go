@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/sweep"
+)
+
+type applyRow struct {
+	Policy                                     string
+	Keys                                       int
+	Entries, Expired, DeletedCT, DeletedNAT, _ uint64
+}
+
+// TestApplyLab: lab up → apply the lab's manifests → the expired entries
+// of policies with timeouts and their SNAT entries are gone, the live ones
+// and everything else stay; the dry run predicted it; reset removes
+// egwct's state only.
+func TestApplyLab(t *testing.T) {
+	for _, mode := range []string{"reclaim", "mark"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := labDir(t)
+			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "4000", "--clock", "jiffies", "--hz", "250"); code != 0 {
+				t.Fatalf("lab up: %s %s", out, errOut)
+			}
+			defer run(t, "", "lab", "down", "--bpffs", dir)
+			node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.18.3"}
+			manifests := filepath.Join(dir+".state", "manifests")
+			ctBefore := countAll(t, node, "ct")
+			natBefore := countAll(t, node, "nat")
+
+			code, out, errOut := run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
+			if code != 0 || !strings.Contains(out, "EXPIRE NOW") {
+				t.Fatalf("dry run: %d %s %s", code, out, errOut)
+			}
+			if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal("the dry run wrote egwct's state")
+			}
+			if countAll(t, node, "ct") != ctBefore {
+				t.Fatal("the dry run changed the CT maps")
+			}
+
+			code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "-f", manifests}, node...)...)
+			if code != 0 {
+				t.Fatalf("apply: %d %s", code, errOut)
+			}
+			var rows []applyRow
+			if err := json.Unmarshal([]byte(out), &rows); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			var expired, ct, nat uint64
+			for _, r := range rows {
+				expired += r.Expired
+				ct += r.DeletedCT
+				nat += r.DeletedNAT
+			}
+			if expired == 0 || len(rows) == 0 {
+				t.Fatalf("nothing expired: %+v", rows)
+			}
+			ctAfter, natAfter := countAll(t, node, "ct"), countAll(t, node, "nat")
+			switch mode {
+			case "reclaim":
+				if ct != expired || nat != 2*ct || ctAfter != ctBefore-int(ct) || natAfter != natBefore-int(nat) {
+					t.Errorf("expired %d, deleted %d CT (%d → %d) and %d NAT (%d → %d)", expired, ct, ctBefore, ctAfter, nat, natBefore, natAfter)
+				}
+			case "mark":
+				if ct != 0 || ctAfter != ctBefore || natAfter != natBefore {
+					t.Errorf("mark deleted entries: %d CT, %d → %d", ct, ctBefore, ctAfter)
+				}
+				// The marked entries are now expired for Cilium's GC.
+				code, out, _ := run(t, "", append([]string{"ct", "list", "-o", "json", "--expired"}, node...)...)
+				if code != 0 || len(jsonLines(t, out)) < int(expired) {
+					t.Errorf("%d expired entries listed, %d marked", len(jsonLines(t, out)), expired)
+				}
+			}
+			// Nothing is left for a sweep now (the clock may tick a unit meanwhile).
+			code, out, _ = run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
+			if left := expireNow(t, out); code != 0 || (mode == "reclaim" && left > expired/50) {
+				t.Errorf("after apply a sweep would still expire %d entries (of %d)", left, expired)
+			}
+			code, _, _ = run(t, "", "reset", "--bpffs", dir)
+			if _, err := os.Stat(filepath.Join(dir, "egwct")); code != 0 || !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("reset: %d %v", code, err)
+			}
+			if countAll(t, node, "ct") != ctAfter {
+				t.Error("reset touched Cilium's maps")
+			}
+		})
+	}
+}
+
+// expireNow sums the EXPIRE NOW column of a dry run.
+func expireNow(t *testing.T, out string) uint64 {
+	t.Helper()
+	var sum uint64
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) > 2 && f[0] == "POLICY":
+			in = true
+		case len(f) == 0:
+			in = false
+		case in && len(f) == 7:
+			var n uint64
+			fmt.Sscan(f[2], &n)
+			sum += n
+		}
+	}
+	return sum
+}
+
+func countAll(t *testing.T, node []string, what string) int {
+	t.Helper()
+	code, out, errOut := run(t, "", append([]string{what, "list", "-o", "json"}, node...)...)
+	if code != 0 {
+		t.Fatalf("%s list: %s", what, errOut)
+	}
+	return len(jsonLines(t, out))
+}
+
+// TestApplyRefuses: validation errors and mismatched maps change nothing.
+func TestApplyRefuses(t *testing.T) {
+	dir := labDir(t)
+	if code, _, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "100"); code != 0 {
+		t.Fatal(errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.18.3"}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: cilium.io/v2\nkind: CiliumEgressGatewayPolicy\nmetadata: {name: x}\nspec:\n  connection-timeouts: |\n    bpfCtTimeoutRegularTcp: 3h\n"), 0o644)
+	code, _, errOut := run(t, "", append([]string{"apply", "-f", bad}, node...)...)
+	if code != ExitFindings || !strings.Contains(errOut, "above-node-timeout") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+	code, _, errOut = run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile)}, node[:4]...)...)
+	if code != ExitUsage || !strings.Contains(errOut, "--cilium-version is required") {
+		t.Errorf("no version: exit %d %s", code, errOut)
+	}
+	// A SNAT map of another shape behind Cilium's pin is refused.
+	pin := filepath.Join(dir, ctmap.GlobalsDir, "cilium_snat_v4_external")
+	os.Remove(pin)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "cilium_snat_v4_", Type: ebpf.LRUHash, KeySize: 14, ValueSize: 48, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile), "-f", filepath.Join(dir+".state", lab.EndpointsFile)}, node...)...)
+	if code != ExitFindings || !strings.Contains(errOut, "value size is 48, the profile expects 40") {
+		t.Errorf("mismatched SNAT map: exit %d %s", code, errOut)
+	}
+	if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Error("a refused apply wrote egwct's state")
+	}
+}
