@@ -67,6 +67,7 @@ Exit codes:
 		newLabCmd(ios),
 		newApplyCmd(ios),
 		newResetCmd(ios),
+		newAgentCmd(ios),
 	)
 	return root
 }

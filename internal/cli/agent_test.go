@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+// syncBuffer is a log sink safe for the agent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestAgent runs the agent against a lab node whose datapath is being
+// driven: it sweeps, serves metrics, reloads changed manifests, keeps the
+// last good set on a bad one, and re-opens a CT map Cilium re-created.
+func TestAgent(t *testing.T) {
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.17.8", "--flows", "3000"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	state := dir + ".state"
+	manifests := t.TempDir()
+	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+		data, _ := os.ReadFile(filepath.Join(state, f))
+		os.WriteFile(filepath.Join(manifests, filepath.Base(f)), data, 0o644)
+	}
+	logs := &syncBuffer{}
+	addr := freeAddr(t)
+	o := &agentOptions{
+		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},
+		Interval:    200 * time.Millisecond,
+		MetricsAddr: addr,
+		LogFormat:   "text",
+	}
+	o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: "1.17.8", StateDir: state}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runAgent(ctx, o) }()
+
+	// A datapath at work meanwhile.
+	d, err := lab.NewDriver(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	driveCtx, stopDrive := context.WithCancel(context.Background())
+	var driving sync.WaitGroup
+	driving.Add(1)
+	go func() {
+		defer driving.Done()
+		for driveCtx.Err() == nil {
+			if _, err := d.Step(200, 20, 10); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	metrics := func() string {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	eventually(t, "sweeps with deletions", func() bool {
+		m := metrics()
+		return strings.Contains(m, `egwct_ct_deleted_total{policy="payments-egress",state="established"}`) &&
+			strings.Contains(m, "egwct_sweeps_total 3")
+	})
+	stopDrive()
+	driving.Wait()
+	d.Close()
+
+	// Changed manifests are picked up; a broken one is refused and the
+	// last good set stays.
+	pf := filepath.Join(manifests, "policies.yaml")
+	data, _ := os.ReadFile(pf)
+	os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTcp: 10m"), 1), 0o644)
+	eventually(t, "a reload", func() bool { return strings.Contains(logs.String(), "policy set reloaded") })
+	os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTCP: 10m"), 1), 0o644)
+	eventually(t, "a refused reload", func() bool {
+		return strings.Contains(logs.String(), "keeping the last good set") && strings.Contains(metrics(), "egwct_reload_errors_total 1")
+	})
+
+	// Cilium re-creates its TCP CT map: the agent sweeps the new one.
+	r, _ := profiles.Resolve("1.17.8")
+	spec, _ := r.Profile.Map(profiles.RoleCTTCP, 4)
+	os.Remove(ctmap.PinPath(dir, spec))
+	m, err := ctmap.Create(dir, spec, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	eventually(t, "the re-created map to be re-opened", func() bool {
+		return strings.Contains(logs.String(), "re-opening them") && strings.Contains(metrics(), "egwct_map_reopens_total 1")
+	})
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("agent: %v", err)
+	}
+	if !strings.Contains(logs.String(), "agent stopped") {
+		t.Errorf("logs: %s", logs.String())
+	}
+	if strings.Contains(logs.String(), "level=ERROR msg=\"sweep failed") {
+		t.Errorf("a sweep failed: %s", logs.String())
+	}
+}
