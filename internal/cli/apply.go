@@ -49,9 +49,9 @@ past, and Cilium's next GC pass collects it.
 in force and what a sweep would do now: entries that would expire and SNAT
 ports that would be freed per egress IP.
 
-Exit codes: 0 applied; 1 validation errors or a Cilium map that does not
-match the profile (nothing changed); 2 usage; 3 environment (no privileges,
-maps missing).`,
+Exit codes: 0 applied; 1 validation errors (nothing changed); 2 usage;
+3 environment: no privileges, Cilium's maps missing, or a Cilium map whose
+name, type or sizes do not match the profile (nothing changed).`,
 		Example: `  # What the cluster has, applied on this node
   kubectl get ciliumegressgatewaypolicies,ciliumendpoints -A -o yaml > state.yaml
   sudo egwct apply -f state.yaml --cilium-version 1.18.3 --dry-run
@@ -141,11 +141,12 @@ func runApply(o *applyOptions) error {
 	return o.summary(d, res)
 }
 
-// mapError classifies errors of opening Cilium's maps.
+// mapError classifies errors of opening Cilium's maps: a map of another
+// shape is an environment egwct cannot work in, like a missing one.
 func mapError(err error) error {
 	var mm *ctmap.MismatchError
 	if errors.As(err, &mm) {
-		return &exitError{Code: ExitFindings, Err: err}
+		return envError(fmt.Errorf("%w (is --cilium-version the node's version?)", err))
 	}
 	return envError(err)
 }

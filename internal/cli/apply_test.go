@@ -160,7 +160,7 @@ func TestApplyRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut = run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile), "-f", filepath.Join(dir+".state", lab.EndpointsFile)}, node...)...)
-	if code != ExitFindings || !strings.Contains(errOut, "value size is 48, the profile expects 40") {
+	if code != ExitEnv || !strings.Contains(errOut, "value size is 48, the profile expects 40") {
 		t.Errorf("mismatched SNAT map: exit %d %s", code, errOut)
 	}
 	if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {

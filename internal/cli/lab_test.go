@@ -369,7 +369,7 @@ func TestListRefusesMismatchedMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut := run(t, "", "ct", "list", "--bpffs", fs, "--cilium-state-dir", t.TempDir(), "--cilium-version", "1.18")
-	if code != ExitFindings || !strings.Contains(errOut, "value size is 64, the profile expects 56") {
+	if code != ExitEnv || !strings.Contains(errOut, "value size is 64, the profile expects 56") {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 	code, _, errOut = run(t, "", "ct", "list", "--bpffs", t.TempDir(), "--cilium-state-dir", t.TempDir(), "--cilium-version", "1.18")

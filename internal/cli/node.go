@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -136,14 +135,10 @@ func (n *node) openMaps(bpffs string, role profiles.MapRole) ([]*ctmap.Map, erro
 		}
 		if err != nil {
 			closeAll(out)
-			var mm *ctmap.MismatchError
-			if errors.As(err, &mm) {
-				return nil, &exitError{Code: ExitFindings, Err: err}
-			}
-			if os.IsPermission(err) || errors.Is(err, fs.ErrPermission) {
+			if errors.Is(err, fs.ErrPermission) {
 				return nil, envError(fmt.Errorf("%w (reading BPF maps needs root or CAP_BPF)", err))
 			}
-			return nil, envError(err)
+			return nil, mapError(err)
 		}
 		out = append(out, m)
 	}

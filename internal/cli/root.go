@@ -42,7 +42,8 @@ Exit codes:
   0  success, no error findings
   1  error findings (or warnings with --strict), or egwct refused to act
   2  usage error: bad flags or arguments
-  3  environment error: unreadable input, no privileges, kernel or maps missing`,
+  3  environment error: unreadable input, no privileges, kernel or maps
+     missing, or a Cilium map whose shape does not match the profile`,
 		Example: `  # Check manifests against the Cilium version the cluster runs
   egwct validate --cilium-version 1.18.3 deploy/policies/
 
