@@ -106,13 +106,11 @@ func runApply(o *applyOptions) error {
 		fmt.Fprintf(o.io.ErrOut, "warning: %s\n", w)
 	}
 	// Check Cilium's maps before anything is written.
-	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny, profiles.RoleSNAT} {
-		maps, err := n.openMaps(o.node.BPFFS, role)
-		if err != nil {
-			return err
-		}
-		closeAll(maps)
+	maps, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP, profiles.RoleCTAny, profiles.RoleSNAT)
+	if err != nil {
+		return err
 	}
+	closeAll(maps)
 	if o.DryRun {
 		return o.preview(n, d)
 	}
@@ -319,16 +317,10 @@ func (o *applyOptions) preview(n *node, d *desired) error {
 			}
 		}
 	}
-	cts, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP)
+	all, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP, profiles.RoleCTAny)
 	if err != nil {
 		return err
 	}
-	anys, err := n.openMaps(o.node.BPFFS, profiles.RoleCTAny)
-	if err != nil {
-		closeAll(cts)
-		return err
-	}
-	all := append(cts, anys...)
 	defer closeAll(all)
 	var c ctmap.CT
 	val := make([]byte, 64)

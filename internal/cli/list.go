@@ -254,24 +254,25 @@ set with --clock and --hz.
 	return cmd
 }
 
-func runCTList(o *listOptions) error {
+// prepare checks the flags, resolves the node and opens its maps of the
+// roles; the caller closes the maps.
+func (o *listOptions) prepare(roles ...profiles.MapRole) (*node, []*ctmap.Map, error) {
 	if err := o.parseFilters(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	n, err := o.node.open()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	maps, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP)
+	maps, err := n.openMaps(o.node.BPFFS, roles...)
+	return n, maps, err
+}
+
+func runCTList(o *listOptions) error {
+	n, maps, err := o.prepare(profiles.RoleCTTCP, profiles.RoleCTAny)
 	if err != nil {
 		return err
 	}
-	anyMaps, err := n.openMaps(o.node.BPFFS, profiles.RoleCTAny)
-	if err != nil {
-		closeAll(maps)
-		return err
-	}
-	maps = append(maps, anyMaps...)
 	defer closeAll(maps)
 	times, err := n.times()
 	if err != nil {

@@ -32,14 +32,7 @@ entry (DST xlate) maps E:p' ← W:w back to the pod.`,
 }
 
 func runNATList(o *listOptions) error {
-	if err := o.parseFilters(); err != nil {
-		return err
-	}
-	n, err := o.node.open()
-	if err != nil {
-		return err
-	}
-	maps, err := n.openMaps(o.node.BPFFS, profiles.RoleSNAT)
+	_, maps, err := o.prepare(profiles.RoleSNAT)
 	if err != nil {
 		return err
 	}
@@ -139,14 +132,7 @@ gateway node itself.`,
 }
 
 func runEgressList(o *listOptions) error {
-	if err := o.parseFilters(); err != nil {
-		return err
-	}
-	n, err := o.node.open()
-	if err != nil {
-		return err
-	}
-	maps, err := n.openMaps(o.node.BPFFS, profiles.RoleEgressPolicy)
+	_, maps, err := o.prepare(profiles.RoleEgressPolicy)
 	if err != nil {
 		return err
 	}

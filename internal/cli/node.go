@@ -120,15 +120,20 @@ func (n *node) describe() string {
 	return fmt.Sprintf("profile %s, clock %s from %s", n.Resolution.Profile.Name, n.Clock, n.ClockFrom)
 }
 
-// openMaps opens the profile's maps of a role, in family order. A missing
-// optional map is skipped; a missing required one or a mismatching one is
-// an error.
-func (n *node) openMaps(bpffs string, role profiles.MapRole) ([]*ctmap.Map, error) {
-	var out []*ctmap.Map
-	for _, spec := range n.Resolution.Profile.Maps {
-		if spec.Role != role {
-			continue
+// openMaps opens the profile's maps of the given roles, in the order of
+// the roles and then of the profile. A missing optional map is skipped; a
+// missing required one or a mismatching one is an error.
+func (n *node) openMaps(bpffs string, roles ...profiles.MapRole) ([]*ctmap.Map, error) {
+	var specs []profiles.MapSpec
+	for _, role := range roles {
+		for _, spec := range n.Resolution.Profile.Maps {
+			if spec.Role == role {
+				specs = append(specs, spec)
+			}
 		}
+	}
+	var out []*ctmap.Map
+	for _, spec := range specs {
 		m, err := ctmap.Open(bpffs, spec, false)
 		if errors.Is(err, ctmap.ErrMapMissing) && spec.Optional {
 			continue
