@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -61,6 +62,10 @@ type Totals struct {
 
 // State is egwct's pinned state.
 type State struct {
+	// mu orders Replace and sweeps of this process: a sweep runs with one
+	// policy set from its first entry to its last. Across processes the
+	// lock on the state directory allows one egwct at a time.
+	mu       sync.Mutex
 	dir      string
 	lock     *os.File
 	spec     *ebpf.CollectionSpec
@@ -155,6 +160,8 @@ func (s *State) Close() {
 // update of the outer map's single slot: a sweep sees either the old set
 // or the new one, never a mix. Policies get slots 1..len(set) in order.
 func (s *State) Replace(set []Policy) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(set) >= MaxPolicies {
 		return fmt.Errorf("%d policies; egwct holds at most %d", len(set), MaxPolicies-1)
 	}

@@ -156,6 +156,8 @@ func (s *Sweeper) Close() {
 // Sweep judges every entry of the CT maps once and handles the expired
 // ones by the mode.
 func (s *Sweeper) Sweep() (*Result, error) {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
 	start := time.Now()
 	if err := s.resetStats(); err != nil {
 		return nil, err

@@ -380,3 +380,42 @@ func mustProfile(t *testing.T, v string) *profiles.Profile {
 	}
 	return r.Profile
 }
+
+// TestSwapDuringSweeps: policy sets replaced while sweeps run; every sweep
+// judges all entries with one set, the old or the new.
+func TestSwapDuringSweeps(t *testing.T) {
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	n := newNode(t, "1.18", clock)
+	for i := 0; i < 400; i++ {
+		n.flow(t, podA, []string{"93.184.216.34", "198.51.100.7"}[i%2], ctmap.ProtoTCP, profiles.StateEstablished, 10*time.Second, ctmap.TupleOut)
+	}
+	// Set a covers half the flows, set b all of them.
+	a := Policy{Name: "a", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	b := Policy{Name: "b", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}, {Pod: podA, Dest: netip.MustParsePrefix("198.51.100.0/24")}}}
+	a.Timeouts[profiles.StateEstablished], b.Timeouts[profiles.StateEstablished] = 500, 500
+	s, st := n.sweeper(t, Mark, []Policy{a})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 60; i++ {
+			set := []Policy{a}
+			if i%2 == 1 {
+				set = []Policy{b}
+			}
+			if err := st.Replace(set); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 30; i++ {
+		res, err := s.Sweep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen := res.Counts[1][profiles.StateEstablished].Seen; seen != 200 && seen != 400 {
+			t.Fatalf("sweep %d judged with a mix of sets: %d entries of the policy", i, seen)
+		}
+	}
+	<-done
+}
