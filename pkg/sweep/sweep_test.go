@@ -419,3 +419,78 @@ func TestSwapDuringSweeps(t *testing.T) {
 	}
 	<-done
 }
+
+// TestConcurrentWriter: a datapath-like writer keeps refreshing live flows
+// while reclaim sweeps run: live entries are never deleted nor changed
+// beyond their lifetime; idle ones go.
+func TestConcurrentWriter(t *testing.T) {
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	n := newNode(t, "1.16", clock)
+	var live, idle []ctmap.Tuple
+	for i := 0; i < 500; i++ {
+		live = append(live, n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 0, ctmap.TupleOut))
+		idle = append(idle, n.flow(t, podA, "93.184.216.35", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut))
+	}
+	before := dump(t, n.ct)
+	p := Policy{Name: "p", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	p.Timeouts[profiles.StateEstablished] = 30
+	s, _ := n.sweeper(t, Reclaim, []Policy{p})
+	stop := make(chan struct{})
+	writes := make(chan int)
+	go func() {
+		w := 0
+		defer func() { writes <- w }()
+		var v ctmap.CTEntry
+		for {
+			for _, k := range live {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				now, _ := ctmap.Now(clock)
+				if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
+					t.Errorf("live entry %x gone: %v", k.Bytes(), err)
+					return
+				}
+				v.SetLifetime(now + n.units[profiles.StateEstablished])
+				if err := n.ct.Put(k.Bytes(), v[:]); err != nil {
+					t.Error(err)
+					return
+				}
+				w++
+			}
+		}
+	}()
+	var deleted uint64
+	for i := 0; i < 5; i++ {
+		res, err := s.Sweep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted += res.Counts[1][profiles.StateEstablished].DeletedCT
+	}
+	close(stop)
+	if w := <-writes; w < 1000 {
+		t.Fatalf("the writer only managed %d refreshes", w)
+	}
+	after := dump(t, n.ct)
+	for _, k := range live {
+		got, ok := after[string(k.Bytes())]
+		if !ok {
+			t.Fatalf("live entry %x deleted", k.Bytes())
+		}
+		want := before[string(k.Bytes())]
+		if !bytes.Equal(got[:32], want[:32]) || !bytes.Equal(got[36:], want[36:]) {
+			t.Fatalf("live entry %x garbled", k.Bytes())
+		}
+	}
+	for _, k := range idle {
+		if _, ok := after[string(k.Bytes())]; ok {
+			t.Errorf("idle entry %x kept", k.Bytes())
+		}
+	}
+	if deleted != 500 {
+		t.Errorf("deleted %d, want the 500 idle entries", deleted)
+	}
+}
