@@ -300,55 +300,9 @@ func (o *applyOptions) preview(n *node, d *desired) error {
 	fmt.Fprintf(w, "Dry run: %d policies with timeouts, %d keys (+%d added, -%d removed against the set in force); nothing changed.\n\n",
 		len(d.set), len(want), added, removed)
 
-	// Impact of a sweep now.
-	m := sweep.NewMatcher(d.set)
-	times, err := n.times()
+	expired, ports, err := o.impact(n, d)
 	if err != nil {
 		return err
-	}
-	expired := make([][4]int, len(d.set)+1)
-	ports := map[string]int{}
-	var natMap *ctmap.Map
-	if nats, err := n.openMaps(o.node.BPFFS, profiles.RoleSNAT); err == nil {
-		defer closeAll(nats)
-		for _, nm := range nats {
-			if nm.Spec.Family == 4 {
-				natMap = nm
-			}
-		}
-	}
-	all, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP, profiles.RoleCTAny)
-	if err != nil {
-		return err
-	}
-	defer closeAll(all)
-	var c ctmap.CT
-	val := make([]byte, 64)
-	for _, ctm := range all {
-		if ctm.Spec.Family != 4 {
-			continue
-		}
-		err := ctm.Walk(func(k, v []byte) error {
-			c.Key, _ = ctmap.DecodeTuple(k)
-			copy(c.Value[:], v)
-			slot, exp := m.Judge(&c, times)
-			if !exp {
-				return nil
-			}
-			expired[slot][c.State()]++
-			if natMap != nil {
-				eg, _ := ctmap.NATKeysForCT(c.Key)
-				buf := val[:natMap.Spec.ValueSize]
-				if natMap.Lookup(eg.Bytes(), buf) == nil {
-					e, _ := ctmap.DecodeNATEntry(buf)
-					ports[e.Addr().String()]++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return envError(err)
-		}
 	}
 	t := newTable(w, "POLICY", "KEYS", "EXPIRE NOW", "SYN", "ESTABLISHED", "CLOSING", "NON-TCP")
 	for i, p := range d.set {
@@ -372,6 +326,64 @@ func (o *applyOptions) preview(n *node, d *desired) error {
 		return t.Render()
 	}
 	return nil
+}
+
+// impact judges every IPv4 CT entry against the set as a sweep now would:
+// expired entries per policy slot and state, and the SNAT ports their
+// deletion would free per egress IP.
+func (o *applyOptions) impact(n *node, d *desired) ([][4]int, map[string]int, error) {
+	m := sweep.NewMatcher(d.set)
+	times, err := n.times()
+	if err != nil {
+		return nil, nil, err
+	}
+	expired := make([][4]int, len(d.set)+1)
+	ports := map[string]int{}
+	nats, err := n.openMaps(o.node.BPFFS, profiles.RoleSNAT)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeAll(nats)
+	var natMap *ctmap.Map
+	for _, nm := range nats {
+		if nm.Spec.Family == 4 {
+			natMap = nm
+		}
+	}
+	all, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP, profiles.RoleCTAny)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeAll(all)
+	var c ctmap.CT
+	val := make([]byte, ctmap.NATEntrySize6)
+	for _, ctm := range all {
+		if ctm.Spec.Family != 4 {
+			continue
+		}
+		err := ctm.Walk(func(k, v []byte) error {
+			c.Key, _ = ctmap.DecodeTuple(k)
+			copy(c.Value[:], v)
+			slot, exp := m.Judge(&c, times)
+			if !exp {
+				return nil
+			}
+			expired[slot][c.State()]++
+			if natMap != nil {
+				eg, _ := ctmap.NATKeysForCT(c.Key)
+				buf := val[:natMap.Spec.ValueSize]
+				if natMap.Lookup(eg.Bytes(), buf) == nil {
+					e, _ := ctmap.DecodeNATEntry(buf)
+					ports[e.Addr().String()]++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, envError(err)
+		}
+	}
+	return expired, ports, nil
 }
 
 func newResetCmd(ios *IO) *cobra.Command {
