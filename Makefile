@@ -46,6 +46,10 @@ build: deps ## Build bin/egwct
 test: deps lint ## Install what the tests need, then run all of them
 	$(GO) test -count=1 ./...
 
+.PHONY: vmtest
+vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG)
+	bash hack/vmtest.sh
+
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs egwct's privileged tests (real BPF maps and the sweeper) under other
+# kernels: Debian's 6.1 and 6.12, booted with qemu under TCG (KVM does not
+# work for stock kernels on these machines). Kernels are fetched with
+# apt-get download (nothing is installed from them) into a cache outside
+# the repository. Usage: hack/vmtest.sh [KERNEL_PACKAGE...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/egwct/vmtest"
+mkdir -p "$cache"
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(linux-image-amd64 linux-image-6.12-amd64)
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Static test binaries of the packages whose tests need the kernel.
+pkgs=(./pkg/ctmap ./pkg/sweep)
+for p in "${pkgs[@]}"; do
+	CGO_ENABLED=0 go test -c -o "$work/$(basename "$p").test" "$p"
+done
+
+status=0
+for pkg in "${kernels[@]}"; do
+	# The meta package names the current kernel image package.
+	img=$(apt-cache depends "$pkg" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+	[ -n "$img" ] || img="$pkg"
+	dir="$cache/$img"
+	if [ ! -f "$dir/vmlinuz" ]; then
+		[ -n "$(apt-cache policy "$img" 2>/dev/null)" ] || apt-get update -qq
+		rm -rf "$dir" && mkdir -p "$dir/x"
+		(cd "$dir" && apt-get download -qq "${img}-unsigned" 2>/dev/null || apt-get download -qq "$img")
+		dpkg-deb --fsys-tarfile "$dir"/*.deb | tar -x -C "$dir/x" ./boot
+		cp "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"
+		rm -rf "$dir/x" "$dir"/*.deb
+	fi
+
+	root="$work/root-$img"
+	mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,sys/fs/bpf,tests}
+	cp /bin/busybox "$root/bin/busybox"
+	for t in "$work"/*.test; do cp "$t" "$root/tests/"; done
+	cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t bpf bpf /sys/fs/bpf
+echo "vmtest: kernel $(uname -r)"
+rc=0
+for t in /tests/*.test; do
+	echo "vmtest: $t"
+	CI=true "$t" -test.count=1 -test.short -test.v > /tmp/out 2>&1 || rc=1
+	grep -E "^(--- |ok|PASS|FAIL)" /tmp/out
+	[ $rc = 0 ] || tail -40 /tmp/out
+done
+echo "vmtest: exit $rc"
+poweroff -f
+INIT
+	chmod +x "$root/init"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd-$img.gz"
+
+	echo "== $img"
+	out="$work/console-$img.log"
+	timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot \
+		-kernel "$dir/vmlinuz" -initrd "$work/initrd-$img.gz" \
+		-append "console=ttyS0 panic=-1 quiet" > "$out" 2>&1 || true
+	tr -d '\r' < "$out" | grep -E '^(vmtest:|--- |FAIL|ok|PASS)' || true
+	if ! grep -q '^vmtest: exit 0' "$out"; then
+		echo "vmtest: FAILED on $img (console log follows)" >&2
+		tail -50 "$out" >&2
+		status=1
+	fi
+done
+exit $status
