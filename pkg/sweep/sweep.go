@@ -126,6 +126,9 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 	})
 	if err != nil {
 		s.Close()
+		if old, release := kernelOlderThan(5, 12); old {
+			return nil, fmt.Errorf("%w: the sweeper needs Linux 5.12 or later (map-element iterators, ring buffers, BPF atomics); this kernel is %s: %v", ErrKernelTooOld, release, err)
+		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load the sweeper: %+v", ve)
@@ -429,6 +432,24 @@ func (s *State) Totals(slot uint32, st profiles.State) (Totals, error) {
 	var t Totals
 	err := s.totals.Lookup(slot*4+uint32(st), &t)
 	return t, err
+}
+
+// ErrKernelTooOld is returned when the kernel lacks what the sweeper needs.
+var ErrKernelTooOld = errors.New("kernel too old")
+
+// kernelOlderThan reports whether the running kernel is older than
+// major.minor, and its release string.
+func kernelOlderThan(major, minor int) (bool, string) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false, ""
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false, release
+	}
+	return ma < major || (ma == major && mi < minor), release
 }
 
 func ebpfPossibleCPUs() int {

@@ -494,3 +494,13 @@ func TestConcurrentWriter(t *testing.T) {
 		t.Errorf("deleted %d, want the 500 idle entries", deleted)
 	}
 }
+
+func TestKernelVersion(t *testing.T) {
+	old, release := kernelOlderThan(5, 12)
+	if release == "" || old {
+		t.Errorf("kernel %q judged older than 5.12: the tests run on 6.1 or later", release)
+	}
+	if old, _ := kernelOlderThan(99, 0); !old {
+		t.Error("every kernel is older than 99.0")
+	}
+}
