@@ -58,6 +58,8 @@ type Model struct {
 	pending bool
 
 	width, height int
+	// quit is set once a quit key was pressed.
+	quit bool
 }
 
 // snapshotMsg carries a Source's answer.
@@ -155,6 +157,11 @@ func (m *Model) setSnapshot(s *Snapshot, err error) {
 	if err != nil || s == nil {
 		return
 	}
+	var keys [3]string
+	var had [3]bool
+	for i, t := range m.tables {
+		keys[i], had[i] = t.selectedKey()
+	}
 	m.prev, m.snap = m.snap, s
 	m.rate = map[string]float64{}
 	if m.prev != nil {
@@ -170,17 +177,18 @@ func (m *Model) setSnapshot(s *Snapshot, err error) {
 			}
 		}
 	}
-	m.tables[ViewPolicies].setRows(len(s.Policies))
+	m.tables[ViewPolicies].setRows(len(s.Policies), keys[ViewPolicies], had[ViewPolicies])
 	if s.FlowsOf != m.flowsOf {
-		m.tables[ViewFlows].setRows(0)
+		m.tables[ViewFlows].setRows(0, "", false)
 	} else {
-		m.tables[ViewFlows].setRows(len(s.Flows))
+		m.tables[ViewFlows].setRows(len(s.Flows), "", false)
 	}
-	m.tables[ViewPorts].setRows(len(s.Ports))
+	m.tables[ViewPorts].setRows(len(s.Ports), keys[ViewPorts], had[ViewPorts])
 }
 
 func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	if msg.Type == tea.KeyCtrlC {
+		m.quit = true
 		return m, tea.Quit
 	}
 	t := m.tables[m.view]
@@ -207,6 +215,7 @@ func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		// Any key leaves the help screen; q still quits.
 		m.showHelp = false
 		if key.Matches(msg, m.keys.Quit) {
+			m.quit = true
 			return m, tea.Quit
 		}
 		return m, nil
@@ -214,6 +223,7 @@ func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	k := m.keys
 	switch {
 	case key.Matches(msg, k.Quit):
+		m.quit = true
 		return m, tea.Quit
 	case key.Matches(msg, k.Up):
 		t.move(-1)
@@ -299,7 +309,7 @@ func (m *Model) drill() tea.Cmd {
 		m.flowsOf, m.hasFlows = name, true
 		ft := m.tables[ViewFlows]
 		ft.cursor, ft.offset = 0, 0
-		ft.setRows(0)
+		ft.setRows(0, "", false)
 	}
 	m.view = ViewFlows
 	return m.fetch()

@@ -39,14 +39,18 @@ type table struct {
 	height  int
 }
 
-// setRows replaces the rows (a new snapshot), keeping the selected row
-// when the table can identify it.
-func (t *table) setRows(n int) {
-	var sel string
-	hadSel := t.key != nil && t.cursor < len(t.idx)
-	if hadSel {
-		sel = t.key(t.idx[t.cursor])
+// selectedKey identifies the selected row, to find it again after
+// setRows; call it before the rows change.
+func (t *table) selectedKey() (string, bool) {
+	if t.key == nil || t.cursor >= len(t.idx) {
+		return "", false
 	}
+	return t.key(t.idx[t.cursor]), true
+}
+
+// setRows replaces the rows (a new snapshot) and selects the row of key
+// sel when there is one.
+func (t *table) setRows(n int, sel string, hadSel bool) {
 	t.n = n
 	t.rebuild()
 	if hadSel {
@@ -161,7 +165,7 @@ func (t *table) header(width int) string {
 		}
 		cells[c] = pad(title, col.width, col.right)
 	}
-	return fit(strings.Join(cells, "  "), width)
+	return fit(strings.Join(cells, " "), width)
 }
 
 // lines renders the visible rows, calling style on the selected one.
@@ -174,8 +178,8 @@ func (t *table) lines(width int, selected func(string) string) []string {
 		for c, col := range t.cols {
 			cells[c] = pad(Clean(t.text(r, c)), col.width, col.right)
 		}
-		line := fit(strings.Join(cells, "  "), width)
-		if i == t.cursor {
+		line := fit(strings.Join(cells, " "), width)
+		if i == t.cursor && selected != nil {
 			line = selected(pad(line, width, false))
 		}
 		out = append(out, line)

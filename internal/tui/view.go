@@ -23,6 +23,9 @@ var (
 
 // View renders the screen.
 func (m *Model) View() string {
+	if m.quit {
+		return ""
+	}
 	var b strings.Builder
 	for _, l := range m.headerLines() {
 		b.WriteString(l)
@@ -66,7 +69,7 @@ func (m *Model) headerLines() []string {
 			if mf.Max > 0 {
 				pct = mf.Entries * 100 / mf.Max
 			}
-			maps = append(maps, fmt.Sprintf("%s %d/%d (%d%%)", Clean(mf.Name), mf.Entries, mf.Max, pct))
+			maps = append(maps, fmt.Sprintf("%s %d/%d (%d%%)", strings.TrimPrefix(Clean(mf.Name), "cilium_"), mf.Entries, mf.Max, pct))
 		}
 		if len(maps) > 0 {
 			facts = append(facts, "maps: "+strings.Join(maps, " · "))
@@ -164,12 +167,12 @@ func policyLabel(name string) string {
 // The policies view.
 func (m *Model) policiesTable() *table {
 	t := &table{cols: []column{
-		{"POLICY", 24, false}, {"FLOWS", 7, true},
-		{"EST", 7, true}, {"SYN", 5, true}, {"CLOSE", 5, true}, {"OTHER", 6, true},
-		{"IDLE50", 6, true}, {"IDLE99", 6, true},
-		{"EXPIRING", 8, true}, {"OVER", 6, true}, {"EXPIRED", 7, true},
-		{"RECLAIMED", 9, true}, {"/S", 5, true},
-		{"PORTS", 10, true}, {"TCP TO", 13, true}, {"OTHER TO", 13, true},
+		{"POLICY", 22, false}, {"FLOWS", 7, true},
+		{"EST", 7, true}, {"SYN", 6, true}, {"CLOSE", 6, true}, {"OTHER", 6, true},
+		{"IDLE50", 7, true}, {"IDLE99", 7, true},
+		{"EXPIRING", 9, true}, {"OVER", 6, true}, {"EXPIRED", 8, true},
+		{"RECLAIMED", 10, true}, {"/S", 5, true},
+		{"PORTS", 10, true}, {"TCP TO", 14, true}, {"OTHER TO", 14, true},
 	}}
 	p := func(r int) *Policy { return &m.snap.Policies[r] }
 	t.key = func(r int) string { return p(r).Name }
@@ -263,8 +266,8 @@ func (m *Model) timeouts(p *Policy, st profiles.State) string {
 // The flows view.
 func (m *Model) flowsTable() *table {
 	t := &table{cols: []column{
-		{"SOURCE", 21, false}, {"DESTINATION", 21, false}, {"PROTO", 6, false}, {"STATE", 11, false},
-		{"IDLE", 8, true}, {"NODE LEFT", 9, true}, {"POLICY LEFT", 11, true}, {"EGRESS", 21, false},
+		{"SOURCE", 22, false}, {"DESTINATION", 22, false}, {"PROTO", 6, false}, {"STATE", 12, false},
+		{"IDLE", 8, true}, {"NODE LEFT", 10, true}, {"POLICY LEFT", 12, true}, {"EGRESS", 24, false},
 	}, sortCol: 4, desc: true}
 	f := func(r int) *Flow { return &m.snap.Flows[r] }
 	t.text = func(r, c int) string {
@@ -334,8 +337,8 @@ func policyLeft(f *Flow) time.Duration {
 // The ports view.
 func (m *Model) portsTable() *table {
 	t := &table{cols: []column{
-		{"EGRESS IP", 15, false}, {"DESTINATION", 21, false}, {"PROTO", 6, false},
-		{"USED", 6, true}, {"USE%", 5, true}, {"PRESSURE", 12, false}, {"POLICIES", 40, false},
+		{"EGRESS IP", 16, false}, {"DESTINATION", 22, false}, {"PROTO", 6, false},
+		{"USED", 6, true}, {"USE%", 5, true}, {"PRESSURE", 13, false}, {"POLICIES", 40, false},
 	}, sortCol: 3, desc: true}
 	p := func(r int) *Port { return &m.snap.Ports[r] }
 	t.key = func(r int) string {
