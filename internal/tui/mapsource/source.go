@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -354,7 +355,7 @@ func (h *histogram) quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
-	rank := int(q*float64(h.n-1)) + 1
+	rank := max(1, int(math.Ceil(q*float64(h.n)))) // nearest rank
 	seen := 0
 	for b, c := range h.counts {
 		seen += c
