@@ -243,6 +243,11 @@ func TestKeys(t *testing.T) {
 				t.Errorf("filter not cleared: %v", tb.idx)
 			}
 		}},
+		{"keys read together are taken one by one", []string{"j/web", "enter"}, func(t *testing.T, m *Model, f *fake) {
+			if tb := m.tables[ViewPolicies]; tb.filter != "web" || len(tb.idx) != 1 || m.filtering {
+				t.Errorf("filter %q rows %v filtering %v", tb.filter, tb.idx, m.filtering)
+			}
+		}},
 		{"filter typing is live, esc cancels", []string{"/", "p", "a", "y"}, func(t *testing.T, m *Model, f *fake) {
 			if tb := m.tables[ViewPolicies]; len(tb.idx) != 1 {
 				t.Fatalf("rows %v", tb.idx)
@@ -432,7 +437,7 @@ func TestScrollLargeFlows(t *testing.T) {
 func TestFmtDur(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0: "0s", 9 * time.Second: "9s", 65 * time.Second: "1m05s", 8000 * time.Second: "2h13m",
-		-3 * time.Second: "-3s", 50 * time.Hour: "2d02h", 1500 * time.Millisecond: "1s",
+		-3 * time.Second: "-3s", 50 * time.Hour: "2d02h", 1500 * time.Millisecond: "1s", 300 * time.Millisecond: "300ms",
 	} {
 		if got := fmtDur(d); got != want {
 			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)

@@ -416,6 +416,8 @@ func fmtDur(d time.Duration) string {
 	}
 	s := int64(d / time.Second)
 	switch {
+	case d > 0 && d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	case s >= 86400:
 		return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
 	case s >= 3600:
