@@ -143,7 +143,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	}
 	type portUse struct {
 		used  int
-		slots map[uint32]int
+		slots []int32 // flows per policy slot
 	}
 	ports := map[portKey]*portUse{}
 	egressOf := map[ctmap.Tuple]netip.AddrPort{}
@@ -169,7 +169,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			pk := portKey{e.Value.Addr(), e.Key.DAddr, e.Key.DPort, e.Key.NextHdr}
 			pu := ports[pk]
 			if pu == nil {
-				pu = &portUse{slots: map[uint32]int{}}
+				pu = &portUse{slots: make([]int32, len(rows))}
 				ports[pk] = pu
 			}
 			pu.used++
@@ -249,7 +249,10 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	// Ports, and each policy's worst destination.
 	for pk, pu := range ports {
 		p := tui.Port{Egress: pk.egress, Dst: pk.dst, DstPort: pk.port, Proto: pk.proto, Used: pu.used}
-		for slot := range pu.slots {
+		for slot, n := range pu.slots {
+			if n == 0 {
+				continue
+			}
 			p.Policies = append(p.Policies, rows[slot].row.Name)
 			r := &rows[slot].row
 			if pu.used > r.WorstPorts {
