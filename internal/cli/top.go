@@ -89,10 +89,19 @@ func runTop(o *topOptions) error {
 		if err != nil {
 			return err
 		}
-		src = &mapsource.Source{
+		ms := &mapsource.Source{
 			BPFFS: o.node.BPFFS, Profile: n.Resolution.Profile, Describe: "profile " + n.Resolution.Profile.Name,
 			Clock: n.Clock, Timeouts: n.Timeouts,
 		}
+		if c := n.Config; c != nil {
+			switch {
+			case c.GCInterval != nil && *c.GCInterval > 0:
+				ms.GCInterval = *c.GCInterval
+			case c.GCMaxInterval != nil && *c.GCMaxInterval > 0:
+				ms.GCInterval = *c.GCMaxInterval
+			}
+		}
+		src = ms
 	}
 	if o.Once || o.Output != "" || !o.io.Terminal {
 		return topOnce(o, src)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,6 +184,11 @@ func TestTopTmux(t *testing.T) {
 	if code, out, errOut := run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile), "-f", filepath.Join(dir+".state", lab.EndpointsFile)}, node...)...); code != 0 {
 		t.Fatalf("apply: %s %s", out, errOut)
 	}
+	agent := exec.Command(bin, append([]string{"agent", "-f", filepath.Join(dir+".state", "manifests"), "--interval", "500ms", "--metrics-addr", ""}, node...)...)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { agent.Process.Kill(); agent.Wait() }()
 	drive := exec.Command(bin, "lab", "drive", "--bpffs", dir, "--interval", "100ms", "--rate", "20000")
 	if err := drive.Start(); err != nil {
 		t.Fatal(err)
@@ -216,9 +222,10 @@ func TestTopTmux(t *testing.T) {
 	has := func(sub string) func(string) bool { return func(s string) bool { return strings.Contains(s, sub) } }
 
 	s := waitFor("the policies view", has("payments-egress"))
-	if !strings.Contains(s, "[1 Policies]") || !strings.Contains(s, "(no policy)") || !strings.Contains(s, "sweeper: egwct state") {
+	if !strings.Contains(s, "[1 Policies]") || !strings.Contains(s, "(no policy)") {
 		t.Fatalf("first frame:\n%s", s)
 	}
+	waitFor("the agent", has(fmt.Sprintf("egwct agent running (pid %d, mode reclaim, a sweep every 500ms)", agent.Process.Pid)))
 	// Numbers move while the datapath is driven.
 	row := regexp.MustCompile(`(?m)^maps: .*$`)
 	first := row.FindString(s)

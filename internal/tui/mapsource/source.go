@@ -35,6 +35,12 @@ type Source struct {
 	// datapath's clock (default ctmap.Now).
 	Now      func() time.Time
 	ClockNow func(nodeconfig.Clock) (uint32, error)
+	// GCInterval is the longest time between two passes of Cilium's CT
+	// GC on this node (conntrack-gc-interval, else
+	// conntrack-gc-max-interval; 0: unknown, up to 12 h).
+	GCInterval time.Duration
+	// ProcLocks is /proc/locks (tests replace it).
+	ProcLocks string
 }
 
 // entry aggregates one policy row.
@@ -80,7 +86,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			for _, p := range set {
 				keys += len(p.Keys)
 			}
-			snap.Node.Sweeper = fmt.Sprintf("egwct state %s: %d policies, %d keys in force", sweep.Dir(s.BPFFS), len(set), keys)
+			snap.Node.Sweeper = fmt.Sprintf("%d policies, %d keys in force; ", len(set), keys) + s.sweeper(snap)
 		}
 	}
 	matcher = sweep.NewMatcher(set)
@@ -280,6 +286,35 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	}
 	snap.Cost = time.Since(start)
 	return snap, nil
+}
+
+// sweeper describes who sweeps: an agent holding egwct's lock (its mode
+// and interval from its command line), or nobody.
+func (s *Source) sweeper(snap *tui.Snapshot) string {
+	locks := s.ProcLocks
+	if locks == "" {
+		locks = "/proc/locks"
+	}
+	h, ok := lockHolder(locks, sweep.Dir(s.BPFFS))
+	if !ok {
+		return "no egwct agent running: nothing sweeps until the next apply"
+	}
+	info := parseArgs(h.Args)
+	if !info.Agent {
+		return fmt.Sprintf("egwct (pid %d) is changing the state", h.PID)
+	}
+	if info.Mode == "mark" {
+		gc := s.GCInterval
+		what := "up to " + gc.String()
+		if gc <= 0 {
+			gc, what = 12*time.Hour, "up to 12h (its interval adapts)"
+		}
+		if gc > 5*time.Minute {
+			snap.Node.Warnings = append(snap.Node.Warnings, "mark mode: expired flows keep their SNAT ports until Cilium's next CT GC pass, "+
+				what+" away; use reclaim mode or bound conntrack-gc-max-interval")
+		}
+	}
+	return fmt.Sprintf("egwct agent running (pid %d, mode %s, a sweep every %s)", h.PID, info.Mode, info.Interval)
 }
 
 // open opens the CT and SNAT maps of the profile, both families. A missing
