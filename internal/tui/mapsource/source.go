@@ -142,10 +142,12 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 
 	// SNAT egress entries: port use per (egress IP, destination), and the
 	// egress address of the flows to list.
+	// A key without pointers hashes much faster than one of netip.Addrs.
 	type portKey struct {
-		egress, dst netip.Addr
+		egress, dst [16]byte
 		port        uint16
 		proto       uint8
+		v4          bool
 	}
 	type portUse struct {
 		used  int
@@ -172,7 +174,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			probe.Key = e.Key.SwapAddrs()
 			probe.Key.Flags = ctmap.TupleOut
 			slot, _ := matcher.Judge(&probe, times)
-			pk := portKey{e.Value.Addr(), e.Key.DAddr, e.Key.DPort, e.Key.NextHdr}
+			pk := portKey{e.Value.Addr().As16(), e.Key.DAddr.As16(), e.Key.DPort, e.Key.NextHdr, e.Key.DAddr.Is4()}
 			pu := ports[pk]
 			if pu == nil {
 				pu = &portUse{slots: make([]int32, len(rows))}
@@ -254,7 +256,11 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 
 	// Ports, and each policy's worst destination.
 	for pk, pu := range ports {
-		p := tui.Port{Egress: pk.egress, Dst: pk.dst, DstPort: pk.port, Proto: pk.proto, Used: pu.used}
+		egress, dst := netip.AddrFrom16(pk.egress), netip.AddrFrom16(pk.dst)
+		if pk.v4 {
+			egress, dst = egress.Unmap(), dst.Unmap()
+		}
+		p := tui.Port{Egress: egress, Dst: dst, DstPort: pk.port, Proto: pk.proto, Used: pu.used}
 		for slot, n := range pu.slots {
 			if n == 0 {
 				continue
@@ -263,7 +269,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			r := &rows[slot].row
 			if pu.used > r.WorstPorts {
 				r.WorstPorts = pu.used
-				r.WorstDest = fmt.Sprintf("%s→%s:%d", pk.egress, pk.dst, pk.port)
+				r.WorstDest = fmt.Sprintf("%s→%s:%d", p.Egress, p.Dst, pk.port)
 			}
 		}
 		slices.Sort(p.Policies)
