@@ -90,8 +90,12 @@ func runTop(o *topOptions) error {
 			return err
 		}
 		ms := &mapsource.Source{
-			BPFFS: o.node.BPFFS, Profile: n.Resolution.Profile, Describe: "profile " + n.Resolution.Profile.Name,
-			Clock: n.Clock, Timeouts: n.Timeouts,
+			BPFFS: o.node.BPFFS, Profile: n.Resolution.Profile,
+			Describe: fmt.Sprintf("profile %s (--cilium-version %s)", n.Resolution.Profile.Name, o.node.CiliumVersion),
+			Clock:    n.Clock, Timeouts: n.Timeouts,
+		}
+		if n.Resolution.Unverified {
+			ms.Warnings = append(ms.Warnings, n.Resolution.Reason()+": this release was not checked, its maps may differ")
 		}
 		if c := n.Config; c != nil {
 			switch {

@@ -254,3 +254,47 @@ func TestTopTmux(t *testing.T) {
 	tm("send-keys", "-t", "top", "q")
 	waitFor("top to exit", func(s string) bool { return !strings.Contains(s, "egwct top ·") })
 }
+
+// TestTopLabJiffies: on a node whose datapath clock is jiffies, idle and
+// remaining times agree with ct list's.
+func TestTopLabJiffies(t *testing.T) {
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.16.15", "--flows", "2000", "--clock", "jiffies", "--hz", "250"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.16.15"}
+	code, out, errOut := run(t, "", append([]string{"top", "-o", "json", "--flows", ""}, node...)...)
+	if code != 0 {
+		t.Fatalf("top: %d %s", code, errOut)
+	}
+	var rep topReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rep.Clock, "jiffies") || len(rep.Flows) != rep.Policies[0].Flows || len(rep.Flows) < 2000 {
+		t.Fatalf("clock %q, %d flows, row %+v", rep.Clock, len(rep.Flows), rep.Policies[0])
+	}
+	code, out, _ = run(t, "", append([]string{"ct", "list", "-o", "json"}, node...)...)
+	if code != 0 {
+		t.Fatal("ct list failed")
+	}
+	idle := map[string]float64{}
+	for _, r := range jsonLines(t, out) {
+		idle[fmt.Sprintf("%v:%v>%v:%v", r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"])] = r["idle_s"].(float64)
+	}
+	expired := 0
+	for _, f := range rep.Flows {
+		want, ok := idle[f.Src+">"+f.Dst]
+		// Both read the clock at their own moment: within a few jiffies.
+		if !ok || f.Idle < want-0.5 || f.Idle > want+2 {
+			t.Fatalf("flow %+v: ct list says idle %v (%v)", f, want, ok)
+		}
+		if f.Remaining < 0 {
+			expired++
+		}
+	}
+	if expired != rep.Policies[0].Expired || expired == 0 {
+		t.Errorf("%d flows with negative remaining, the row says %d", expired, rep.Policies[0].Expired)
+	}
+}

@@ -447,3 +447,34 @@ func TestFmtDur(t *testing.T) {
 		t.Errorf("bar %q", got)
 	}
 }
+
+// TestResize: a smaller window keeps the selected row on screen and the
+// screen within the window; a tiny one still renders.
+func TestResize(t *testing.T) {
+	for _, size := range [][2]int{{140, 12}, {60, 9}, {20, 3}, {1, 1}} {
+		m := newModel(t, 140, 60, staticSource())
+		press(t, m, "j", "enter")
+		for i := 0; i < 30; i++ {
+			press(t, m, "j")
+		}
+		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		tb := m.tables[ViewFlows]
+		if tb.cursor != 30 || tb.cursor < tb.offset || tb.cursor >= tb.offset+tb.page() {
+			t.Errorf("%v: cursor %d offset %d page %d", size, tb.cursor, tb.offset, tb.page())
+		}
+		v := m.View()
+		if size[1] >= 8 {
+			if n := strings.Count(v, "\n") + 1; n > size[1] {
+				t.Errorf("%v: %d lines", size, n)
+			}
+			if !strings.Contains(v, "31/50") {
+				t.Errorf("%v: status lost:\n%s", size, v)
+			}
+		}
+		for _, l := range strings.Split(v, "\n") {
+			if len([]rune(l)) > max(size[0], 1) && size[0] > 1 {
+				t.Errorf("%v: line too wide: %q", size, l)
+			}
+		}
+	}
+}

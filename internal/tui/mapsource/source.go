@@ -41,6 +41,8 @@ type Source struct {
 	GCInterval time.Duration
 	// ProcLocks is /proc/locks (tests replace it).
 	ProcLocks string
+	// Warnings are shown with every snapshot (e.g. an unverified version).
+	Warnings []string
 }
 
 // entry aggregates one policy row.
@@ -66,6 +68,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	for st, d := range s.Timeouts {
 		snap.Node.Timeouts[st] = d
 	}
+	snap.Node.Warnings = append(snap.Node.Warnings, s.Warnings...)
 
 	// egwct's state: missing means no policies applied.
 	var set []sweep.Policy
