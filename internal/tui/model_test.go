@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -476,5 +477,56 @@ func TestResize(t *testing.T) {
 				t.Errorf("%v: line too wide: %q", size, l)
 			}
 		}
+	}
+}
+
+// TestProgram runs the model in bubbletea's runtime (fetches on their own
+// goroutines, the timer) and quits with q; run with -race.
+func TestProgram(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	src := SourceFunc(func(q Query) (*Snapshot, error) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		s := synthetic(time.Now(), 1)
+		if q.Flows {
+			s.FlowsOf, s.Flows = q.FlowsOf, flows(1000)
+		}
+		return s, nil
+	})
+	m := New(Options{Source: src, Refresh: 20 * time.Millisecond})
+	var out strings.Builder
+	p := tea.NewProgram(m, tea.WithInput(nil), tea.WithOutput(&out), tea.WithoutSignalHandler())
+	done := make(chan error, 1)
+	go func() { _, err := p.Run(); done <- err }()
+	p.Send(tea.WindowSizeMsg{Width: 120, Height: 30})
+	time.Sleep(100 * time.Millisecond) // the first snapshot
+	for _, k := range []string{"j", "enter", "j", "s", "3", "1", "r"} {
+		time.Sleep(15 * time.Millisecond)
+		if k == "enter" {
+			p.Send(tea.KeyMsg{Type: tea.KeyEnter})
+			continue
+		}
+		p.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)})
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("q")})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		p.Kill()
+		t.Fatal("q did not quit")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls < 3 {
+		t.Errorf("%d snapshots in 200 ms at a 20 ms refresh", calls)
+	}
+	if m.FlowsOf() != "payments-egress" {
+		t.Errorf("drilled into %q", m.FlowsOf())
 	}
 }

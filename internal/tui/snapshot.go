@@ -67,6 +67,9 @@ type Node struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Timeouts are the node's CT timeouts per state.
 	Timeouts [4]time.Duration `json:"timeouts_ns"`
+	// PortsAge is how old the SNAT reading behind the ports is, when it
+	// was not read for this snapshot (big nodes read it less often).
+	PortsAge time.Duration `json:"ports_age_ns,omitempty"`
 }
 
 // MapFill is a map's fill level.

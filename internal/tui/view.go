@@ -71,6 +71,9 @@ func (m *Model) headerLines() []string {
 			}
 			maps = append(maps, fmt.Sprintf("%s %d/%d (%d%%)", strings.TrimPrefix(Clean(mf.Name), "cilium_"), mf.Entries, mf.Max, pct))
 		}
+		if s.Node.PortsAge > 0 {
+			maps = append([]string{"SNAT read " + fmtDur(s.Node.PortsAge) + " ago"}, maps...)
+		}
 		if len(maps) > 0 {
 			facts = append(facts, "maps: "+strings.Join(maps, " · "))
 		}

@@ -6,8 +6,10 @@
 package mapsource
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"math"
 	"math/bits"
@@ -43,6 +45,12 @@ type Source struct {
 	ProcLocks string
 	// Warnings are shown with every snapshot (e.g. an unverified version).
 	Warnings []string
+	// SNATEvery is the least time between two readings of the SNAT maps;
+	// 0 adapts it to 5 times the last reading's cost (a small node's are
+	// read at every snapshot), negative reads them every time.
+	SNATEvery time.Duration
+
+	snat *snatAgg
 }
 
 // entry aggregates one policy row.
@@ -144,57 +152,22 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	times := ctmap.NewTimes(s.Clock, u, s.Timeouts)
 
 	// SNAT egress entries: port use per (egress IP, destination), and the
-	// egress address of the flows to list.
-	// A key without pointers hashes much faster than one of netip.Addrs.
-	type portKey struct {
-		egress, dst [16]byte
-		port        uint16
-		proto       uint8
-		v4          bool
-	}
-	type portUse struct {
-		used  int
-		slots []int32 // flows per policy slot
-	}
-	ports := map[portKey]*portUse{}
-	egressOf := map[ctmap.Tuple]netip.AddrPort{}
-	var probe ctmap.CT
-	for _, m := range nats {
-		n := 0
-		err := m.Walk(func(k, v []byte) error {
-			n++
-			var e ctmap.NAT
-			var err error
-			if e.Key, err = ctmap.DecodeTuple(k); err != nil {
-				return err
-			}
-			if !e.Egress() {
-				return nil
-			}
-			if e.Value, err = ctmap.DecodeNATEntry(v); err != nil {
-				return err
-			}
-			probe.Key = e.Key.SwapAddrs()
-			probe.Key.Flags = ctmap.TupleOut
-			slot, _ := matcher.Judge(&probe, times)
-			pk := portKey{e.Value.Addr().As16(), e.Key.DAddr.As16(), e.Key.DPort, e.Key.NextHdr, e.Key.DAddr.Is4()}
-			pu := ports[pk]
-			if pu == nil {
-				pu = &portUse{slots: make([]int32, len(rows))}
-				ports[pk] = pu
-			}
-			pu.used++
-			pu.slots[slot]++
-			if wantFlows && slot == flowSlot {
-				egressOf[probe.Key] = netip.AddrPortFrom(e.Value.Addr(), e.Value.Port())
-			}
-			return nil
-		})
-		if err != nil {
-			snap.Banner = join(snap.Banner, fmt.Sprintf("%s: %v", m.Path, err))
+	// egress address of the flows to list. On a big node the SNAT map is
+	// read less often than the CT maps (see SNATEvery).
+	key := snatKey{set: fingerprint(set), flows: wantFlows, slot: flowSlot}
+	agg := s.snat
+	if agg == nil || agg.key != key || s.SNATEvery < 0 || time.Since(agg.at) >= max(s.SNATEvery, 5*agg.cost) {
+		names := make([]string, len(rows))
+		for i := range rows {
+			names[i] = rows[i].row.Name
 		}
-		snap.Node.Maps = append(snap.Node.Maps, tui.MapFill{Name: m.Spec.Name, Entries: n, Max: int(m.MaxEntries)})
+		agg = readSNAT(nats, matcher, times, names, key)
+		s.snat = agg
+	} else {
+		snap.Node.PortsAge = max(time.Since(agg.at), time.Nanosecond)
 	}
+	snap.Banner = join(snap.Banner, agg.banner)
+	egressOf := agg.egressOf
 
 	// CT entries.
 	v6 := 0
@@ -252,41 +225,15 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 		}
 		fills = append(fills, tui.MapFill{Name: m.Spec.Name, Entries: n, Max: int(m.MaxEntries)})
 	}
-	snap.Node.Maps = append(fills, snap.Node.Maps...)
+	snap.Node.Maps = append(fills, agg.fills...)
 	if v6 > 0 {
 		snap.Node.Warnings = append(snap.Node.Warnings, fmt.Sprintf("%d IPv6 CT entries are shown under %s: egwct sweeps IPv4 only", v6, tui.NoPolicy))
 	}
 
-	// Ports, and each policy's worst destination.
-	for pk, pu := range ports {
-		egress, dst := netip.AddrFrom16(pk.egress), netip.AddrFrom16(pk.dst)
-		if pk.v4 {
-			egress, dst = egress.Unmap(), dst.Unmap()
-		}
-		p := tui.Port{Egress: egress, Dst: dst, DstPort: pk.port, Proto: pk.proto, Used: pu.used}
-		for slot, n := range pu.slots {
-			if n == 0 {
-				continue
-			}
-			p.Policies = append(p.Policies, rows[slot].row.Name)
-			r := &rows[slot].row
-			if pu.used > r.WorstPorts {
-				r.WorstPorts = pu.used
-				r.WorstDest = fmt.Sprintf("%s→%s:%d", p.Egress, p.Dst, pk.port)
-			}
-		}
-		slices.Sort(p.Policies)
-		snap.Ports = append(snap.Ports, p)
+	snap.Ports = agg.ports // shared between snapshots: never changed
+	for slot, w := range agg.worst {
+		rows[slot].row.WorstPorts, rows[slot].row.WorstDest = w.used, w.dest
 	}
-	slices.SortFunc(snap.Ports, func(a, b tui.Port) int {
-		if a.Used != b.Used {
-			return b.Used - a.Used
-		}
-		if c := a.Egress.Compare(b.Egress); c != 0 {
-			return c
-		}
-		return a.Dst.Compare(b.Dst)
-	})
 
 	for i := range rows {
 		rows[i].row.IdleP50 = rows[i].idle.quantile(0.50)
@@ -295,6 +242,142 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	}
 	snap.Cost = time.Since(start)
 	return snap, nil
+}
+
+// snatKey says what a SNAT reading was made for: the policy set, and the
+// policy whose flows' egress addresses it kept.
+type snatKey struct {
+	set   uint64
+	flows bool
+	slot  uint32
+}
+
+// snatAgg is one reading of the SNAT maps.
+type snatAgg struct {
+	key  snatKey
+	at   time.Time
+	cost time.Duration
+	// ports are sorted, top consumers first; worst is per policy slot.
+	ports    []tui.Port
+	worst    []worstDest
+	egressOf map[ctmap.Tuple]netip.AddrPort
+	fills    []tui.MapFill
+	banner   string
+}
+
+type worstDest struct {
+	used int
+	dest string
+}
+
+// fingerprint identifies a policy set.
+func fingerprint(set []sweep.Policy) uint64 {
+	h := fnv.New64a()
+	for _, p := range set {
+		h.Write([]byte(p.Name))
+		for _, t := range p.Timeouts {
+			binary.Write(h, binary.LittleEndian, t)
+		}
+		for _, k := range p.Keys {
+			h.Write(k.Pod.AsSlice())
+			h.Write(k.Dest.Addr().AsSlice())
+			h.Write([]byte{byte(k.Dest.Bits()), map[bool]byte{true: 1}[k.Excluded]})
+		}
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// readSNAT walks the SNAT egress entries: port use per (egress IP,
+// destination IP, destination port, protocol) and the policies holding
+// them, and, for the flows view, the egress address of one policy's flows.
+func readSNAT(nats []*ctmap.Map, matcher *sweep.Matcher, times ctmap.Times, names []string, key snatKey) *snatAgg {
+	nslots := len(names)
+	start := time.Now()
+	agg := &snatAgg{key: key, at: start, worst: make([]worstDest, nslots), egressOf: map[ctmap.Tuple]netip.AddrPort{}}
+	// A key without pointers hashes much faster than one of netip.Addrs.
+	type portKey struct {
+		egress, dst [16]byte
+		port        uint16
+		proto       uint8
+		v4          bool
+	}
+	type portUse struct {
+		used  int
+		slots []int32 // flows per policy slot
+	}
+	ports := map[portKey]*portUse{}
+	var probe ctmap.CT
+	for _, m := range nats {
+		n := 0
+		err := m.Walk(func(k, v []byte) error {
+			n++
+			var e ctmap.NAT
+			var err error
+			if e.Key, err = ctmap.DecodeTuple(k); err != nil {
+				return err
+			}
+			if !e.Egress() {
+				return nil
+			}
+			if e.Value, err = ctmap.DecodeNATEntry(v); err != nil {
+				return err
+			}
+			probe.Key = e.Key.SwapAddrs()
+			probe.Key.Flags = ctmap.TupleOut
+			slot, _ := matcher.Judge(&probe, times)
+			pk := portKey{e.Value.Addr().As16(), e.Key.DAddr.As16(), e.Key.DPort, e.Key.NextHdr, e.Key.DAddr.Is4()}
+			pu := ports[pk]
+			if pu == nil {
+				pu = &portUse{slots: make([]int32, nslots)}
+				ports[pk] = pu
+			}
+			pu.used++
+			pu.slots[slot]++
+			if key.flows && slot == key.slot {
+				agg.egressOf[probe.Key] = netip.AddrPortFrom(e.Value.Addr(), e.Value.Port())
+			}
+			return nil
+		})
+		if err != nil {
+			agg.banner = join(agg.banner, fmt.Sprintf("%s: %v", m.Path, err))
+		}
+		agg.fills = append(agg.fills, tui.MapFill{Name: m.Spec.Name, Entries: n, Max: int(m.MaxEntries)})
+	}
+	out := make([]tui.Port, 0, len(ports))
+	for pk, pu := range ports {
+		egress, dst := netip.AddrFrom16(pk.egress), netip.AddrFrom16(pk.dst)
+		if pk.v4 {
+			egress, dst = egress.Unmap(), dst.Unmap()
+		}
+		r := tui.Port{Egress: egress, Dst: dst, DstPort: pk.port, Proto: pk.proto, Used: pu.used}
+		for slot, n := range pu.slots {
+			if n == 0 {
+				continue
+			}
+			r.Policies = append(r.Policies, names[slot])
+			if w := &agg.worst[slot]; pu.used > w.used {
+				w.used, w.dest = pu.used, fmt.Sprintf("%s→%s:%d", egress, dst, pk.port)
+			}
+		}
+		slices.Sort(r.Policies)
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b tui.Port) int {
+		if a.Used != b.Used {
+			return b.Used - a.Used
+		}
+		if c := a.Egress.Compare(b.Egress); c != 0 {
+			return c
+		}
+		if c := a.Dst.Compare(b.Dst); c != 0 {
+			return c
+		}
+		return int(a.DstPort) - int(b.DstPort)
+	})
+	agg.ports = out
+	agg.cost = time.Since(start)
+	return agg
 }
 
 // sweeper describes who sweeps: an agent holding egwct's lock (its mode

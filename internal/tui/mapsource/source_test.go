@@ -178,6 +178,19 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("fills %v", fills)
 	}
 
+	// The SNAT map is read again only when due (or the set changes).
+	l.src.SNATEvery = time.Hour
+	l.flow(t, pod, 40007, "198.18.0.7", 443, ctmap.ProtoTCP, est, 1, 0, 50007)
+	snap, _ = l.src.Snapshot(tui.Query{Window: 2 * time.Second, FlowsOf: "pay", Flows: true})
+	if snap.Ports[0].Used != 3 || snap.Node.PortsAge <= 0 || snap.Policies[1].Total != 5 {
+		t.Errorf("cached ports: %+v, age %v", snap.Ports[0], snap.Node.PortsAge)
+	}
+	l.src.SNATEvery = -1
+	snap, _ = l.src.Snapshot(tui.Query{Window: 2 * time.Second, FlowsOf: "pay", Flows: true})
+	if snap.Ports[0].Used != 4 || snap.Node.PortsAge != 0 || snap.Policies[1].WorstPorts != 4 {
+		t.Errorf("fresh ports: %+v, age %v", snap.Ports[0], snap.Node.PortsAge)
+	}
+
 	// Cilium restarts: its CT map vanishes, then comes back.
 	os.Remove(l.ct.Path)
 	snap, err = l.src.Snapshot(tui.Query{Window: time.Second})
@@ -192,7 +205,7 @@ func TestSnapshot(t *testing.T) {
 	}
 	defer m.Close()
 	snap, err = l.src.Snapshot(tui.Query{Window: time.Second})
-	if err != nil || snap.Banner != "" || snap.Policies[1].Total != 0 || snap.Policies[0].Total != 1 {
+	if err != nil || snap.Banner != "" || snap.Policies[1].Total != 0 || snap.Policies[0].Total != 1 || snap.Ports[0].Used != 4 {
 		t.Errorf("recreated map: %v %q %+v", err, snap.Banner, snap.Policies)
 	}
 }
