@@ -12,6 +12,9 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/muesli/termenv"
 
 	"github.com/egwct/egwct/pkg/profiles"
 )
@@ -528,5 +531,35 @@ func TestProgram(t *testing.T) {
 	}
 	if m.FlowsOf() != "payments-egress" {
 		t.Errorf("drilled into %q", m.FlowsOf())
+	}
+}
+
+// TestColours: with colours on, cells worth attention are styled and no
+// line is wider than the terminal.
+func TestColours(t *testing.T) {
+	lipgloss.SetColorProfile(termenv.ANSI)
+	defer lipgloss.SetColorProfile(termenv.Ascii)
+	for _, w := range []int{100, 128, 131} { // cut inside and around PORTS
+		m := newModel(t, w, 20, staticSource())
+		for i, l := range strings.Split(m.View(), "\n") {
+			if n := ansi.StringWidth(l); n > w {
+				t.Errorf("width %d: line %d is %d wide", w, i, n)
+			}
+			if s := ansi.Strip(l); s != strings.TrimRight(s, " ") && !strings.Contains(l, "\x1b[7m") {
+				t.Errorf("width %d: trailing blanks: %q", w, l)
+			}
+		}
+	}
+	m := newModel(t, 160, 20, staticSource())
+	v := m.View()
+	// payments-egress (not selected): OVER 3 and EXPIRED 1 warn, PORTS 50 % alerts.
+	var row string
+	for _, l := range strings.Split(v, "\n") {
+		if strings.HasPrefix(l, "payments-egress") {
+			row = l
+		}
+	}
+	if strings.Count(row, "\x1b[") < 6 || !strings.Contains(ansi.Strip(row), "16384 50%") {
+		t.Errorf("payments row not emphasized: %q", row)
 	}
 }

@@ -28,6 +28,8 @@ type table struct {
 	key func(row int) string
 	// search is the text a filter matches (nil: all cells).
 	search func(row int) string
+	// level marks a cell as worth attention: 1 warn, 2 alert (nil: none).
+	level func(row, col int) int
 
 	n       int
 	idx     []int
@@ -169,7 +171,7 @@ func (t *table) header(width int) string {
 }
 
 // lines renders the visible rows, calling style on the selected one.
-func (t *table) lines(width int, selected func(string) string) []string {
+func (t *table) lines(width int, selected func(string) string, emphasize func(level int, cell string) string) []string {
 	h := t.page()
 	out := make([]string, 0, h)
 	cells := make([]string, len(t.cols))
@@ -179,12 +181,41 @@ func (t *table) lines(width int, selected func(string) string) []string {
 			cells[c] = pad(Clean(t.text(r, c)), col.width, col.right)
 		}
 		line := fit(strings.Join(cells, " "), width)
-		if i == t.cursor && selected != nil {
+		switch {
+		case i == t.cursor && selected != nil:
 			line = selected(pad(line, width, false))
+		case t.level != nil && emphasize != nil:
+			line = t.emphasized(r, cells, width, emphasize)
 		}
 		out = append(out, line)
 	}
 	return out
+}
+
+// emphasized renders a row with its marked cells styled, cut at width.
+func (t *table) emphasized(r int, cells []string, width int, emphasize func(int, string) string) string {
+	var b strings.Builder
+	used := 0
+	for c, cell := range cells {
+		if c > 0 {
+			cell = " " + cell
+		}
+		w := ansi.StringWidth(cell)
+		if used+w > width {
+			cell = strings.TrimRight(ansi.Truncate(cell, width-used, ""), " ")
+			w = width - used
+		}
+		if lv := t.level(r, c); lv > 0 {
+			b.WriteString(emphasize(lv, cell))
+		} else {
+			b.WriteString(cell)
+		}
+		used += w
+		if used >= width {
+			break
+		}
+	}
+	return strings.TrimRight(b.String(), " ")
 }
 
 // pad fits s into w cells, truncating with an ellipsis.

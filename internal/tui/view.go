@@ -40,7 +40,7 @@ func (m *Model) View() string {
 	}
 	b.WriteString(styleHeader.Render(t.header(m.width)))
 	b.WriteByte('\n')
-	lines := t.lines(m.width, func(s string) string { return styleSelected.Render(s) })
+	lines := t.lines(m.width, func(s string) string { return styleSelected.Render(s) }, emphasize)
 	for _, l := range lines {
 		b.WriteString(l)
 		b.WriteByte('\n')
@@ -52,6 +52,26 @@ func (m *Model) View() string {
 	b.WriteByte('\n')
 	b.WriteString(fit(m.help.ShortHelpView(m.keys.ShortHelp()), m.width))
 	return b.String()
+}
+
+// emphasize styles a cell of a level: 1 warn, 2 alert.
+func emphasize(level int, cell string) string {
+	if level >= 2 {
+		return styleBanner.Render(cell)
+	}
+	return styleWarn.Render(cell)
+}
+
+// portLevel rates port use: alert from half the capacity, warn from a
+// quarter.
+func portLevel(used int) int {
+	switch {
+	case used*2 >= PortCapacity:
+		return 2
+	case used*4 >= PortCapacity:
+		return 1
+	}
+	return 0
 }
 
 // headerLines are the node facts, warnings and banners; on a short
@@ -179,6 +199,16 @@ func (m *Model) policiesTable() *table {
 	}}
 	p := func(r int) *Policy { return &m.snap.Policies[r] }
 	t.key = func(r int) string { return p(r).Name }
+	t.level = func(r, c int) int {
+		x := p(r)
+		switch {
+		case c == 9 && x.Over > 0, c == 10 && x.Expired > 0:
+			return 1
+		case c == 13:
+			return portLevel(x.WorstPorts)
+		}
+		return 0
+	}
 	t.search = func(r int) string { return p(r).Name }
 	t.text = func(r, c int) string {
 		x := p(r)
@@ -273,6 +303,13 @@ func (m *Model) flowsTable() *table {
 		{"IDLE", 8, true}, {"NODE LEFT", 10, true}, {"POLICY LEFT", 12, true}, {"EGRESS", 24, false},
 	}, sortCol: 4, desc: true}
 	f := func(r int) *Flow { return &m.snap.Flows[r] }
+	t.level = func(r, c int) int {
+		x := f(r)
+		if (c == 5 && x.Remaining < 0) || (c == 6 && x.HasPolicy && x.PolicyRemaining < 0) {
+			return 1
+		}
+		return 0
+	}
 	t.text = func(r, c int) string {
 		x := f(r)
 		switch c {
@@ -344,6 +381,12 @@ func (m *Model) portsTable() *table {
 		{"USED", 6, true}, {"USE%", 5, true}, {"PRESSURE", 13, false}, {"POLICIES", 40, false},
 	}, sortCol: 3, desc: true}
 	p := func(r int) *Port { return &m.snap.Ports[r] }
+	t.level = func(r, c int) int {
+		if c >= 3 && c <= 5 {
+			return portLevel(p(r).Used)
+		}
+		return 0
+	}
 	t.key = func(r int) string {
 		x := p(r)
 		return fmt.Sprint(x.Egress, x.Dst, x.DstPort, x.Proto)
