@@ -154,7 +154,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	// SNAT egress entries: port use per (egress IP, destination), and the
 	// egress address of the flows to list. On a big node the SNAT map is
 	// read less often than the CT maps (see SNATEvery).
-	key := snatKey{set: fingerprint(set), flows: wantFlows, slot: flowSlot}
+	key := snatKey{set: fingerprint(set), maps: mapIDs(nats), flows: wantFlows, slot: flowSlot}
 	agg := s.snat
 	if agg == nil || agg.key != key || s.SNATEvery < 0 || time.Since(agg.at) >= max(s.SNATEvery, 5*agg.cost) {
 		names := make([]string, len(rows))
@@ -248,6 +248,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 // policy whose flows' egress addresses it kept.
 type snatKey struct {
 	set   uint64
+	maps  uint64 // the SNAT maps read: a map Cilium re-created is read at once
 	flows bool
 	slot  uint32
 }
@@ -284,6 +285,21 @@ func fingerprint(set []sweep.Policy) uint64 {
 			h.Write([]byte{byte(k.Dest.Bits()), map[bool]byte{true: 1}[k.Excluded]})
 		}
 		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// mapIDs identifies a list of maps by their kernel IDs.
+func mapIDs(ms []*ctmap.Map) uint64 {
+	h := fnv.New64a()
+	for _, m := range ms {
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				binary.Write(h, binary.LittleEndian, uint32(id))
+				continue
+			}
+		}
+		h.Write([]byte(m.Path)) // no ID: by path
 	}
 	return h.Sum64()
 }

@@ -208,6 +208,20 @@ func TestSnapshot(t *testing.T) {
 	if err != nil || snap.Banner != "" || snap.Policies[1].Total != 0 || snap.Policies[0].Total != 1 || snap.Ports[0].Used != 4 {
 		t.Errorf("recreated map: %v %q %+v", err, snap.Banner, snap.Policies)
 	}
+
+	l.src.SNATEvery = time.Hour
+	// A re-created SNAT map is read at once.
+	natSpec, _ := r.Profile.Map(profiles.RoleSNAT, 4)
+	os.Remove(l.nat.Path)
+	nat2, err := ctmap.Create(l.fs, natSpec, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ = l.src.Snapshot(tui.Query{Window: 2 * time.Second, FlowsOf: "pay", Flows: true})
+	if len(snap.Ports) != 0 || snap.Node.PortsAge != 0 {
+		t.Errorf("re-created SNAT map: ports %+v, age %v", snap.Ports, snap.Node.PortsAge)
+	}
+	nat2.Close()
 }
 
 func TestHistogram(t *testing.T) {
