@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -261,6 +262,8 @@ func newTopReport(s *tui.Snapshot, flows bool) *topReport {
 			}
 			r.Flows = append(r.Flows, fr)
 		}
+		// The longest idle first, as the flows view sorts them.
+		slices.SortStableFunc(r.Flows, func(a, b flowRep) int { return cmp.Compare(b.Idle, a.Idle) })
 	}
 	return r
 }

@@ -143,9 +143,14 @@ func TestTopLab(t *testing.T) {
 	if rep.FlowsOf == nil || *rep.FlowsOf != "payments-egress" || len(rep.Flows) == 0 {
 		t.Fatalf("flows: %+v", rep.Flows)
 	}
-	for _, f := range rep.Flows {
-		if !strings.HasPrefix(f.Src, "10.1.") || f.Egress == "" {
+	for i, f := range rep.Flows {
+		// payments-egress sets timeouts for established TCP and non-TCP only.
+		withPolicy := f.State == "established" || f.State == "non-tcp"
+		if !strings.HasPrefix(f.Src, "10.1.") || f.Egress == "" || (f.PolicyRemaining != nil) != withPolicy {
 			t.Errorf("flow %+v", f)
+		}
+		if i > 0 && f.Idle > rep.Flows[i-1].Idle {
+			t.Errorf("flows not sorted by idle time: %v after %v", f.Idle, rep.Flows[i-1].Idle)
 		}
 	}
 
