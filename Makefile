@@ -21,9 +21,13 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install what the build and tests need (Go modules)
+deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test)
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install" >&2; exit 1; }
 	$(GO) mod download
+	@command -v tmux >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; \
+		else echo "tmux is missing: the end-to-end test of egwct top will be skipped" >&2; fi; }
 
 # The BPF toolchain (only to regenerate pkg/sweep's committed bpf2go output).
 BPF_PKGS := clang-14 llvm-14 libbpf-dev
@@ -74,7 +78,7 @@ DEMO_VER ?= 1.18.3
 DEMO      = ./$(BIN) $(1) --bpffs $(DEMO_FS) --cilium-state-dir $(DEMO_FS).state --cilium-version $(DEMO_VER)
 
 .PHONY: demo
-demo: build ## As root: a simulated gateway node, listed, validated and removed
+demo: build ## As root: a simulated gateway node, listed, validated, applied, watched in egwct top, removed
 	@./$(BIN) lab down --bpffs $(DEMO_FS) >/dev/null 2>&1 || true
 	./$(BIN) lab up --bpffs $(DEMO_FS) --cilium-version $(DEMO_VER) --flows 20000
 	$(call DEMO,ct list) --state established --idle-over 20m | head -n 12
@@ -82,6 +86,11 @@ demo: build ## As root: a simulated gateway node, listed, validated and removed
 	$(call DEMO,nat list) --src 10.1.0.2 | head -n 6
 	$(call DEMO,egress list) | head -n 6
 	./$(BIN) validate --cilium-version $(DEMO_VER) $(DEMO_FS).state/manifests/policies.yaml
+	$(call DEMO,apply) -f $(DEMO_FS).state/manifests
+	@# egwct top, live on a terminal (q quits), else one snapshot; traffic and an agent meanwhile
+	./$(BIN) lab drive --bpffs $(DEMO_FS) >/dev/null 2>&1 & drive=$$!; \
+	$(call DEMO,agent) -f $(DEMO_FS).state/manifests --metrics-addr '' >/dev/null 2>&1 & agent=$$!; \
+	sleep 1; $(call DEMO,top); rc=$$?; kill $$drive $$agent; wait; exit $$rc
 	./$(BIN) lab down --bpffs $(DEMO_FS)
 
 .PHONY: docs

@@ -69,6 +69,7 @@ Exit codes:
 		newApplyCmd(ios),
 		newResetCmd(ios),
 		newAgentCmd(ios),
+		newTopCmd(ios),
 	)
 	return root
 }

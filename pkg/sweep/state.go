@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -256,4 +257,76 @@ func Reset(bpffs string) error {
 		return nil
 	}
 	return os.RemoveAll(dir)
+}
+
+// OpenStateReadOnly opens egwct's pinned state for reading, without its
+// lock, so that a viewer (egwct top) can watch while an agent changes it.
+// It returns an error wrapping os.ErrNotExist when no state is pinned.
+func OpenStateReadOnly(bpffs string) (*State, error) {
+	dir := Dir(bpffs)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("egwct state %s: %w", dir, err)
+	}
+	s := &State{dir: dir}
+	ro := &ebpf.LoadPinOptions{ReadOnly: true}
+	for _, x := range []struct {
+		dst  **ebpf.Map
+		name string
+	}{
+		{&s.policies, "egwct_policies"},
+		{&s.stats, "egwct_sweep"},
+		{&s.totals, "egwct_totals"},
+		{&s.names, "egwct_names"},
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, x.name), ro)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("egwct state: %w", err)
+		}
+		*x.dst = m
+	}
+	return s, nil
+}
+
+// Set reads the policy set in force back from the pinned state: slot i+1
+// is element i, with its name, timeouts and keys, so that NewMatcher of the
+// result judges as the sweeper does. Slots no key refers to are kept (with
+// their names) so that slot numbers stay aligned.
+func (s *State) Set() ([]Policy, error) {
+	keys, err := s.CurrentKeys()
+	if err != nil {
+		return nil, err
+	}
+	names, err := s.Names()
+	if err != nil {
+		return nil, err
+	}
+	top := uint32(0)
+	for _, v := range keys {
+		top = max(top, v.ID)
+	}
+	for id := range names {
+		top = max(top, id)
+	}
+	set := make([]Policy, top)
+	for id, name := range names {
+		set[id-1].Name = name
+	}
+	for k, v := range keys {
+		if v.ID == 0 || v.ID > top {
+			continue
+		}
+		p := &set[v.ID-1]
+		p.Timeouts = v.Timeout
+		p.Keys = append(p.Keys, k)
+	}
+	for i := range set {
+		slices.SortFunc(set[i].Keys, func(a, b Key) int {
+			if c := a.Pod.Compare(b.Pod); c != 0 {
+				return c
+			}
+			return a.Dest.Addr().Compare(b.Dest.Addr())
+		})
+	}
+	return set, nil
 }
