@@ -202,6 +202,17 @@ func (s *State) Replace(set []Policy) error {
 			return err
 		}
 	}
+	// Slots of a larger previous set are named from 1 on without gaps:
+	// clear them up to the first empty one.
+	var name, empty [nameSize]byte
+	for id := uint32(len(set) + 1); id < MaxPolicies; id++ {
+		if err := s.names.Lookup(id, &name); err != nil || name[0] == 0 {
+			break
+		}
+		if err := s.names.Put(id, empty); err != nil {
+			return err
+		}
+	}
 	if err := s.policies.Put(uint32(0), inner); err != nil {
 		return fmt.Errorf("swap in the policy set: %w", err)
 	}

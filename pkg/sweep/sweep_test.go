@@ -332,6 +332,9 @@ func TestReplaceIsWhole(t *testing.T) {
 			}
 		}
 	}
+	if names, _ := st.Names(); len(names) != 1 || names[1] != "b" {
+		t.Errorf("names after a smaller set: %v", names)
+	}
 	// A second egwct is refused while the first holds the state.
 	if _, err := OpenState(fs, true); err == nil {
 		t.Fatal("state opened twice")
