@@ -1,0 +1,208 @@
+// Package cluster reads what egwct needs from a Kubernetes API server:
+// CiliumEgressGatewayPolicies and CiliumEndpoints (cilium.io/v2), and the
+// Cilium DaemonSet and cilium-config ConfigMap for version detection. It
+// only ever gets, lists and watches: egwct never writes to a cluster.
+//
+// Objects are handed on as YAML, one per object, named the way kubectl
+// names them (cegp/NAME, cep/NAMESPACE/NAME), so that pkg/policy reads
+// them exactly as it reads manifest files and positions in findings refer
+// to the object.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+)
+
+// The resources egwct reads.
+var (
+	PolicyResource   = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumegressgatewaypolicies"}
+	EndpointResource = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumendpoints"}
+)
+
+// Flags are kubectl's connection flags.
+type Flags struct {
+	Kubeconfig string
+	Context    string
+	Timeout    time.Duration
+}
+
+// Register adds --kubeconfig, --context and --request-timeout to fs.
+func (f *Flags) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config; in a pod, the pod's service account)")
+	fs.StringVar(&f.Context, "context", "", "the kubeconfig context to use")
+	fs.DurationVar(&f.Timeout, "request-timeout", 30*time.Second, "how long to wait for each request to the API server")
+}
+
+// RESTConfig resolves the flags the way kubectl does: --kubeconfig, else
+// $KUBECONFIG, else ~/.kube/config, else the in-cluster configuration of
+// a pod.
+func (f *Flags) RESTConfig() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: f.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		return nil, &Error{Op: "load kubeconfig", Err: err}
+	}
+	cfg.Timeout = f.Timeout
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "egwct"
+	return cfg, nil
+}
+
+// Client reads from one API server.
+type Client struct {
+	dyn  dynamic.Interface
+	kube kubernetes.Interface
+	host string
+}
+
+// New returns a client for cfg.
+func New(cfg *rest.Config) (*Client, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, &Error{Op: "create client", Err: err}
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, &Error{Op: "create client", Err: err}
+	}
+	return &Client{dyn: dyn, kube: kube, host: cfg.Host}, nil
+}
+
+// Dynamic is the client's dynamic interface (for informers).
+func (c *Client) Dynamic() dynamic.Interface { return c.dyn }
+
+// Object is one object from the cluster as YAML.
+type Object struct {
+	// Name is how findings name the object: cegp/NAME or cep/NAMESPACE/NAME.
+	Name string
+	// YAML is the object as `kubectl get -o yaml` prints it (without
+	// managedFields).
+	YAML []byte
+}
+
+// Policies lists every CiliumEgressGatewayPolicy, sorted by name.
+func (c *Client) Policies(ctx context.Context) ([]Object, error) {
+	return c.list(ctx, PolicyResource)
+}
+
+// Endpoints lists the CiliumEndpoints of all namespaces, sorted by
+// namespace and name.
+func (c *Client) Endpoints(ctx context.Context) ([]Object, error) {
+	return c.list(ctx, EndpointResource)
+}
+
+// pageSize bounds each list response, so that memory stays flat on large
+// clusters.
+var pageSize int64 = 500
+
+func (c *Client) list(ctx context.Context, res schema.GroupVersionResource) ([]Object, error) {
+	var out []Object
+	opts := metav1.ListOptions{Limit: pageSize}
+	for {
+		l, err := c.dyn.Resource(res).List(ctx, opts)
+		if err != nil {
+			return nil, c.wrap("list", res, err)
+		}
+		for i := range l.Items {
+			o, err := ToObject(&l.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		if opts.Continue = l.GetContinue(); opts.Continue == "" {
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ObjectName is the name findings use for an object: cegp/NAME for
+// policies, cep/NAMESPACE/NAME for endpoints, kind/[NAMESPACE/]NAME else.
+func ObjectName(u *unstructured.Unstructured) string {
+	prefix := u.GetKind()
+	switch u.GetKind() {
+	case "CiliumEgressGatewayPolicy":
+		prefix = "cegp"
+	case "CiliumEndpoint":
+		prefix = "cep"
+	}
+	if ns := u.GetNamespace(); ns != "" {
+		return prefix + "/" + ns + "/" + u.GetName()
+	}
+	return prefix + "/" + u.GetName()
+}
+
+// ToObject converts an object to YAML, leaving out managedFields as
+// kubectl does.
+func ToObject(u *unstructured.Unstructured) (Object, error) {
+	c := u.DeepCopy()
+	c.SetManagedFields(nil)
+	data, err := yaml.Marshal(c.Object)
+	if err != nil {
+		return Object{}, fmt.Errorf("%s: %w", ObjectName(u), err)
+	}
+	return Object{Name: ObjectName(u), YAML: data}, nil
+}
+
+// Error is a failed request, with what egwct tried to do.
+type Error struct {
+	// Op is the operation, e.g. "list ciliumegressgatewaypolicies.cilium.io".
+	Op  string
+	Err error
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrUnreachable marks errors of an API server that did not answer.
+var ErrUnreachable = errors.New("cluster unreachable")
+
+// wrap explains an error of a request: an unreachable server, a missing
+// permission (naming the verb and resource) or a missing CRD.
+func (c *Client) wrap(verb string, res schema.GroupVersionResource, err error) error {
+	name := res.Resource
+	if res.Group != "" {
+		name += "." + res.Group
+	}
+	op := verb + " " + name
+	switch {
+	case apierrors.IsForbidden(err):
+		return &Error{Op: op, Err: fmt.Errorf("permission denied: egwct needs %q on %s (%s): %w", verb, name, res.GroupVersion(), err)}
+	case apierrors.IsNotFound(err) && res.Group == "cilium.io":
+		return &Error{Op: op, Err: fmt.Errorf("the API server does not serve %s: is Cilium (its CRDs) installed? %w", res.GroupVersion().WithResource(res.Resource), err)}
+	case apierrors.IsUnauthorized(err):
+		return &Error{Op: op, Err: fmt.Errorf("not authenticated: check the kubeconfig's credentials: %w", err)}
+	case isUnreachable(err):
+		return &Error{Op: op, Err: fmt.Errorf("%w at %s: %w", ErrUnreachable, c.host, err)}
+	}
+	return &Error{Op: op, Err: err}
+}
+
+func isUnreachable(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsServiceUnavailable(err)
+}
