@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +21,13 @@ import (
 )
 
 type applyOptions struct {
-	io     *IO
-	node   nodeFlags
-	Files  []string
-	Mode   string
-	DryRun bool
-	Output string
+	io      *IO
+	node    nodeFlags
+	Files   []string
+	Mode    string
+	DryRun  bool
+	Output  string
+	cluster clusterOptions
 }
 
 func newApplyCmd(ios *IO) *cobra.Command {
@@ -69,6 +71,7 @@ name, type or sizes do not match the profile (nothing changed).`,
 	f.StringVar(&o.Mode, "mode", "reclaim", "what to do with expired entries: reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "change nothing; print the key diff and the impact of a sweep now")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints")
 	return cmd
 }
 
@@ -80,8 +83,8 @@ type desired struct {
 }
 
 func runApply(o *applyOptions) error {
-	if len(o.Files) == 0 {
-		return usageErrorf("no input: give -f with manifest files or folders")
+	if len(o.Files) == 0 && !o.cluster.From {
+		return usageErrorf("no input: give -f with manifest files or folders, or --from-cluster")
 	}
 	mode := sweep.Reclaim
 	switch o.Mode {
@@ -158,12 +161,19 @@ func (o *applyOptions) resolve(n *node) (*desired, error) {
 	if err != nil {
 		return nil, envError(err)
 	}
+	if o.cluster.From {
+		objs, err := o.cluster.inputs(context.Background(), true)
+		if err != nil {
+			return nil, err
+		}
+		inputs = append(inputs, objs...)
+	}
 	v := validate.New(validate.Options{Resolution: n.Resolution, Node: n.Config})
 	var pols []*policy.Policy
 	var eps []*policy.Endpoint
 	var findings []validate.Finding
 	for _, in := range inputs {
-		data, err := readLimited(in.path, o.io.In, maxManifestSize)
+		data, err := in.read(o.io.In, maxManifestSize)
 		if err != nil {
 			return nil, envError(fmt.Errorf("%s: %w", in.name, err))
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ type validateOptions struct {
 	Output        string
 	Strict        bool
 	Verbose       bool
+	cluster       clusterOptions
 }
 
 func newValidateCmd(ios *IO) *cobra.Command {
@@ -77,8 +79,8 @@ Exit codes:
   # In GitHub Actions: annotations on the pull request, warnings fail too
   egwct validate --cilium-version 1.18 -o github --strict policies/`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageErrorf("no input: give manifest files, folders, or - for standard input")
+			if len(args) == 0 && !o.cluster.From {
+				return usageErrorf("no input: give manifest files, folders, - for standard input, or --from-cluster")
 			}
 			return nil
 		},
@@ -93,6 +95,7 @@ Exit codes:
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or github")
 	f.BoolVar(&o.Strict, "strict", false, "fail (exit 1) on warnings too")
 	f.BoolVarP(&o.Verbose, "verbose", "v", false, "also list the objects that were skipped")
+	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies")
 	_ = cmd.RegisterFlagCompletionFunc("cilium-version", completeProfiles)
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "github"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -106,6 +109,16 @@ func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCo
 type input struct {
 	name string
 	path string // "" for standard input
+	data []byte // the contents, when not read from a file (objects of a cluster)
+}
+
+// read returns the input's contents, reading files and standard input up
+// to limit bytes.
+func (in input) read(stdin io.Reader, limit int64) ([]byte, error) {
+	if in.data != nil {
+		return in.data, nil
+	}
+	return readLimited(in.path, stdin, limit)
 }
 
 func runValidate(o *validateOptions) error {
@@ -134,7 +147,13 @@ func runValidate(o *validateOptions) error {
 	if err != nil {
 		return envError(err)
 	}
-	if len(inputs) == 0 {
+	if o.cluster.From {
+		objs, err := o.cluster.inputs(context.Background(), false)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, objs...)
+	} else if len(inputs) == 0 {
 		fmt.Fprintf(o.io.ErrOut, "egwct: warning: no *.yaml, *.yml or *.json files in %s\n", strings.Join(o.Paths, ", "))
 	}
 
@@ -256,7 +275,7 @@ func (r *report) add(src *policy.Source, fs ...validate.Finding) {
 // file validates one input and adds its findings, sorted by position.
 func (r *report) file(o *validateOptions, v *validate.Validator, in input) error {
 	r.files++
-	data, err := readLimited(in.path, o.io.In, maxManifestSize)
+	data, err := in.read(o.io.In, maxManifestSize)
 	if errors.Is(err, errTooLarge) {
 		r.add(nil, validate.FileTooLarge(in.name, maxManifestSize))
 		return nil

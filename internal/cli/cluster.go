@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/egwct/egwct/internal/cluster"
+)
+
+// clusterOptions are the flags of commands that can read from a cluster.
+type clusterOptions struct {
+	From  bool
+	flags cluster.Flags
+}
+
+func (c *clusterOptions) register(cmd *cobra.Command, what string) {
+	f := cmd.Flags()
+	f.BoolVar(&c.From, "from-cluster", false, "read "+what+" from the cluster (read-only: get, list and watch)")
+	c.flags.Register(f)
+}
+
+// client connects with the kubeconfig flags; failures are environment
+// errors (exit 3).
+func (c *clusterOptions) client() (*cluster.Client, error) {
+	cfg, err := c.flags.RESTConfig()
+	if err != nil {
+		return nil, envError(err)
+	}
+	cl, err := cluster.New(cfg)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return cl, nil
+}
+
+// inputs lists the cluster's policies (and endpoints, when asked) as
+// inputs named cegp/NAME and cep/NAMESPACE/NAME.
+func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := cl.Policies(ctx)
+	if err != nil {
+		return nil, envError(err)
+	}
+	if endpoints {
+		eps, err := cl.Endpoints(ctx)
+		if err != nil {
+			return nil, envError(err)
+		}
+		objs = append(objs, eps...)
+	}
+	out := make([]input, 0, len(objs))
+	for _, o := range objs {
+		if len(o.YAML) > maxManifestSize {
+			return nil, envError(fmt.Errorf("%s: %w", o.Name, errTooLarge))
+		}
+		out = append(out, input{name: o.Name, data: o.YAML})
+	}
+	return out, nil
+}
