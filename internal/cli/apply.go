@@ -97,6 +97,14 @@ func runApply(o *applyOptions) error {
 	if o.Output != "table" && o.Output != "json" {
 		return usageErrorf("-o must be table or json")
 	}
+	if o.cluster.From && o.node.CiliumVersion == "" {
+		ci, err := o.cluster.cilium(context.Background())
+		if err != nil {
+			return err
+		}
+		o.node.CiliumVersion = ci.Version
+		fmt.Fprintf(o.io.ErrOut, "# Cilium %s, from the %s\n", ci.Version, ci.VersionFrom)
+	}
 	n, err := o.node.open()
 	if err != nil {
 		return err

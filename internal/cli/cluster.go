@@ -11,13 +11,15 @@ import (
 
 // clusterOptions are the flags of commands that can read from a cluster.
 type clusterOptions struct {
-	From  bool
-	flags cluster.Flags
+	From      bool
+	Namespace string
+	flags     cluster.Flags
 }
 
 func (c *clusterOptions) register(cmd *cobra.Command, what string) {
 	f := cmd.Flags()
 	f.BoolVar(&c.From, "from-cluster", false, "read "+what+" from the cluster (read-only: get, list and watch)")
+	f.StringVar(&c.Namespace, "cilium-namespace", cluster.DefaultCiliumNamespace, "with --from-cluster: the namespace of the cilium DaemonSet and cilium-config ConfigMap, read when --cilium-version is not given")
 	c.flags.Register(f)
 }
 
@@ -61,4 +63,17 @@ func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, e
 		out = append(out, input{name: o.Name, data: o.YAML})
 	}
 	return out, nil
+}
+
+// cilium detects the Cilium version (and configuration) of the cluster.
+func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	ci, err := cl.Cilium(ctx, c.Namespace)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return ci, nil
 }

@@ -239,3 +239,74 @@ func namespacesOf(manifest string) []string {
 	}
 	return out
 }
+
+const ciliumDaemonSet = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: cilium
+  namespace: NS
+spec:
+  selector:
+    matchLabels: {k8s-app: cilium}
+  template:
+    metadata:
+      labels: {k8s-app: cilium}
+    spec:
+      containers:
+      - name: cilium-agent
+        image: quay.io/cilium/cilium:v1.17.4@sha256:0123456789abcdef
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cilium-config
+  namespace: NS
+data:
+  bpf-ct-timeout-regular-tcp: 1h
+`
+
+// TestValidateDetectsCilium: without --cilium-version, validate
+// --from-cluster takes the version from the cilium DaemonSet's image and
+// the node timeouts from cilium-config, and says so.
+func TestValidateDetectsCilium(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	env.Namespaces(t, "cilium-test", "empty")
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", "cilium-test"))
+	env.Create(t, `apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata:
+  name: long
+  annotations:
+    egwct.io/connection-timeouts: |
+      bpfCtTimeoutRegularTcp: 2h
+spec:
+  selectors: [{podSelector: {}}]
+  destinationCIDRs: [0.0.0.0/0]
+`)
+	kc := []string{"validate", "--from-cluster", "--kubeconfig", env.Kubeconfig}
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"detected", []string{"--cilium-namespace", "cilium-test"}, ExitFindings, []string{
+			"version from image quay.io/cilium/cilium:v1.17.4@sha256:0123456789abcdef of daemonset cilium-test/cilium",
+			"configmap/cilium-test/cilium-config", "above-node-timeout"}},
+		{"flag wins", []string{"--cilium-namespace", "cilium-test", "--cilium-version", "1.18.3"}, ExitOK, []string{"version from --cilium-version"}},
+		{"no daemonset", []string{"--cilium-namespace", "empty"}, ExitEnv, []string{"no Cilium DaemonSet in namespace empty"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, "", append(kc, tt.args...)...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d: %s %s", code, tt.code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out+errOut, w) {
+					t.Errorf("output lacks %q: %s %s", w, out, errOut)
+				}
+			}
+		})
+	}
+}

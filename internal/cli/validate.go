@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -90,7 +91,7 @@ Exit codes:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required)")
+	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required without --from-cluster)")
 	f.StringVar(&o.NodeConfig, "node-config", "", "the node's agent-runtime-config.json or a cilium-config ConfigMap manifest")
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or github")
 	f.BoolVar(&o.Strict, "strict", false, "fail (exit 1) on warnings too")
@@ -126,14 +127,31 @@ func runValidate(o *validateOptions) error {
 	if !ok {
 		return usageErrorf("unknown output format %q: use text, json or github", o.Output)
 	}
+	versionFrom, version := "--cilium-version", o.CiliumVersion
+	var ci *cluster.Cilium
 	if o.CiliumVersion == "" {
-		return usageErrorf("--cilium-version is required: egwct cannot detect the version without a cluster (e.g. --cilium-version 1.18.3)")
+		if !o.cluster.From {
+			return usageErrorf("--cilium-version is required: egwct detects the version only with --from-cluster (e.g. --cilium-version 1.18.3)")
+		}
+		var err error
+		if ci, err = o.cluster.cilium(context.Background()); err != nil {
+			return err
+		}
+		versionFrom, version = ci.VersionFrom, ci.Version
 	}
-	res, err := profiles.Resolve(o.CiliumVersion)
+	res, err := profiles.Resolve(version)
 	if err != nil {
+		if ci != nil {
+			return envError(fmt.Errorf("detected Cilium %s (%s): %w; give --cilium-version", version, versionFrom, err))
+		}
 		return usageErrorf("--cilium-version: %v", err)
 	}
 	var node *nodeconfig.Config
+	if o.NodeConfig == "" && ci != nil && ci.Config != nil {
+		if node, err = nodeconfig.Parse(ci.ConfigFrom, ci.Config); err != nil {
+			return envError(err)
+		}
+	}
 	if o.NodeConfig != "" {
 		data, err := readLimited(o.NodeConfig, nil, nodeconfig.MaxSize)
 		if err != nil {
@@ -157,7 +175,7 @@ func runValidate(o *validateOptions) error {
 		fmt.Fprintf(o.io.ErrOut, "egwct: warning: no *.yaml, *.yml or *.json files in %s\n", strings.Join(o.Paths, ", "))
 	}
 
-	v := validate.New(validate.Options{Resolution: res, VersionFrom: "--cilium-version", Node: node})
+	v := validate.New(validate.Options{Resolution: res, VersionFrom: versionFrom, Node: node})
 	rep := &report{profile: res.Profile.Name, version: res.Version.String()}
 	rep.add(nil, v.Preamble()...)
 	for _, in := range inputs {

@@ -351,3 +351,81 @@ func TestForbidden(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestImageVersion(t *testing.T) {
+	for _, tt := range []struct{ image, want string }{
+		{"quay.io/cilium/cilium:v1.18.3@sha256:0123abcd", "v1.18.3"},
+		{"quay.io/cilium/cilium:v1.17.0-rc.1", "v1.17.0-rc.1"},
+		{"registry:5000/cilium/cilium:1.16.5", "1.16.5"},
+		{"registry:5000/cilium/cilium", ""},
+		{"quay.io/cilium/cilium:latest", ""},
+		{"quay.io/cilium/cilium-ci:4f1e2c3", ""},
+		{"quay.io/cilium/cilium@sha256:0123abcd", ""},
+		{"", ""},
+	} {
+		if got := ImageVersion(tt.image); got != tt.want {
+			t.Errorf("ImageVersion(%q) = %q, want %q", tt.image, got, tt.want)
+		}
+	}
+}
+
+const ciliumObjects = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: cilium
+  namespace: NS
+spec:
+  selector:
+    matchLabels: {k8s-app: cilium}
+  template:
+    metadata:
+      labels: {k8s-app: cilium}
+    spec:
+      initContainers:
+      - name: config
+        image: quay.io/cilium/cilium:v1.99.0
+      containers:
+      - name: cilium-envoy
+        image: quay.io/cilium/cilium-envoy:v1.34.1
+      - name: cilium-agent
+        image: quay.io/cilium/cilium:v1.17.4@sha256:0123456789abcdef
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cilium-config
+  namespace: NS
+data:
+  bpf-ct-timeout-regular-tcp: 1h
+  enable-bpf-clock-probe: "true"
+`
+
+// TestCilium reads the version and the ConfigMap from a real API server.
+func TestCilium(t *testing.T) {
+	env := k8stest.Shared(t)
+	c := client(t, env.Kubeconfig)
+	ctx := context.Background()
+
+	env.Namespaces(t, "cilium-full", "cilium-noconfig", "cilium-none")
+	env.Create(t, strings.ReplaceAll(ciliumObjects, "NS", "cilium-full"))
+	env.Create(t, strings.ReplaceAll(strings.Split(ciliumObjects, "---\n")[0], "NS", "cilium-noconfig"))
+
+	got, err := c.Cilium(ctx, "cilium-full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != "v1.17.4" || !strings.Contains(got.VersionFrom, "daemonset cilium-full/cilium") || got.ConfigFrom != "configmap/cilium-full/cilium-config" {
+		t.Errorf("got %+v", got)
+	}
+	if !strings.Contains(string(got.Config), "kind: ConfigMap") || !strings.Contains(string(got.Config), "bpf-ct-timeout-regular-tcp: 1h") {
+		t.Errorf("config:\n%s", got.Config)
+	}
+
+	got, err = c.Cilium(ctx, "cilium-noconfig")
+	if err != nil || got.Version != "v1.17.4" || got.Config != nil {
+		t.Errorf("without a ConfigMap: %+v, %v", got, err)
+	}
+	if _, err := c.Cilium(ctx, "cilium-none"); err == nil || !strings.Contains(err.Error(), "no Cilium DaemonSet in namespace cilium-none") {
+		t.Errorf("without a DaemonSet: %v", err)
+	}
+}
