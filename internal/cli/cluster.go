@@ -14,6 +14,9 @@ type clusterOptions struct {
 	From      bool
 	Namespace string
 	flags     cluster.Flags
+	// source, when set, gives the objects instead of listing them (the
+	// agent's informers).
+	source func() ([]cluster.Object, error)
 }
 
 func (c *clusterOptions) register(cmd *cobra.Command, what string) {
@@ -40,6 +43,28 @@ func (c *clusterOptions) client() (*cluster.Client, error) {
 // inputs lists the cluster's policies (and endpoints, when asked) as
 // inputs named cegp/NAME and cep/NAMESPACE/NAME.
 func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, error) {
+	objs, err := c.objects(ctx, endpoints)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]input, 0, len(objs))
+	for _, o := range objs {
+		if len(o.YAML) > maxManifestSize {
+			return nil, envError(fmt.Errorf("%s: %w", o.Name, errTooLarge))
+		}
+		out = append(out, input{name: o.Name, data: o.YAML})
+	}
+	return out, nil
+}
+
+func (c *clusterOptions) objects(ctx context.Context, endpoints bool) ([]cluster.Object, error) {
+	if c.source != nil {
+		objs, err := c.source()
+		if err != nil {
+			return nil, envError(err)
+		}
+		return objs, nil
+	}
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
@@ -55,14 +80,7 @@ func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, e
 		}
 		objs = append(objs, eps...)
 	}
-	out := make([]input, 0, len(objs))
-	for _, o := range objs {
-		if len(o.YAML) > maxManifestSize {
-			return nil, envError(fmt.Errorf("%s: %w", o.Name, errTooLarge))
-		}
-		out = append(out, input{name: o.Name, data: o.YAML})
-	}
-	return out, nil
+	return objs, nil
 }
 
 // cilium detects the Cilium version (and configuration) of the cluster.

@@ -3,7 +3,10 @@ package cli
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,11 +30,7 @@ func TestDeployManifests(t *testing.T) {
 	env := k8stest.Shared(t)
 	env.Reset(t)
 	chdirRoot(t)
-	data, err := os.ReadFile("deploy/egwct.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	created := env.Create(t, string(data))
+	created := deploy(t, env)
 	kinds := map[string]bool{}
 	for _, o := range created {
 		kinds[o.GetKind()] = true
@@ -107,6 +106,30 @@ subjects:
 	if code != ExitEnv || !strings.Contains(errOut, `egwct needs "list" on ciliumendpoints.cilium.io`) {
 		t.Errorf("apply without ciliumendpoints: exit %d: %s", code, errOut)
 	}
+}
+
+var deployed struct {
+	sync.Mutex
+	env     *k8stest.Env
+	objects []*unstructured.Unstructured
+}
+
+// deploy creates deploy/egwct.yaml on env once per test binary, and
+// returns the objects it created.
+func deploy(t *testing.T, env *k8stest.Env) []*unstructured.Unstructured {
+	t.Helper()
+	deployed.Lock()
+	defer deployed.Unlock()
+	if deployed.env != env {
+		_, file, _, _ := runtime.Caller(0)
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "egwct.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deployed.objects = env.Create(t, string(data))
+		deployed.env = env
+	}
+	return deployed.objects
 }
 
 func dynFor(t *testing.T, kubeconfig string) dynamic.Interface {
