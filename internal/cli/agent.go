@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/ctmap"
@@ -196,23 +197,38 @@ const debounceDelay = 200 * time.Millisecond
 // watch starts the informers on the cluster's policies and endpoints and
 // makes them the agent's source of objects.
 func (a *agent) watch(ctx context.Context) error {
-	cl, err := a.o.apply.cluster.client()
+	var mu sync.Mutex
+	up := true
+	reachable := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			a.metrics.add("egwct_cluster_errors_total", nil, 1)
+			a.metrics.set("egwct_cluster_up", nil, 0)
+			if up {
+				a.log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
+			}
+		} else {
+			a.metrics.set("egwct_cluster_up", nil, 1)
+			if !up {
+				a.log.Info("the cluster is reachable again")
+			}
+		}
+		up = err == nil
+	}
+	cl, err := a.o.apply.cluster.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
 	if err != nil {
 		return err
 	}
-	a.metrics.set("egwct_cluster_up", nil, 0)
 	w, err := cl.Watch(ctx, a.o.apply.cluster.flags.Timeout, cluster.WatchEvents{
 		Error: func(err error) {
 			a.metrics.add("egwct_cluster_errors_total", nil, 1)
-			a.metrics.set("egwct_cluster_up", nil, 0)
 			a.log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
 		},
-		Event: func() { a.metrics.set("egwct_cluster_up", nil, 1) },
 	})
 	if err != nil {
 		return envError(err)
 	}
-	a.metrics.set("egwct_cluster_up", nil, 1)
 	a.o.apply.cluster.source = w.Objects
 	a.changed = w.Changed()
 	return nil
@@ -366,8 +382,8 @@ func newMetrics() *metrics {
 		"egwct_policies":                     "gauge policies with timeouts in force",
 		"egwct_policy_keys":                  "gauge (pod, CIDR) keys in force",
 		"egwct_last_sweep_timestamp_seconds": "gauge Unix time of the last successful sweep",
-		"egwct_cluster_up":                   "gauge 1 while the watches of the cluster work, 0 after a failed list or watch (--from-cluster)",
-		"egwct_cluster_errors_total":         "counter failed lists and watches of the cluster; the last known objects stay in use",
+		"egwct_cluster_up":                   "gauge 1 while the API server answers, 0 while it cannot be reached (--from-cluster)",
+		"egwct_cluster_errors_total":         "counter failed requests, lists and watches of the cluster; the last known objects stay in use",
 	}}
 }
 

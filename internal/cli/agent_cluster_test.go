@@ -25,13 +25,13 @@ import (
 // startClusterAgent runs `egwct agent --from-cluster` on a lab node with
 // the given kubeconfig, and a sweep interval long enough that only the
 // watches can explain a change seen in the test.
-func startClusterAgent(t *testing.T, dir, kubeconfig string) (logs *syncBuffer, metrics func() string) {
+func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration) (logs *syncBuffer, metrics func() string) {
 	t.Helper()
 	logs = &syncBuffer{}
 	addr := freeAddr(t)
 	o := &agentOptions{
 		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Mode: "reclaim"},
-		Interval:    time.Minute,
+		Interval:    interval,
 		MetricsAddr: addr,
 		LogFormat:   "text",
 	}
@@ -153,7 +153,7 @@ func TestAgentFollowsCluster(t *testing.T) {
 	env.Create(t, endpointYAML("burst-1", "burst", "10.99.0.1"))
 
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
-	logs, metrics := startClusterAgent(t, dir, sa)
+	logs, metrics := startClusterAgent(t, dir, sa, time.Minute)
 	initial := keysNow(t, dir)
 	if len(initial) == 0 {
 		t.Fatalf("no keys from the lab's policies: %s", logs)
@@ -267,5 +267,69 @@ func TestAgentFollowsCluster(t *testing.T) {
 	}
 	if m := metrics(); !strings.Contains(m, "egwct_cluster_up 1") || strings.Contains(m, "egwct_cluster_errors_total") {
 		t.Errorf("metrics:\n%s", m)
+	}
+}
+
+// TestAgentSurvivesAPIServerRestart: while the API server is down the
+// agent keeps sweeping with the last known set, and says so in logs and
+// metrics; when it is back, changes flow again.
+func TestAgentSurvivesAPIServerRestart(t *testing.T) {
+	dir := labDir(t)
+	env := k8stest.StartRestartable(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "1000", "--clock", "jiffies", "--hz", "250"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	var manifests []string
+	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+		data, err := os.ReadFile(filepath.Join(dir+".state", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, string(data))
+	}
+	env.Namespaces(t, append(namespacesOf(manifests[1]), "burst")...)
+	env.Create(t, manifests[0])
+	env.Create(t, manifests[1])
+
+	logs, metrics := startClusterAgent(t, dir, env.Kubeconfig, 200*time.Millisecond)
+	initial := keysNow(t, dir)
+	if len(initial) == 0 {
+		t.Fatal("no keys")
+	}
+	sweeps := func() int {
+		n := 0
+		for _, l := range strings.Split(metrics(), "\n") {
+			if v, ok := strings.CutPrefix(l, "egwct_sweeps_total "); ok {
+				fmt.Sscan(v, &n)
+			}
+		}
+		return n
+	}
+
+	if err := env.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the agent to notice", func() bool {
+		return strings.Contains(metrics(), "egwct_cluster_up 0") && strings.Contains(logs.String(), "cannot reach the cluster")
+	})
+	before := sweeps()
+	eventually(t, "sweeps to go on", func() bool { return sweeps() >= before+3 })
+	if got := keysNow(t, dir); len(got) != len(initial) {
+		t.Errorf("keys changed while the API server was down: %d → %d", len(initial), len(got))
+	}
+
+	if err := env.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	env.Create(t, endpointYAML("burst-1", "burst", "10.99.0.1"))
+	env.Create(t, burstPolicy)
+	for deadline := time.Now().Add(30 * time.Second); !hasKey(keysNow(t, dir), "10.99.0.1", "203.0.113.0/24"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("changes after the restart not applied:\n%s", logs)
+		}
+	}
+	if !strings.Contains(metrics(), "egwct_cluster_up 1") || !strings.Contains(logs.String(), "the cluster is reachable again") {
+		t.Errorf("egwct_cluster_up not back to 1:\n%s\n%s", metrics(), logs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/cluster"
 )
@@ -28,10 +29,13 @@ func (c *clusterOptions) register(cmd *cobra.Command, what string) {
 
 // client connects with the kubeconfig flags; failures are environment
 // errors (exit 3).
-func (c *clusterOptions) client() (*cluster.Client, error) {
+func (c *clusterOptions) client(configure ...func(*rest.Config)) (*cluster.Client, error) {
 	cfg, err := c.flags.RESTConfig()
 	if err != nil {
 		return nil, envError(err)
+	}
+	for _, f := range configure {
+		f(cfg)
 	}
 	cl, err := cluster.New(cfg)
 	if err != nil {

@@ -429,3 +429,44 @@ func TestCilium(t *testing.T) {
 		t.Errorf("without a DaemonSet: %v", err)
 	}
 }
+
+// TestObserve: every request reports whether the API server answered.
+func TestObserve(t *testing.T) {
+	env := k8stest.Shared(t)
+	var results []error
+	f := Flags{Kubeconfig: env.Kubeconfig, Timeout: 5e9}
+	cfg, err := f.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	Observe(cfg, func(err error) { results = append(results, err) })
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Policies(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0] != nil {
+		t.Errorf("after a list: %v", results)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg.Host = "https://" + addr
+	c, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results = nil
+	if _, err := c.Policies(context.Background()); err == nil {
+		t.Fatal("no error from a closed port")
+	}
+	if len(results) == 0 || results[len(results)-1] == nil {
+		t.Errorf("after a refused connection: %v", results)
+	}
+}

@@ -163,7 +163,30 @@ func StopShared() {
 	}
 }
 
-func start() (*Env, error) {
+// StartRestartable is Start with an API server that StopAPIServer and
+// StartAPIServer can restart on the same address, certificates and etcd.
+func StartRestartable(t testing.TB) *Env {
+	t.Helper()
+	Require(t)
+	e, err := start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+// StopAPIServer stops the API server (etcd stays).
+func (e *Env) StopAPIServer() error { return e.env.ControlPlane.APIServer.Stop() }
+
+// StartAPIServer starts the API server StopAPIServer stopped.
+func (e *Env) StartAPIServer() error { return e.env.ControlPlane.APIServer.Start() }
+
+func start(certDir ...string) (*Env, error) {
 	useExisting := false
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: AssetsDir(),
@@ -172,6 +195,10 @@ func start() (*Env, error) {
 		// Never a developer's real cluster, whatever USE_EXISTING_CLUSTER says.
 		UseExistingCluster:       &useExisting,
 		ControlPlaneStartTimeout: 60 * time.Second,
+	}
+	if len(certDir) > 0 {
+		// A fixed folder keeps the serving certificate across restarts.
+		te.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir[0]}
 	}
 	cfg, err := te.Start()
 	if err != nil {
