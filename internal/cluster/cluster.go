@@ -191,7 +191,7 @@ func (c *Client) wrap(verb string, res schema.GroupVersionResource, err error) e
 	case apierrors.IsForbidden(err):
 		return &Error{Op: op, Err: fmt.Errorf("permission denied: egwct needs %q on %s (%s): %w", verb, name, res.GroupVersion(), err)}
 	case apierrors.IsNotFound(err) && res.Group == "cilium.io":
-		return &Error{Op: op, Err: fmt.Errorf("the API server does not serve %s: is Cilium (its CRDs) installed? %w", res.GroupVersion().WithResource(res.Resource), err)}
+		return &Error{Op: op, Err: fmt.Errorf("the API server does not serve %s (%s): is Cilium (its CRDs) installed? %w", name, res.GroupVersion(), err)}
 	case apierrors.IsUnauthorized(err):
 		return &Error{Op: op, Err: fmt.Errorf("not authenticated: check the kubeconfig's credentials: %w", err)}
 	case isUnreachable(err):
