@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/ctmap"
@@ -216,6 +217,8 @@ func (a *agent) watch(ctx context.Context) error {
 		}
 		up = err == nil
 	}
+	// client-go logs through klog; send it to the agent's log, as one stream.
+	klog.SetSlogLogger(a.log.With("source", "client-go"))
 	cl, err := a.o.apply.cluster.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
 	if err != nil {
 		return err
