@@ -120,9 +120,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return usageErrorf("--log-format must be text or json")
 	}
 	a.log = slog.New(h)
+	var ci *cluster.Cilium
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
-		ci, err := o.apply.cluster.cilium(ctx)
-		if err != nil {
+		var err error
+		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
 			return err
 		}
 		o.apply.node.CiliumVersion = ci.Version
@@ -131,6 +132,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	var err error
 	if a.n, err = o.apply.node.open(); err != nil {
 		return err
+	}
+	if from, err := a.n.useConfigMap(ci); err != nil {
+		return err
+	} else if from != "" {
+		a.log.Info("node timeouts from the ConfigMap: this node has no agent-runtime-config.json", "from", from)
 	}
 	if err := needRoot(); err != nil {
 		return err

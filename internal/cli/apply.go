@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -97,9 +98,10 @@ func runApply(o *applyOptions) error {
 	if o.Output != "table" && o.Output != "json" {
 		return usageErrorf("-o must be table or json")
 	}
+	var ci *cluster.Cilium
 	if o.cluster.From && o.node.CiliumVersion == "" {
-		ci, err := o.cluster.cilium(context.Background())
-		if err != nil {
+		var err error
+		if ci, err = o.cluster.cilium(context.Background()); err != nil {
 			return err
 		}
 		o.node.CiliumVersion = ci.Version
@@ -108,6 +110,11 @@ func runApply(o *applyOptions) error {
 	n, err := o.node.open()
 	if err != nil {
 		return err
+	}
+	if from, err := n.useConfigMap(ci); err != nil {
+		return err
+	} else if from != "" {
+		fmt.Fprintf(o.io.ErrOut, "# node timeouts from %s (this node has no agent-runtime-config.json)\n", from)
 	}
 	d, err := o.resolve(n)
 	if err != nil {

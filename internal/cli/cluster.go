@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/pkg/nodeconfig"
 )
 
 // clusterOptions are the flags of commands that can read from a cluster.
@@ -98,4 +99,21 @@ func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
 		return nil, envError(err)
 	}
 	return ci, nil
+}
+
+// useConfigMap gives a node without agent-runtime-config.json the node
+// timeouts of the cluster's cilium-config ConfigMap; the node's own file,
+// when there is one, wins. It returns where the timeouts came from, or ""
+// when nothing changed.
+func (n *node) useConfigMap(ci *cluster.Cilium) (string, error) {
+	if n.Config != nil || ci == nil || ci.Config == nil {
+		return "", nil
+	}
+	cfg, err := nodeconfig.Parse(ci.ConfigFrom, ci.Config)
+	if err != nil {
+		return "", envError(err)
+	}
+	n.Config = cfg
+	n.Timeouts = cfg.NodeTimeouts(n.Resolution.Profile)
+	return ci.ConfigFrom, nil
 }

@@ -310,3 +310,51 @@ spec:
 		})
 	}
 }
+
+// TestApplyDetectsCilium: apply --from-cluster without --cilium-version
+// takes the version from the cilium DaemonSet, and the node timeouts from
+// cilium-config only when the node has no agent-runtime-config.json.
+func TestApplyDetectsCilium(t *testing.T) {
+	env := k8stest.Shared(t)
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.17.4", "--flows", "1000"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	env.Reset(t)
+	env.Namespaces(t, "cilium-apply")
+	// 3h: longer than every lab policy's timeout.
+	env.Create(t, strings.NewReplacer("NS", "cilium-apply", "regular-tcp: 1h", "regular-tcp: 3h").Replace(ciliumDaemonSet))
+	state := dir + ".state"
+	data, err := os.ReadFile(filepath.Join(state, lab.PoliciesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Create(t, string(data))
+
+	args := []string{"apply", "--dry-run", "--from-cluster", "--kubeconfig", env.Kubeconfig, "--cilium-namespace", "cilium-apply", "--bpffs", dir, "--clock", "ktime"}
+	for _, tt := range []struct {
+		name, stateDir string
+		want, not      []string
+	}{
+		{"no local file", t.TempDir(), []string{"# Cilium v1.17.4, from the image", "# node timeouts from configmap/cilium-apply/cilium-config"}, nil},
+		{"local file wins", state, []string{"# Cilium v1.17.4, from the image"}, []string{"configmap/"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, "", append(args, "--cilium-state-dir", tt.stateDir)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s %s", code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q: %s", w, errOut)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(errOut, w) {
+					t.Errorf("stderr has %q: %s", w, errOut)
+				}
+			}
+		})
+	}
+}

@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -70,7 +69,6 @@ func (f *Flags) RESTConfig() (*rest.Config, error) {
 // Client reads from one API server.
 type Client struct {
 	dyn  dynamic.Interface
-	kube kubernetes.Interface
 	host string
 }
 
@@ -80,15 +78,8 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, &Error{Op: "create client", Err: err}
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, &Error{Op: "create client", Err: err}
-	}
-	return &Client{dyn: dyn, kube: kube, host: cfg.Host}, nil
+	return &Client{dyn: dyn, host: cfg.Host}, nil
 }
-
-// Dynamic is the client's dynamic interface (for informers).
-func (c *Client) Dynamic() dynamic.Interface { return c.dyn }
 
 // Object is one object from the cluster as YAML.
 type Object struct {
