@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
@@ -331,5 +333,37 @@ func TestAgentSurvivesAPIServerRestart(t *testing.T) {
 	}
 	if !strings.Contains(metrics(), "egwct_cluster_up 1") || !strings.Contains(logs.String(), "the cluster is reachable again") {
 		t.Errorf("egwct_cluster_up not back to 1:\n%s\n%s", metrics(), logs)
+	}
+}
+
+// TestAgentClusterErrorsAtStart: an agent that cannot list both kinds at
+// start exits 3 and says why.
+func TestAgentClusterErrorsAtStart(t *testing.T) {
+	env := k8stest.Shared(t)
+	bpffs := testutil.PrivateBPFFS(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dead := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(dead, []byte(deadKubeconfig(addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, kubeconfig, want string
+	}{
+		{"unreachable", dead, "cluster unreachable"},
+		{"forbidden", env.User(t, "nobody"), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			code, _, errOut := run(t, "", "agent", "--from-cluster", "--kubeconfig", tt.kubeconfig, "--request-timeout", "2s",
+				"--cilium-version", "1.18.3", "--bpffs", bpffs, "--cilium-state-dir", t.TempDir(), "--metrics-addr", "")
+			if code != ExitEnv || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d after %s: %s", code, time.Since(start).Round(time.Millisecond), errOut)
+			}
+		})
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -173,14 +175,24 @@ var ErrUnreachable = errors.New("cluster unreachable")
 // wrap explains an error of a request: an unreachable server, a missing
 // permission (naming the verb and resource) or a missing CRD.
 func (c *Client) wrap(verb string, res schema.GroupVersionResource, err error) error {
+	return c.wrapVerbs([]string{verb}, res, err)
+}
+
+// wrapVerbs is wrap for a request that needs several verbs (an informer
+// lists, then watches).
+func (c *Client) wrapVerbs(verbs []string, res schema.GroupVersionResource, err error) error {
 	name := res.Resource
 	if res.Group != "" {
 		name += "." + res.Group
 	}
-	op := verb + " " + name
+	op := strings.Join(verbs, " and ") + " " + name
 	switch {
 	case apierrors.IsForbidden(err):
-		return &Error{Op: op, Err: fmt.Errorf("permission denied: egwct needs %q on %s (%s): %w", verb, name, res.GroupVersion(), err)}
+		quoted := make([]string, len(verbs))
+		for i, v := range verbs {
+			quoted[i] = strconv.Quote(v)
+		}
+		return &Error{Op: op, Err: fmt.Errorf("permission denied: egwct needs %s on %s (%s): %w", strings.Join(quoted, " and "), name, res.GroupVersion(), err)}
 	case apierrors.IsNotFound(err) && res.Group == "cilium.io":
 		return &Error{Op: op, Err: fmt.Errorf("the API server does not serve %s (%s): is Cilium (its CRDs) installed? %w", name, res.GroupVersion(), err)}
 	case apierrors.IsUnauthorized(err):

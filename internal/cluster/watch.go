@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -22,7 +25,7 @@ type Watcher struct {
 	changed   chan struct{}
 
 	mu      sync.Mutex
-	lastErr error
+	lastErr map[schema.GroupVersionResource]error
 }
 
 // WatchEvents receive what happens to the watches; all may be nil.
@@ -36,7 +39,12 @@ type WatchEvents struct {
 // Watch starts informers on policies and endpoints and waits until both
 // have listed once, for at most syncTimeout. They stop when ctx ends.
 func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchEvents) (*Watcher, error) {
-	w := &Watcher{informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, changed: make(chan struct{}, 1)}
+	w := &Watcher{
+		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		changed:   make(chan struct{}, 1),
+		lastErr:   map[schema.GroupVersionResource]error{},
+	}
+	kinds := []schema.GroupVersionResource{PolicyResource, EndpointResource}
 	f := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
 	notify := func() {
 		if ev.Event != nil {
@@ -47,7 +55,7 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		default:
 		}
 	}
-	for _, res := range []schema.GroupVersionResource{PolicyResource, EndpointResource} {
+	for _, res := range kinds {
 		inf := f.ForResource(res).Informer()
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { notify() },
@@ -57,15 +65,20 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		if err != nil {
 			return nil, &Error{Op: "watch " + res.Resource, Err: err}
 		}
-		err = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			err = c.wrap("watch", res, err)
+		// Replaces client-go's default handler, which only logs.
+		err = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+			// Expired resource versions and closed streams are routine: the
+			// informer lists again.
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return
+			}
+			err = c.wrapVerbs([]string{"list", "watch"}, res, err)
 			w.mu.Lock()
-			w.lastErr = err
+			w.lastErr[res] = err
 			w.mu.Unlock()
 			if ev.Error != nil {
 				ev.Error(err)
 			}
-			cache.DefaultWatchErrorHandler(ctx, r, err)
 		})
 		if err != nil {
 			return nil, &Error{Op: "watch " + res.Resource, Err: err}
@@ -75,10 +88,10 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	f.Start(ctx.Done())
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	for res, inf := range w.informers {
-		if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+	for _, res := range kinds {
+		if !cache.WaitForCacheSync(syncCtx.Done(), w.informers[res].HasSynced) {
 			w.mu.Lock()
-			err := w.lastErr
+			err := w.lastErr[res]
 			w.mu.Unlock()
 			if err == nil {
 				err = c.wrap("list", res, fmt.Errorf("%w: no answer within %s", ErrUnreachable, syncTimeout))
