@@ -52,10 +52,19 @@ past, and Cilium's next GC pass collects it.
 in force and what a sweep would do now: entries that would expire and SNAT
 ports that would be freed per egress IP.
 
+--from-cluster reads the policies and endpoints from the cluster instead
+of (or besides) files, read-only; without --cilium-version the version is
+the cilium DaemonSet's image tag (see docs/kubernetes.md).
+
 Exit codes: 0 applied; 1 validation errors (nothing changed); 2 usage;
-3 environment: no privileges, Cilium's maps missing, or a Cilium map whose
-name, type or sizes do not match the profile (nothing changed).`,
+3 environment: no privileges, Cilium's maps missing, a Cilium map whose
+name, type or sizes do not match the profile, the cluster unreachable or
+a missing permission (nothing changed).`,
 		Example: `  # What the cluster has, applied on this node
+  sudo egwct apply --from-cluster --dry-run
+  sudo egwct apply --from-cluster
+
+  # The same from a saved copy
   kubectl get ciliumegressgatewaypolicies,ciliumendpoints -A -o yaml > state.yaml
   sudo egwct apply -f state.yaml --cilium-version 1.18.3 --dry-run
   sudo egwct apply -f state.yaml --cilium-version 1.18.3

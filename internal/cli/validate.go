@@ -62,6 +62,11 @@ and the file, line and column of the offending key:
 Node timeouts are the profile's defaults unless --node-config gives the
 node's agent-runtime-config.json or a cilium-config ConfigMap manifest.
 
+--from-cluster checks the cluster's policies too (read-only), named
+cegp/NAME; without --cilium-version the version is the cilium DaemonSet's
+image tag and the node timeouts come from cilium-config, in
+--cilium-namespace (see docs/kubernetes.md).
+
 Output formats: text (for people and CI logs), json (a stable schema, see
 docs/validate.md) and github (GitHub Actions annotations).
 
@@ -69,13 +74,17 @@ Exit codes:
   0  no error findings
   1  error findings, or warnings with --strict
   2  usage error (bad flag, unknown Cilium version, no input given)
-  3  environment error (unreadable input file or node configuration)`,
+  3  environment error (unreadable input file or node configuration,
+     cluster unreachable, a missing permission)`,
 		Example: `  # Validate the examples against Cilium 1.18.3
   egwct validate --cilium-version 1.18.3 examples/
 
   # From a pipe, against a node's real settings
   kubectl get cegp -o yaml | egwct validate --cilium-version 1.17.8 \
       --node-config /var/run/cilium/state/agent-runtime-config.json -
+
+  # The policies in the cluster, version detected
+  egwct validate --from-cluster --context prod
 
   # In GitHub Actions: annotations on the pull request, warnings fail too
   egwct validate --cilium-version 1.18 -o github --strict policies/`,
