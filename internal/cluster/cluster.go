@@ -1,12 +1,3 @@
-// Package cluster reads what egwct needs from a Kubernetes API server:
-// CiliumEgressGatewayPolicies and CiliumEndpoints (cilium.io/v2), and the
-// Cilium DaemonSet and cilium-config ConfigMap for version detection. It
-// only ever gets, lists and watches: egwct never writes to a cluster.
-//
-// Objects are handed on as YAML, one per object, named the way kubectl
-// names them (cegp/NAME, cep/NAMESPACE/NAME), so that pkg/policy reads
-// them exactly as it reads manifest files and positions in findings refer
-// to the object.
 package cluster
 
 import (
@@ -165,8 +156,10 @@ type Error struct {
 	Err error
 }
 
+// Error says what failed and why.
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // ErrUnreachable marks errors of an API server that did not answer.
