@@ -260,7 +260,8 @@ func (e *Env) Kube(t testing.TB) kubernetes.Interface {
 }
 
 // Create creates the objects of a YAML manifest (documents separated by
-// "---") as the administrator and returns them as the server stored them.
+// "---", and kind: List) as the administrator and returns them as the
+// server stored them; an object that exists already is returned as it is.
 // Custom resources and the core kinds egwct's tests use are supported.
 func (e *Env) Create(t testing.TB, manifest string) []*unstructured.Unstructured {
 	t.Helper()
@@ -309,6 +310,11 @@ func (e *Env) create(ctx context.Context, t testing.TB, dyn dynamic.Interface, u
 		ri = dyn.Resource(gvr).Namespace(u.GetNamespace())
 	}
 	got, err := ri.Create(ctx, u, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Left by an earlier run of the test on the shared server
+		// (go test -count 2): use it as it is.
+		got, err = ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+	}
 	if err != nil {
 		t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
 	}
