@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
@@ -44,10 +47,20 @@ interval after its timeout, and each sweep costs about half a microsecond
 per CT entry on a small VM (a million entries: about 0.5 s of one core per
 sweep, 5 % of a core at the default 10 s).
 
+With --from-cluster, policies and endpoints come from the API server and
+are watched: a change is in force within about 200 ms (one swap per burst
+of changes). When the API server is unreachable the agent keeps sweeping
+with the last known objects, logs the failure and counts it in
+egwct_cluster_errors_total (egwct_cluster_up drops to 0).
+
 SIGTERM or SIGINT stops the agent; egwct's pinned state stays, so sweeping
 resumes with the same set after a restart.`,
-		Example: `  sudo egwct agent -f /etc/egwct/policies/ --cilium-version 1.18.3 --interval 10s`,
-		Args:    cobra.NoArgs,
+		Example: `  sudo egwct agent -f /etc/egwct/policies/ --cilium-version 1.18.3 --interval 10s
+
+  # In a DaemonSet (deploy/egwct.yaml): policies and endpoints from the
+  # cluster, followed with watches; the version from the cilium DaemonSet
+  egwct agent --from-cluster --metrics-addr :9963`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -55,6 +68,7 @@ resumes with the same set after a restart.`,
 		},
 	}
 	o.apply.node.register(cmd)
+	o.apply.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints, and follow their changes")
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.apply.Files, "filename", "f", nil, "manifest file or folder with policies and endpoints (repeatable)")
 	f.StringVar(&o.apply.Mode, "mode", "reclaim", "reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
@@ -67,6 +81,7 @@ resumes with the same set after a restart.`,
 // agent is the running state of `egwct agent`.
 type agent struct {
 	o       *agentOptions
+	changed <-chan struct{} // the cluster's objects changed (--from-cluster)
 	n       *node
 	mode    sweep.Mode
 	log     *slog.Logger
@@ -79,8 +94,8 @@ type agent struct {
 }
 
 func runAgent(ctx context.Context, o *agentOptions) error {
-	if len(o.apply.Files) == 0 {
-		return usageErrorf("no input: give -f with manifest files or folders")
+	if len(o.apply.Files) == 0 && !o.apply.cluster.From {
+		return usageErrorf("no input: give -f with manifest files or folders, or --from-cluster")
 	}
 	for _, f := range o.apply.Files {
 		if f == "-" {
@@ -105,9 +120,23 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return usageErrorf("--log-format must be text or json")
 	}
 	a.log = slog.New(h)
+	var ci *cluster.Cilium
+	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
+		var err error
+		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
+			return err
+		}
+		o.apply.node.CiliumVersion = ci.Version
+		a.log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
+	}
 	var err error
 	if a.n, err = o.apply.node.open(); err != nil {
 		return err
+	}
+	if from, err := a.n.useConfigMap(ci); err != nil {
+		return err
+	} else if from != "" {
+		a.log.Info("node timeouts from the ConfigMap: this node has no agent-runtime-config.json", "from", from)
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -116,6 +145,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return envError(err)
 	}
 	defer a.state.Close()
+	if o.apply.cluster.From {
+		if err := a.watch(ctx); err != nil {
+			return err
+		}
+	}
 	if err := a.reload(true); err != nil {
 		return err
 	}
@@ -138,15 +172,75 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		"interval", o.Interval.String(), "policies", len(a.current.set))
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
+	a.tick()
+	var debounce <-chan time.Time
 	for {
-		a.tick()
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopped; egwct's pinned state stays")
 			return nil
 		case <-t.C:
+			a.tick()
+		case <-a.changed:
+			// The first change of a burst starts the clock; the ones that
+			// follow within it are taken in the same swap.
+			if debounce == nil {
+				debounce = time.After(debounceDelay)
+			}
+		case <-debounce:
+			debounce = nil
+			if err := a.reload(false); err != nil {
+				a.metrics.add("egwct_reload_errors_total", nil, 1)
+				a.log.Error("policies not reloaded; keeping the last good set", "err", err)
+			}
 		}
 	}
+}
+
+// debounceDelay is how long the agent gathers changes of the cluster's
+// objects before it swaps in a new policy set.
+const debounceDelay = 200 * time.Millisecond
+
+// watch starts the informers on the cluster's policies and endpoints and
+// makes them the agent's source of objects.
+func (a *agent) watch(ctx context.Context) error {
+	var mu sync.Mutex
+	up := true
+	reachable := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			a.metrics.add("egwct_cluster_errors_total", nil, 1)
+			a.metrics.set("egwct_cluster_up", nil, 0)
+			if up {
+				a.log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
+			}
+		} else {
+			a.metrics.set("egwct_cluster_up", nil, 1)
+			if !up {
+				a.log.Info("the cluster is reachable again")
+			}
+		}
+		up = err == nil
+	}
+	// client-go logs through klog; send it to the agent's log, as one stream.
+	klog.SetSlogLogger(a.log.With("source", "client-go"))
+	cl, err := a.o.apply.cluster.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
+	if err != nil {
+		return err
+	}
+	w, err := cl.Watch(ctx, a.o.apply.cluster.flags.Timeout, cluster.WatchEvents{
+		Error: func(err error) {
+			a.metrics.add("egwct_cluster_errors_total", nil, 1)
+			a.log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
+		},
+	})
+	if err != nil {
+		return envError(err)
+	}
+	a.o.apply.cluster.source = w.Objects
+	a.changed = w.Changed()
+	return nil
 }
 
 // tick reloads what changed and sweeps once; errors are logged and
@@ -185,9 +279,16 @@ func (a *agent) reload(first bool) error {
 	if err != nil {
 		return err
 	}
+	if a.o.apply.cluster.From {
+		objs, err := a.o.apply.cluster.inputs(context.Background(), true)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, objs...)
+	}
 	h := sha256.New()
 	for _, in := range inputs {
-		data, err := readLimited(in.path, nil, maxManifestSize)
+		data, err := in.read(nil, maxManifestSize)
 		if err != nil {
 			return err
 		}
@@ -290,6 +391,8 @@ func newMetrics() *metrics {
 		"egwct_policies":                     "gauge policies with timeouts in force",
 		"egwct_policy_keys":                  "gauge (pod, CIDR) keys in force",
 		"egwct_last_sweep_timestamp_seconds": "gauge Unix time of the last successful sweep",
+		"egwct_cluster_up":                   "gauge 1 while the API server answers, 0 while it cannot be reached (--from-cluster)",
+		"egwct_cluster_errors_total":         "counter failed requests, lists and watches of the cluster; the last known objects stay in use",
 	}}
 }
 

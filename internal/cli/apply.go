@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -20,12 +22,13 @@ import (
 )
 
 type applyOptions struct {
-	io     *IO
-	node   nodeFlags
-	Files  []string
-	Mode   string
-	DryRun bool
-	Output string
+	io      *IO
+	node    nodeFlags
+	Files   []string
+	Mode    string
+	DryRun  bool
+	Output  string
+	cluster clusterOptions
 }
 
 func newApplyCmd(ios *IO) *cobra.Command {
@@ -49,10 +52,19 @@ past, and Cilium's next GC pass collects it.
 in force and what a sweep would do now: entries that would expire and SNAT
 ports that would be freed per egress IP.
 
+--from-cluster reads the policies and endpoints from the cluster instead
+of (or besides) files, read-only; without --cilium-version the version is
+the cilium DaemonSet's image tag (see docs/kubernetes.md).
+
 Exit codes: 0 applied; 1 validation errors (nothing changed); 2 usage;
-3 environment: no privileges, Cilium's maps missing, or a Cilium map whose
-name, type or sizes do not match the profile (nothing changed).`,
+3 environment: no privileges, Cilium's maps missing, a Cilium map whose
+name, type or sizes do not match the profile, the cluster unreachable or
+a missing permission (nothing changed).`,
 		Example: `  # What the cluster has, applied on this node
+  sudo egwct apply --from-cluster --dry-run
+  sudo egwct apply --from-cluster
+
+  # The same from a saved copy
   kubectl get ciliumegressgatewaypolicies,ciliumendpoints -A -o yaml > state.yaml
   sudo egwct apply -f state.yaml --cilium-version 1.18.3 --dry-run
   sudo egwct apply -f state.yaml --cilium-version 1.18.3
@@ -69,6 +81,7 @@ name, type or sizes do not match the profile (nothing changed).`,
 	f.StringVar(&o.Mode, "mode", "reclaim", "what to do with expired entries: reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "change nothing; print the key diff and the impact of a sweep now")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints")
 	return cmd
 }
 
@@ -80,8 +93,8 @@ type desired struct {
 }
 
 func runApply(o *applyOptions) error {
-	if len(o.Files) == 0 {
-		return usageErrorf("no input: give -f with manifest files or folders")
+	if len(o.Files) == 0 && !o.cluster.From {
+		return usageErrorf("no input: give -f with manifest files or folders, or --from-cluster")
 	}
 	mode := sweep.Reclaim
 	switch o.Mode {
@@ -94,9 +107,23 @@ func runApply(o *applyOptions) error {
 	if o.Output != "table" && o.Output != "json" {
 		return usageErrorf("-o must be table or json")
 	}
+	var ci *cluster.Cilium
+	if o.cluster.From && o.node.CiliumVersion == "" {
+		var err error
+		if ci, err = o.cluster.cilium(context.Background()); err != nil {
+			return err
+		}
+		o.node.CiliumVersion = ci.Version
+		fmt.Fprintf(o.io.ErrOut, "# Cilium %s, from the %s\n", ci.Version, ci.VersionFrom)
+	}
 	n, err := o.node.open()
 	if err != nil {
 		return err
+	}
+	if from, err := n.useConfigMap(ci); err != nil {
+		return err
+	} else if from != "" {
+		fmt.Fprintf(o.io.ErrOut, "# node timeouts from %s (this node has no agent-runtime-config.json)\n", from)
 	}
 	d, err := o.resolve(n)
 	if err != nil {
@@ -156,12 +183,19 @@ func (o *applyOptions) resolve(n *node) (*desired, error) {
 	if err != nil {
 		return nil, envError(err)
 	}
+	if o.cluster.From {
+		objs, err := o.cluster.inputs(context.Background(), true)
+		if err != nil {
+			return nil, err
+		}
+		inputs = append(inputs, objs...)
+	}
 	v := validate.New(validate.Options{Resolution: n.Resolution, Node: n.Config})
 	var pols []*policy.Policy
 	var eps []*policy.Endpoint
 	var findings []validate.Finding
 	for _, in := range inputs {
-		data, err := readLimited(in.path, o.io.In, maxManifestSize)
+		data, err := in.read(o.io.In, maxManifestSize)
 		if err != nil {
 			return nil, envError(fmt.Errorf("%s: %w", in.name, err))
 		}

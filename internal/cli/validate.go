@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -31,6 +33,7 @@ type validateOptions struct {
 	Output        string
 	Strict        bool
 	Verbose       bool
+	cluster       clusterOptions
 }
 
 func newValidateCmd(ios *IO) *cobra.Command {
@@ -59,6 +62,11 @@ and the file, line and column of the offending key:
 Node timeouts are the profile's defaults unless --node-config gives the
 node's agent-runtime-config.json or a cilium-config ConfigMap manifest.
 
+--from-cluster checks the cluster's policies too (read-only), named
+cegp/NAME; without --cilium-version the version is the cilium DaemonSet's
+image tag and the node timeouts come from cilium-config, in
+--cilium-namespace (see docs/kubernetes.md).
+
 Output formats: text (for people and CI logs), json (a stable schema, see
 docs/validate.md) and github (GitHub Actions annotations).
 
@@ -66,7 +74,8 @@ Exit codes:
   0  no error findings
   1  error findings, or warnings with --strict
   2  usage error (bad flag, unknown Cilium version, no input given)
-  3  environment error (unreadable input file or node configuration)`,
+  3  environment error (unreadable input file or node configuration,
+     cluster unreachable, a missing permission)`,
 		Example: `  # Validate the examples against Cilium 1.18.3
   egwct validate --cilium-version 1.18.3 examples/
 
@@ -74,11 +83,14 @@ Exit codes:
   kubectl get cegp -o yaml | egwct validate --cilium-version 1.17.8 \
       --node-config /var/run/cilium/state/agent-runtime-config.json -
 
+  # The policies in the cluster, version detected
+  egwct validate --from-cluster --context prod
+
   # In GitHub Actions: annotations on the pull request, warnings fail too
   egwct validate --cilium-version 1.18 -o github --strict policies/`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageErrorf("no input: give manifest files, folders, or - for standard input")
+			if len(args) == 0 && !o.cluster.From {
+				return usageErrorf("no input: give manifest files, folders, - for standard input, or --from-cluster")
 			}
 			return nil
 		},
@@ -88,11 +100,12 @@ Exit codes:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required)")
+	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required without --from-cluster)")
 	f.StringVar(&o.NodeConfig, "node-config", "", "the node's agent-runtime-config.json or a cilium-config ConfigMap manifest")
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or github")
 	f.BoolVar(&o.Strict, "strict", false, "fail (exit 1) on warnings too")
 	f.BoolVarP(&o.Verbose, "verbose", "v", false, "also list the objects that were skipped")
+	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies")
 	_ = cmd.RegisterFlagCompletionFunc("cilium-version", completeProfiles)
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "github"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -106,6 +119,16 @@ func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCo
 type input struct {
 	name string
 	path string // "" for standard input
+	data []byte // the contents, when not read from a file (objects of a cluster)
+}
+
+// read returns the input's contents, reading files and standard input up
+// to limit bytes.
+func (in input) read(stdin io.Reader, limit int64) ([]byte, error) {
+	if in.data != nil {
+		return in.data, nil
+	}
+	return readLimited(in.path, stdin, limit)
 }
 
 func runValidate(o *validateOptions) error {
@@ -113,14 +136,31 @@ func runValidate(o *validateOptions) error {
 	if !ok {
 		return usageErrorf("unknown output format %q: use text, json or github", o.Output)
 	}
+	versionFrom, version := "--cilium-version", o.CiliumVersion
+	var ci *cluster.Cilium
 	if o.CiliumVersion == "" {
-		return usageErrorf("--cilium-version is required: egwct cannot detect the version without a cluster (e.g. --cilium-version 1.18.3)")
+		if !o.cluster.From {
+			return usageErrorf("--cilium-version is required: egwct detects the version only with --from-cluster (e.g. --cilium-version 1.18.3)")
+		}
+		var err error
+		if ci, err = o.cluster.cilium(context.Background()); err != nil {
+			return err
+		}
+		versionFrom, version = ci.VersionFrom, ci.Version
 	}
-	res, err := profiles.Resolve(o.CiliumVersion)
+	res, err := profiles.Resolve(version)
 	if err != nil {
+		if ci != nil {
+			return envError(fmt.Errorf("detected Cilium %s (%s): %w; give --cilium-version", version, versionFrom, err))
+		}
 		return usageErrorf("--cilium-version: %v", err)
 	}
 	var node *nodeconfig.Config
+	if o.NodeConfig == "" && ci != nil && ci.Config != nil {
+		if node, err = nodeconfig.Parse(ci.ConfigFrom, ci.Config); err != nil {
+			return envError(err)
+		}
+	}
 	if o.NodeConfig != "" {
 		data, err := readLimited(o.NodeConfig, nil, nodeconfig.MaxSize)
 		if err != nil {
@@ -134,11 +174,17 @@ func runValidate(o *validateOptions) error {
 	if err != nil {
 		return envError(err)
 	}
-	if len(inputs) == 0 {
+	if o.cluster.From {
+		objs, err := o.cluster.inputs(context.Background(), false)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, objs...)
+	} else if len(inputs) == 0 {
 		fmt.Fprintf(o.io.ErrOut, "egwct: warning: no *.yaml, *.yml or *.json files in %s\n", strings.Join(o.Paths, ", "))
 	}
 
-	v := validate.New(validate.Options{Resolution: res, VersionFrom: "--cilium-version", Node: node})
+	v := validate.New(validate.Options{Resolution: res, VersionFrom: versionFrom, Node: node})
 	rep := &report{profile: res.Profile.Name, version: res.Version.String()}
 	rep.add(nil, v.Preamble()...)
 	for _, in := range inputs {
@@ -256,7 +302,7 @@ func (r *report) add(src *policy.Source, fs ...validate.Finding) {
 // file validates one input and adds its findings, sorted by position.
 func (r *report) file(o *validateOptions, v *validate.Validator, in input) error {
 	r.files++
-	data, err := readLimited(in.path, o.io.In, maxManifestSize)
+	data, err := in.read(o.io.In, maxManifestSize)
 	if errors.Is(err, errTooLarge) {
 		r.add(nil, validate.FileTooLarge(in.name, maxManifestSize))
 		return nil

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+
+	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/pkg/nodeconfig"
+)
+
+// clusterOptions are the flags of commands that can read from a cluster.
+type clusterOptions struct {
+	From      bool
+	Namespace string
+	flags     cluster.Flags
+	// source, when set, gives the objects instead of listing them (the
+	// agent's informers).
+	source func() ([]cluster.Object, error)
+}
+
+func (c *clusterOptions) register(cmd *cobra.Command, what string) {
+	f := cmd.Flags()
+	f.BoolVar(&c.From, "from-cluster", false, "read "+what+" from the cluster (read-only: get, list and watch)")
+	f.StringVar(&c.Namespace, "cilium-namespace", cluster.DefaultCiliumNamespace, "with --from-cluster: the namespace of the cilium DaemonSet and cilium-config ConfigMap, read when --cilium-version is not given")
+	c.flags.Register(f)
+}
+
+// client connects with the kubeconfig flags; failures are environment
+// errors (exit 3).
+func (c *clusterOptions) client(configure ...func(*rest.Config)) (*cluster.Client, error) {
+	cfg, err := c.flags.RESTConfig()
+	if err != nil {
+		return nil, envError(err)
+	}
+	for _, f := range configure {
+		f(cfg)
+	}
+	cl, err := cluster.New(cfg)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return cl, nil
+}
+
+// inputs lists the cluster's policies (and endpoints, when asked) as
+// inputs named cegp/NAME and cep/NAMESPACE/NAME.
+func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, error) {
+	objs, err := c.objects(ctx, endpoints)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]input, 0, len(objs))
+	for _, o := range objs {
+		if len(o.YAML) > maxManifestSize {
+			return nil, envError(fmt.Errorf("%s: %w", o.Name, errTooLarge))
+		}
+		out = append(out, input{name: o.Name, data: o.YAML})
+	}
+	return out, nil
+}
+
+func (c *clusterOptions) objects(ctx context.Context, endpoints bool) ([]cluster.Object, error) {
+	if c.source != nil {
+		objs, err := c.source()
+		if err != nil {
+			return nil, envError(err)
+		}
+		return objs, nil
+	}
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := cl.Policies(ctx)
+	if err != nil {
+		return nil, envError(err)
+	}
+	if endpoints {
+		eps, err := cl.Endpoints(ctx)
+		if err != nil {
+			return nil, envError(err)
+		}
+		objs = append(objs, eps...)
+	}
+	return objs, nil
+}
+
+// cilium detects the Cilium version (and configuration) of the cluster.
+func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	ci, err := cl.Cilium(ctx, c.Namespace)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return ci, nil
+}
+
+// useConfigMap gives a node without agent-runtime-config.json the node
+// timeouts of the cluster's cilium-config ConfigMap; the node's own file,
+// when there is one, wins. It returns where the timeouts came from, or ""
+// when nothing changed.
+func (n *node) useConfigMap(ci *cluster.Cilium) (string, error) {
+	if n.Config != nil || ci == nil || ci.Config == nil {
+		return "", nil
+	}
+	cfg, err := nodeconfig.Parse(ci.ConfigFrom, ci.Config)
+	if err != nil {
+		return "", envError(err)
+	}
+	n.Config = cfg
+	n.Timeouts = cfg.NodeTimeouts(n.Resolution.Profile)
+	return ci.ConfigFrom, nil
+}

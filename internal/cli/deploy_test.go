@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/internal/k8stest"
+)
+
+// serviceAccount is how the API server sees the DaemonSet's pods.
+var serviceAccount = []string{"system:serviceaccount:egwct-system:egwct", "system:serviceaccounts", "system:serviceaccounts:egwct-system", "system:authenticated"}
+
+// TestDeployManifests creates deploy/egwct.yaml on the API server (which
+// validates every field), then runs egwct as the manifests' service
+// account: the ClusterRole and Role are enough for --from-cluster with
+// version detection, and grant nothing else.
+func TestDeployManifests(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	chdirRoot(t)
+	created := deploy(t, env)
+	kinds := map[string]bool{}
+	for _, o := range created {
+		kinds[o.GetKind()] = true
+	}
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "DaemonSet"} {
+		if !kinds[k] {
+			t.Errorf("deploy/egwct.yaml has no %s", k)
+		}
+	}
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", "kube-system"))
+	env.Create(t, clusterPolicies)
+
+	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
+	code, out, errOut := run(t, "", "validate", "--from-cluster", "--kubeconfig", sa)
+	if code != ExitFindings || !strings.Contains(out, "daemonset kube-system/cilium") || !strings.Contains(out, "cegp/crawler-egress") {
+		t.Errorf("validate as the service account: exit %d: %s %s", code, out, errOut)
+	}
+	// apply lists endpoints too, then refuses the invalid policy.
+	code, _, errOut = run(t, "", "apply", "--from-cluster", "--kubeconfig", sa, "--bpffs", t.TempDir(), "--cilium-state-dir", t.TempDir())
+	if code != ExitFindings || !strings.Contains(errOut, "Cilium v1.17.4") || !strings.Contains(errOut, "nothing applied") || strings.Contains(errOut, "forbidden") || strings.Contains(errOut, "permission") {
+		t.Errorf("apply as the service account: exit %d: %s", code, errOut)
+	}
+
+	// Nothing else: no writes, no other objects.
+	dyn := dynFor(t, sa)
+	ctx := context.Background()
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("cilium.io/v2")
+	u.SetKind("CiliumEgressGatewayPolicy")
+	u.SetName("sneaky")
+	u.Object["spec"] = map[string]any{"selectors": []any{map[string]any{}}, "destinationCIDRs": []any{"0.0.0.0/0"}}
+	for what, err := range map[string]error{
+		"create a policy":          second(dyn.Resource(cluster.PolicyResource).Create(ctx, u, metav1.CreateOptions{})),
+		"delete an endpoint":       dyn.Resource(cluster.EndpointResource).Namespace("default").Delete(ctx, "x", metav1.DeleteOptions{}),
+		"list configmaps":          second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
+		"get another configmap":    second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Get(ctx, "extension-apiserver-authentication", metav1.GetOptions{})),
+		"list daemonsets":          second(dyn.Resource(cluster.DaemonSetResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
+		"update the cilium config": second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Update(ctx, configMap("cilium-config", "kube-system"), metav1.UpdateOptions{})),
+	} {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("the service account may %s: %v", what, err)
+		}
+	}
+}
+
+// TestMissingPermission: a role without ciliumendpoints gives an error that
+// names the verb and the resource.
+func TestMissingPermission(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	env.Create(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: policies-only
+rules:
+- apiGroups: ["cilium.io"]
+  resources: ["ciliumegressgatewaypolicies"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: policies-only
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: policies-only}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: policies-only}
+`)
+	kc := env.User(t, "policies-only")
+	if code, out, errOut := run(t, "", "validate", "--from-cluster", "--kubeconfig", kc, "--cilium-version", "1.18"); code != 0 {
+		t.Errorf("validate needs only policies: exit %d %s %s", code, out, errOut)
+	}
+	code, _, errOut := run(t, "", "apply", "--from-cluster", "--kubeconfig", kc, "--cilium-version", "1.18", "--bpffs", t.TempDir(), "--cilium-state-dir", t.TempDir())
+	if code != ExitEnv || !strings.Contains(errOut, `egwct needs "list" on ciliumendpoints.cilium.io`) {
+		t.Errorf("apply without ciliumendpoints: exit %d: %s", code, errOut)
+	}
+}
+
+var deployed struct {
+	sync.Mutex
+	env     *k8stest.Env
+	objects []*unstructured.Unstructured
+}
+
+// deploy creates deploy/egwct.yaml on env once per test binary, and
+// returns the objects it created.
+func deploy(t *testing.T, env *k8stest.Env) []*unstructured.Unstructured {
+	t.Helper()
+	deployed.Lock()
+	defer deployed.Unlock()
+	if deployed.env != env {
+		_, file, _, _ := runtime.Caller(0)
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "egwct.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deployed.objects = env.Create(t, string(data))
+		deployed.env = env
+	}
+	return deployed.objects
+}
+
+func dynFor(t *testing.T, kubeconfig string) dynamic.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func configMap(name, ns string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	u.SetName(name)
+	u.SetNamespace(ns)
+	return u
+}

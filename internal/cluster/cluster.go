@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+)
+
+// The resources egwct reads.
+var (
+	PolicyResource   = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumegressgatewaypolicies"}
+	EndpointResource = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumendpoints"}
+)
+
+// Flags are kubectl's connection flags.
+type Flags struct {
+	Kubeconfig string
+	Context    string
+	Timeout    time.Duration
+}
+
+// Register adds --kubeconfig, --context and --request-timeout to fs.
+func (f *Flags) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config; in a pod, the pod's service account)")
+	fs.StringVar(&f.Context, "context", "", "the kubeconfig context to use")
+	fs.DurationVar(&f.Timeout, "request-timeout", 30*time.Second, "how long to wait for each request to the API server")
+}
+
+// RESTConfig resolves the flags the way kubectl does: --kubeconfig, else
+// $KUBECONFIG, else ~/.kube/config, else the in-cluster configuration of
+// a pod.
+func (f *Flags) RESTConfig() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: f.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		return nil, &Error{Op: "load kubeconfig", Err: err}
+	}
+	cfg.Timeout = f.Timeout
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "egwct"
+	return cfg, nil
+}
+
+// Client reads from one API server.
+type Client struct {
+	dyn  dynamic.Interface
+	host string
+}
+
+// New returns a client for cfg.
+func New(cfg *rest.Config) (*Client, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, &Error{Op: "create client", Err: err}
+	}
+	return &Client{dyn: dyn, host: cfg.Host}, nil
+}
+
+// Object is one object from the cluster as YAML.
+type Object struct {
+	// Name is how findings name the object: cegp/NAME or cep/NAMESPACE/NAME.
+	Name string
+	// YAML is the object as `kubectl get -o yaml` prints it (without
+	// managedFields).
+	YAML []byte
+}
+
+// Policies lists every CiliumEgressGatewayPolicy, sorted by name.
+func (c *Client) Policies(ctx context.Context) ([]Object, error) {
+	return c.list(ctx, PolicyResource)
+}
+
+// Endpoints lists the CiliumEndpoints of all namespaces, sorted by
+// namespace and name.
+func (c *Client) Endpoints(ctx context.Context) ([]Object, error) {
+	return c.list(ctx, EndpointResource)
+}
+
+// pageSize bounds each list response, so that memory stays flat on large
+// clusters.
+var pageSize int64 = 500
+
+func (c *Client) list(ctx context.Context, res schema.GroupVersionResource) ([]Object, error) {
+	var out []Object
+	opts := metav1.ListOptions{Limit: pageSize}
+	for {
+		l, err := c.dyn.Resource(res).List(ctx, opts)
+		if err != nil {
+			return nil, c.wrap("list", res, err)
+		}
+		for i := range l.Items {
+			o, err := ToObject(&l.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		if opts.Continue = l.GetContinue(); opts.Continue == "" {
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ObjectName is the name findings use for an object: cegp/NAME for
+// policies, cep/NAMESPACE/NAME for endpoints, kind/[NAMESPACE/]NAME else.
+func ObjectName(u *unstructured.Unstructured) string {
+	prefix := u.GetKind()
+	switch u.GetKind() {
+	case "CiliumEgressGatewayPolicy":
+		prefix = "cegp"
+	case "CiliumEndpoint":
+		prefix = "cep"
+	}
+	if ns := u.GetNamespace(); ns != "" {
+		return prefix + "/" + ns + "/" + u.GetName()
+	}
+	return prefix + "/" + u.GetName()
+}
+
+// ToObject converts an object to YAML, leaving out managedFields as
+// kubectl does.
+func ToObject(u *unstructured.Unstructured) (Object, error) {
+	c := u.DeepCopy()
+	c.SetManagedFields(nil)
+	data, err := yaml.Marshal(c.Object)
+	if err != nil {
+		return Object{}, fmt.Errorf("%s: %w", ObjectName(u), err)
+	}
+	return Object{Name: ObjectName(u), YAML: data}, nil
+}
+
+// Error is a failed request, with what egwct tried to do.
+type Error struct {
+	// Op is the operation, e.g. "list ciliumegressgatewaypolicies.cilium.io".
+	Op  string
+	Err error
+}
+
+// Error says what failed and why.
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrUnreachable marks errors of an API server that did not answer.
+var ErrUnreachable = errors.New("cluster unreachable")
+
+// wrap explains an error of a request: an unreachable server, a missing
+// permission (naming the verb and resource) or a missing CRD.
+func (c *Client) wrap(verb string, res schema.GroupVersionResource, err error) error {
+	return c.wrapVerbs([]string{verb}, res, err)
+}
+
+// wrapVerbs is wrap for a request that needs several verbs (an informer
+// lists, then watches).
+func (c *Client) wrapVerbs(verbs []string, res schema.GroupVersionResource, err error) error {
+	name := res.Resource
+	if res.Group != "" {
+		name += "." + res.Group
+	}
+	op := strings.Join(verbs, " and ") + " " + name
+	switch {
+	case apierrors.IsForbidden(err):
+		quoted := make([]string, len(verbs))
+		for i, v := range verbs {
+			quoted[i] = strconv.Quote(v)
+		}
+		return &Error{Op: op, Err: fmt.Errorf("permission denied: egwct needs %s on %s (%s): %w", strings.Join(quoted, " and "), name, res.GroupVersion(), err)}
+	case apierrors.IsNotFound(err) && res.Group == "cilium.io":
+		return &Error{Op: op, Err: fmt.Errorf("the API server does not serve %s (%s): is Cilium (its CRDs) installed? %w", name, res.GroupVersion(), err)}
+	case apierrors.IsUnauthorized(err):
+		return &Error{Op: op, Err: fmt.Errorf("not authenticated: check the kubeconfig's credentials: %w", err)}
+	case isUnreachable(err):
+		return &Error{Op: op, Err: fmt.Errorf("%w at %s: %w", ErrUnreachable, c.host, err)}
+	}
+	return &Error{Op: op, Err: err}
+}
+
+func isUnreachable(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsServiceUnavailable(err)
+}
