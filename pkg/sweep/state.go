@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -74,6 +75,7 @@ type State struct {
 	stats    *ebpf.Map // per-CPU sweep statistics
 	totals   *ebpf.Map
 	names    *ebpf.Map
+	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed
 }
 
 // OpenState opens egwct's pinned state under bpffs, creating it if
@@ -122,13 +124,14 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		{&s.stats, s.spec.Maps["egwct_sweep"]},
 		{&s.totals, &ebpf.MapSpec{Name: "egwct_totals", Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: MaxPolicies * 4}},
 		{&s.names, &ebpf.MapSpec{Name: "egwct_names", Type: ebpf.Array, KeySize: 4, ValueSize: nameSize, MaxEntries: MaxPolicies}},
+		{&s.status, &ebpf.MapSpec{Name: "egwct_status", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}},
 	} {
 		if *x.dst, err = open(x.spec); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status} {
 		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
 			s.Close()
 			return nil, err
@@ -147,7 +150,7 @@ func mapName(m *ebpf.Map) string {
 
 // Close releases the maps and the lock; the pinned state stays.
 func (s *State) Close() {
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status} {
 		if m != nil {
 			m.Close()
 		}
@@ -260,6 +263,40 @@ func (s *State) CurrentKeys() (map[Key]policyVal, error) {
 	return out, it.Err()
 }
 
+// LastSweep is what the state records of the most recent sweep.
+type LastSweep struct {
+	Time     time.Time
+	Duration time.Duration
+	Entries  uint64
+	Mode     Mode
+}
+
+type lastSweep struct {
+	UnixNano, Duration int64
+	Entries            uint64
+	Mode, Pad          uint32
+}
+
+// LastSweep returns the most recent sweep; ok is false before the first.
+func (s *State) LastSweep() (l LastSweep, ok bool, err error) {
+	if s.status == nil {
+		return l, false, nil
+	}
+	var v lastSweep
+	if err := s.status.Lookup(uint32(0), &v); err != nil {
+		return l, false, err
+	}
+	if v.UnixNano == 0 {
+		return l, false, nil
+	}
+	return LastSweep{Time: time.Unix(0, v.UnixNano), Duration: time.Duration(v.Duration), Entries: v.Entries, Mode: Mode(v.Mode)}, true, nil
+}
+
+func (s *State) recordSweep(l LastSweep) error {
+	v := lastSweep{UnixNano: l.Time.UnixNano(), Duration: int64(l.Duration), Entries: l.Entries, Mode: uint32(l.Mode)}
+	return s.status.Put(uint32(0), &v)
+}
+
 // Reset removes everything egwct pinned under bpffs. Cilium's maps are
 // not touched.
 func Reset(bpffs string) error {
@@ -295,6 +332,9 @@ func OpenStateReadOnly(bpffs string) (*State, error) {
 			return nil, fmt.Errorf("egwct state: %w", err)
 		}
 		*x.dst = m
+	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_status"), ro); err == nil {
+		s.status = m
 	}
 	return s, nil
 }

@@ -190,6 +190,9 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	res.Duration = time.Since(start)
+	if err := s.state.recordSweep(LastSweep{Time: start, Duration: res.Duration, Entries: res.Entries, Mode: s.cfg.Mode}); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -235,6 +235,9 @@ func TestSweepSemantics(t *testing.T) {
 				if mode == Reclaim && (deletedCT != 5 || deletedNAT != 10) {
 					t.Errorf("deleted %d CT and %d NAT entries, want 5 and 10", deletedCT, deletedNAT)
 				}
+				if last, ok, err := st.LastSweep(); err != nil || !ok || last.Entries != 11 || last.Mode != mode || time.Since(last.Time) > time.Minute {
+					t.Errorf("last sweep %+v %v %v", last, ok, err)
+				}
 				if tot, _ := st.Totals(1, profiles.StateEstablished); tot.Expired != 1 {
 					t.Errorf("totals of policy 1 established: %+v", tot)
 				}

@@ -97,7 +97,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			for _, p := range set {
 				keys += len(p.Keys)
 			}
-			snap.Node.Sweeper = fmt.Sprintf("%d policies, %d keys in force; ", len(set), keys) + s.sweeper(snap)
+			snap.Node.Sweeper = fmt.Sprintf("%d policies, %d keys in force; ", len(set), keys) + s.sweeper(snap) + lastSweep(state, snap.Taken)
 		}
 	}
 	matcher = sweep.NewMatcher(set)
@@ -394,6 +394,23 @@ func readSNAT(nats []*ctmap.Map, matcher *sweep.Matcher, times ctmap.Times, name
 	agg.ports = out
 	agg.cost = time.Since(start)
 	return agg
+}
+
+// lastSweep says when the last sweep ran, how long it took and how many
+// entries it judged.
+func lastSweep(state *sweep.State, now time.Time) string {
+	l, ok, err := state.LastSweep()
+	switch {
+	case err != nil:
+		return "; last sweep unreadable"
+	case !ok:
+		return "; no sweep yet"
+	}
+	ago := now.Sub(l.Time).Round(time.Second)
+	if ago < 0 {
+		ago = 0
+	}
+	return fmt.Sprintf("; last sweep %s ago: %d entries in %s (%s)", ago, l.Entries, l.Duration.Round(time.Millisecond), l.Mode)
 }
 
 // sweeper describes who sweeps: an agent holding egwct's lock (its mode

@@ -137,7 +137,7 @@ func TestSnapshot(t *testing.T) {
 	if snap.Banner != "" {
 		t.Errorf("banner %q", snap.Banner)
 	}
-	if want := fmt.Sprintf("1 policies, 1 keys in force; egwct (pid %d) is changing the state", os.Getpid()); snap.Node.Sweeper != want {
+	if want := fmt.Sprintf("1 policies, 1 keys in force; egwct (pid %d) is changing the state; no sweep yet", os.Getpid()); snap.Node.Sweeper != want {
 		t.Errorf("sweeper %q, want %q", snap.Node.Sweeper, want)
 	}
 	if len(snap.Policies) != 2 {
