@@ -2,12 +2,16 @@ package sweep
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctmap"
@@ -426,46 +430,70 @@ func TestSwapDuringSweeps(t *testing.T) {
 	<-done
 }
 
-// TestConcurrentWriter: a datapath-like writer keeps refreshing live flows
-// while reclaim sweeps run: live entries are never deleted nor changed
-// beyond their lifetime; idle ones go.
+// TestConcurrentWriter: a datapath-like writer refreshes 20,000 live flows
+// at over 100,000 entries a second while reclaim sweeps run: live entries
+// are never deleted nor changed beyond their lifetime; idle ones go.
 func TestConcurrentWriter(t *testing.T) {
 	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
 	n := newNode(t, "1.16", clock)
-	var live, idle []ctmap.Tuple
-	for i := 0; i < 500; i++ {
-		live = append(live, n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 0, ctmap.TupleOut))
-		idle = append(idle, n.flow(t, podA, "93.184.216.35", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut))
+	r, _ := profiles.Resolve("1.16")
+	spec, _ := r.Profile.Map(profiles.RoleCTTCP, 4)
+	os.Remove(ctmap.PinPath(n.fs, spec))
+	big, err := ctmap.Create(n.fs, spec, 65536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	n.ct = big
+	const nLive, nIdle = 20000, 2000
+	now, _ := ctmap.Now(clock)
+	keys := make([][14]byte, nLive)
+	vals := make([][56]byte, nLive)
+	for i := range keys {
+		k := ctmap.Tuple{DAddr: podA, SAddr: netip.AddrFrom4([4]byte{93, 184, 216, byte(i % 250)}), DPort: 443, SPort: uint16(10000 + i), NextHdr: ctmap.ProtoTCP}
+		keys[i] = [14]byte(k.Bytes())
+		var v ctmap.CTEntry
+		v.SetLifetime(now + n.units[profiles.StateEstablished])
+		v.SetFlags(ctmap.FlagSeenNonSyn)
+		for j := 16; j < 32; j++ {
+			v[j] = byte(i + j)
+		}
+		vals[i] = v
+	}
+	if _, err := big.BatchUpdate(keys, vals, nil); err != nil {
+		t.Fatal(err)
+	}
+	var idle []ctmap.Tuple
+	for i := 0; i < nIdle; i++ {
+		idle = append(idle, n.flow(t, podA, "93.184.217.1", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut))
 	}
 	before := dump(t, n.ct)
-	p := Policy{Name: "p", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	p := Policy{Name: "p", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.0.0/16")}}}
 	p.Timeouts[profiles.StateEstablished] = 30
 	s, _ := n.sweeper(t, Reclaim, []Policy{p})
 	stop := make(chan struct{})
 	writes := make(chan int)
+	start := time.Now()
 	go func() {
 		w := 0
 		defer func() { writes <- w }()
-		var v ctmap.CTEntry
 		for {
-			for _, k := range live {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				now, _ := ctmap.Now(clock)
-				if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
-					t.Errorf("live entry %x gone: %v", k.Bytes(), err)
-					return
-				}
-				v.SetLifetime(now + n.units[profiles.StateEstablished])
-				if err := n.ct.Put(k.Bytes(), v[:]); err != nil {
-					t.Error(err)
-					return
-				}
-				w++
+			select {
+			case <-stop:
+				return
+			default:
 			}
+			// What the datapath does on every packet: lifetime = now + timeout.
+			now, _ := ctmap.Now(clock)
+			for i := range vals {
+				binary.LittleEndian.PutUint32(vals[i][32:], now+n.units[profiles.StateEstablished])
+			}
+			c, err := big.BatchUpdate(keys, vals, &ebpf.BatchOptions{ElemFlags: 0})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w += c
 		}
 	}()
 	var deleted uint64
@@ -477,18 +505,21 @@ func TestConcurrentWriter(t *testing.T) {
 		deleted += res.Counts[1][profiles.StateEstablished].DeletedCT
 	}
 	close(stop)
-	if w := <-writes; w < 1000 {
-		t.Fatalf("the writer only managed %d refreshes", w)
+	w := <-writes
+	rate := float64(w) / time.Since(start).Seconds()
+	t.Logf("writer: %d refreshes, %.0f per second", w, rate)
+	if rate < 100000 {
+		t.Errorf("the writer only refreshed %.0f entries/s", rate)
 	}
 	after := dump(t, n.ct)
-	for _, k := range live {
-		got, ok := after[string(k.Bytes())]
+	for i, k := range keys {
+		got, ok := after[string(k[:])]
 		if !ok {
-			t.Fatalf("live entry %x deleted", k.Bytes())
+			t.Fatalf("live entry %d deleted", i)
 		}
-		want := before[string(k.Bytes())]
+		want := before[string(k[:])]
 		if !bytes.Equal(got[:32], want[:32]) || !bytes.Equal(got[36:], want[36:]) {
-			t.Fatalf("live entry %x garbled", k.Bytes())
+			t.Fatalf("live entry %d garbled", i)
 		}
 	}
 	for _, k := range idle {
@@ -496,8 +527,8 @@ func TestConcurrentWriter(t *testing.T) {
 			t.Errorf("idle entry %x kept", k.Bytes())
 		}
 	}
-	if deleted != 500 {
-		t.Errorf("deleted %d, want the 500 idle entries", deleted)
+	if deleted != nIdle {
+		t.Errorf("deleted %d, want the %d idle entries", deleted, nIdle)
 	}
 }
 
