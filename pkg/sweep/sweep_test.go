@@ -7,7 +7,9 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -341,6 +343,25 @@ func TestReplaceIsWhole(t *testing.T) {
 	}
 	if names, _ := st.Names(); len(names) != 1 || names[1] != "b" {
 		t.Errorf("names after a smaller set: %v", names)
+	}
+	// Pins are for root only.
+	ents, _ := os.ReadDir(Dir(fs))
+	for _, e := range ents {
+		if fi, err := os.Stat(filepath.Join(Dir(fs), e.Name())); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v %v", e.Name(), fi.Mode().Perm(), err)
+		}
+	}
+	// A set too large for the trie is refused before anything changes.
+	var huge Policy
+	huge.Name = "huge"
+	for i := 0; i <= MaxKeys; i++ {
+		huge.Keys = append(huge.Keys, Key{Pod: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Dest: netip.MustParsePrefix("0.0.0.0/0")})
+	}
+	if err := st.Replace([]Policy{huge}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("too many keys: %v", err)
+	}
+	if cur, _ := st.CurrentKeys(); len(cur) != 1 {
+		t.Errorf("a refused set changed the set in force: %d keys", len(cur))
 	}
 	// A second egwct is refused while the first holds the state.
 	if _, err := OpenState(fs, true); err == nil {
