@@ -163,3 +163,36 @@ func TestApplyBadBPFFS(t *testing.T) {
 		t.Error("state half-written on a read-only bpffs")
 	}
 }
+
+// TestReadOnlyCommandsNeedOnlyBPF: the listing commands and top work as
+// root with CAP_BPF alone: they only read maps. (On Linux 6.18 they even
+// work as uid 0 with no capability at all: reading a pinned map needs
+// only access to its file.)
+func TestReadOnlyCommandsNeedOnlyBPF(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	bin := buildBinary(t)
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "500"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.18.3"}
+	for _, args := range [][]string{{"ct", "list", "-o", "json"}, {"nat", "list", "-o", "json"}, {"egress", "list", "-o", "json"}, {"top", "--once", "-o", "json"}} {
+		for _, caps := range []string{"-all,+bpf"} {
+			cmd := exec.Command(setpriv, append([]string{"--bounding-set", caps, "--inh-caps=-all", "--", bin}, append(args, node...)...)...)
+			out, err := cmd.Output()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != 0 || len(out) == 0 {
+				t.Errorf("%v with CAP_BPF only: exit %d", args, code)
+			}
+		}
+	}
+}
