@@ -448,11 +448,17 @@ func kernelOlderThan(major, minor int) (bool, string) {
 		return false, ""
 	}
 	release := unix.ByteSliceToString(u.Release[:])
+	return releaseOlderThan(release, major, minor), release
+}
+
+// releaseOlderThan compares a kernel release string ("5.10.0-28-amd64")
+// with major.minor; an unreadable release is not judged older.
+func releaseOlderThan(release string, major, minor int) bool {
 	var ma, mi int
 	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
-		return false, release
+		return false
 	}
-	return ma < major || (ma == major && mi < minor), release
+	return ma < major || (ma == major && mi < minor)
 }
 
 func ebpfPossibleCPUs() int {

@@ -561,4 +561,12 @@ func TestKernelVersion(t *testing.T) {
 	if old, _ := kernelOlderThan(99, 0); !old {
 		t.Error("every kernel is older than 99.0")
 	}
+	for release, want := range map[string]bool{
+		"5.10.0-28-amd64": true, "5.11.22": true, "4.19.0": true,
+		"5.12.0": false, "6.1.0-56-amd64": false, "6.18.44-fc-v595": false, "garbage": false,
+	} {
+		if got := releaseOlderThan(release, 5, 12); got != want {
+			t.Errorf("%s older than 5.12: %v, want %v", release, got, want)
+		}
+	}
 }
