@@ -196,3 +196,13 @@ func TestReadOnlyCommandsNeedOnlyBPF(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsLoopbackByDefault: the agent's metrics are only reachable
+// from the node unless an address is given.
+func TestMetricsLoopbackByDefault(t *testing.T) {
+	ios, _, _ := TestIO("")
+	f := newAgentCmd(ios).Flags().Lookup("metrics-addr")
+	if f == nil || !strings.HasPrefix(f.DefValue, "127.0.0.1:") {
+		t.Fatalf("metrics-addr default %v", f)
+	}
+}
