@@ -199,6 +199,8 @@ int sweep(struct bpf_iter__bpf_map_elem *ctx)
 	if (!limit || idle < (__s32)limit)
 		return 0;
 
+	if (mode == MODE_MARK && (__s32)(lifetime - t) < 0)
+		return 0; /* already expired: Cilium's GC collects it anyway */
 	s->expired++;
 	if (mode == MODE_MARK) {
 		/* Expire it for Cilium's GC (lifetime < now), unless the

@@ -149,7 +149,7 @@ func userspaceMark(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) 
 	err := m.Walk(func(k, v []byte) error {
 		c.Key, _ = ctmap.DecodeTuple(k)
 		copy(c.Value[:], v)
-		if _, exp := matcher.Judge(&c, t); exp {
+		if _, exp := matcher.Judge(&c, t); exp && int32(c.Value.Lifetime()-t.Now) >= 0 {
 			c.Value.SetLifetime(t.Now - 1)
 			keys = append(keys, [14]byte(k))
 			vals = append(vals, c.Value)

@@ -251,6 +251,19 @@ func TestSweepSemantics(t *testing.T) {
 				if names[1] != "payments/payments-egress" || names[2] != "mail/mail-egress" {
 					t.Errorf("names %v", names)
 				}
+				// A second sweep finds nothing new: reclaimed entries are gone,
+				// marked ones are already expired for Cilium's GC.
+				again, err := s.Sweep()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for slot, cs := range again.Counts {
+					for st, c := range cs {
+						if c.Expired != 0 {
+							t.Errorf("second sweep: slot %d %s expired %d", slot, profiles.State(st), c.Expired)
+						}
+					}
+				}
 			})
 		}
 	}
