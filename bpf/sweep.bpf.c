@@ -68,23 +68,28 @@ struct ct_entry {
 enum { STATE_SYN, STATE_ESTABLISHED, STATE_CLOSING, STATE_NONTCP, NSTATES };
 enum { MODE_RECLAIM, MODE_MARK };
 
-/* Key of egwct's policy trie: as Cilium's egress policy map (§8.1). */
-struct policy_key {
-	__u32 prefixlen; /* 32 + destination prefix length */
-	__u32 pod;
-	__u32 dest;
-};
-
+/* The policy rules of one pod, longest destination prefix first: the first
+ * rule whose prefix holds the destination is the pod's policy for the flow,
+ * the longest-prefix match Cilium's egress policy map makes (§8.1). A hash
+ * of pods with a short scan costs a fraction of an LPM-trie lookup. */
+#define MAX_RULES 32
 #define POLICY_EXCLUDED (1 << 0)
 
-struct policy_val {
+struct rule {
+	__u32 net;              /* destination prefix, network order */
+	__u32 mask;             /* its mask, network order */
 	__u32 id;               /* slot of the policy, 1..MAX_POLICIES-1 */
-	__u32 timeout[NSTATES]; /* in lifetime units; 0 = the node's */
 	__u32 flags;            /* POLICY_EXCLUDED: an excludedCIDR */
+	__u32 timeout[4];       /* in lifetime units; 0 = the node's */
+};
+
+struct pod_rules {
+	__u32 n;
+	struct rule r[MAX_RULES];
 };
 
 #define MAX_POLICIES 4096
-#define MAX_KEYS (1 << 16)
+#define MAX_PODS (1 << 16)
 #define NBUCKETS 8
 
 /* Per policy and state, reset by userspace before each sweep. */
@@ -104,19 +109,20 @@ struct candidate {
 	__u32 policy;
 };
 
-/* One slot holding the current policy trie: swapping it is atomic. */
+/* One slot holding the current policy set (pod → rules): swapping it is
+ * atomic. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-		__uint(max_entries, MAX_KEYS);
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, MAX_PODS);
 		__uint(map_flags, BPF_F_NO_PREALLOC);
 		/* Sizes, not types: clang-14 emits types only reached from
 		 * an inner map definition as forward declarations. */
-		__uint(key_size, sizeof(struct policy_key));
-		__uint(value_size, sizeof(struct policy_val));
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(struct pod_rules));
 	});
 } egwct_policies SEC(".maps");
 
@@ -162,14 +168,23 @@ int sweep(struct bpf_iter__bpf_map_elem *ctx)
 	__u32 t = now;
 	__u32 lifetime = v->lifetime;
 	__u32 state = classify(k, v->flags);
-	struct policy_val *p = NULL;
+	struct rule *p = NULL;
 
 	if (k->flags == TUPLE_F_OUT) {
 		__u32 zero = 0;
-		void *trie = bpf_map_lookup_elem(&egwct_policies, &zero);
-		if (trie) {
-			struct policy_key pk = { .prefixlen = 64, .pod = k->pod, .dest = k->dest };
-			p = bpf_map_lookup_elem(trie, &pk);
+		void *pods = bpf_map_lookup_elem(&egwct_policies, &zero);
+		__u32 pod = k->pod; /* map keys cannot point into the iterator's buffer */
+		struct pod_rules *pr = pods ? bpf_map_lookup_elem(pods, &pod) : NULL;
+		if (pr) {
+			__u32 dest = k->dest;
+			for (int i = 0; i < MAX_RULES; i++) {
+				if (i >= pr->n)
+					break;
+				if ((dest & pr->r[i].mask) == pr->r[i].net) {
+					p = &pr->r[i];
+					break;
+				}
+			}
 			if (p && (p->flags & POLICY_EXCLUDED))
 				p = NULL;
 		}

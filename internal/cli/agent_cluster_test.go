@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -66,28 +65,19 @@ func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Durat
 // state's lock).
 func keysNow(t *testing.T, dir string) map[sweep.Key]bool {
 	t.Helper()
-	outer, err := ebpf.LoadPinnedMap(filepath.Join(sweep.Dir(dir), "egwct_policies"), &ebpf.LoadPinOptions{ReadOnly: true})
+	out := map[sweep.Key]bool{}
+	st, err := sweep.OpenStateReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer outer.Close()
-	out := map[sweep.Key]bool{}
-	var id ebpf.MapID
-	if err := outer.Lookup(uint32(0), &id); err != nil {
-		return out
-	}
-	inner, err := ebpf.NewMapFromID(id)
+	defer st.Close()
+	keys, err := st.CurrentKeys()
 	if err != nil {
 		return out // swapped out meanwhile; the next poll sees the new one
 	}
-	defer inner.Close()
-	var k struct {
-		PrefixLen uint32
-		Pod, Dest [4]byte
-	}
-	v := make([]byte, inner.ValueSize())
-	for it := inner.Iterate(); it.Next(&k, &v); {
-		out[sweep.Key{Pod: netip.AddrFrom4(k.Pod), Dest: netip.PrefixFrom(netip.AddrFrom4(k.Dest), int(k.PrefixLen)-32)}] = true
+	for k := range keys {
+		k.Excluded = false
+		out[k] = true
 	}
 	return out
 }

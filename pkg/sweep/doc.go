@@ -1,7 +1,7 @@
 // Package sweep loads and drives egwct's bundled BPF sweeper and keeps
 // egwct's own pinned state.
 //
-// The state lives under <bpffs>/egwct/v1 (never inside Cilium's
+// The state lives under <bpffs>/egwct/<schema version> (never inside Cilium's
 // tc/globals): the policy trie behind a one-slot array of maps, so that a
 // new policy set replaces the old one with a single atomic update; the
 // per-sweep statistics the BPF program writes; running totals; and the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -19,12 +20,14 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v1"
+const SchemaVersion = "v2"
 
 // Limits of the pinned state (bpf/sweep.bpf.c).
 const (
 	MaxPolicies = 4096    // policy slots, 0 is "no policy"
 	MaxKeys     = 1 << 16 // (pod, destination CIDR) keys
+	MaxPods     = 1 << 16 // pods with rules
+	MaxRules    = 32      // destination CIDRs of one pod, over all policies
 	nameSize    = 256
 )
 
@@ -42,13 +45,20 @@ type Policy struct {
 	Keys     []Key
 }
 
-// policyKey and policyVal mirror struct policy_key and policy_val.
-type policyKey struct {
-	PrefixLen uint32
-	Pod       [4]byte
-	Dest      [4]byte
+// podRule and podRules mirror struct rule and struct pod_rules.
+type podRule struct {
+	Net, Mask [4]byte
+	ID        uint32
+	Flags     uint32
+	Timeout   [4]uint32
 }
 
+type podRules struct {
+	N     uint32
+	Rules [MaxRules]podRule
+}
+
+// policyVal is what a key of the set in force maps to.
 type policyVal struct {
 	ID      uint32
 	Timeout [4]uint32
@@ -176,25 +186,54 @@ func (s *State) Replace(set []Policy) error {
 	if n > MaxKeys {
 		return fmt.Errorf("%d (pod, CIDR) keys; egwct holds at most %d", n, MaxKeys)
 	}
-	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
-	if err != nil {
-		return fmt.Errorf("create policy trie: %w", err)
-	}
-	defer inner.Close()
+	// Each pod's rules, longest destination prefix first: the sweeper takes
+	// the first that holds the destination, a longest-prefix match.
+	byPod := map[[4]byte][]podRule{}
+	bits := map[[4]byte][]int{}
 	for i, p := range set {
-		id := uint32(i + 1)
 		for _, k := range p.Keys {
 			if !k.Pod.Is4() || !k.Dest.Addr().Is4() {
 				continue // IPv4 only for now
 			}
-			key := policyKey{PrefixLen: 32 + uint32(k.Dest.Bits()), Pod: k.Pod.As4(), Dest: k.Dest.Masked().Addr().As4()}
-			val := policyVal{ID: id, Timeout: p.Timeouts}
+			r := podRule{Net: k.Dest.Masked().Addr().As4(), ID: uint32(i + 1), Timeout: p.Timeouts}
+			mask := ^uint32(0) << (32 - k.Dest.Bits())
+			if k.Dest.Bits() == 0 {
+				mask = 0
+			}
+			r.Mask = [4]byte{byte(mask >> 24), byte(mask >> 16), byte(mask >> 8), byte(mask)}
 			if k.Excluded {
-				val.Flags = policyExcluded
+				r.Flags = policyExcluded
 			}
-			if err := inner.Put(&key, &val); err != nil {
-				return fmt.Errorf("policy %s key %s→%s: %w", p.Name, k.Pod, k.Dest, err)
-			}
+			pod := k.Pod.As4()
+			byPod[pod] = append(byPod[pod], r)
+			bits[pod] = append(bits[pod], k.Dest.Bits())
+		}
+	}
+	if len(byPod) > MaxPods {
+		return fmt.Errorf("%d pods; egwct holds at most %d", len(byPod), MaxPods)
+	}
+	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
+	if err != nil {
+		return fmt.Errorf("create the policy set: %w", err)
+	}
+	defer inner.Close()
+	for pod, rs := range byPod {
+		if len(rs) > MaxRules {
+			return fmt.Errorf("pod %s has %d destination CIDRs over all its policies; egwct holds at most %d per pod", netip.AddrFrom4(pod), len(rs), MaxRules)
+		}
+		b := bits[pod]
+		idx := make([]int, len(rs))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(x, y int) bool { return b[idx[x]] > b[idx[y]] })
+		var v podRules
+		v.N = uint32(len(rs))
+		for j, i := range idx {
+			v.Rules[j] = rs[i]
+		}
+		if err := inner.Put(pod, &v); err != nil {
+			return fmt.Errorf("policy rules of pod %s: %w", netip.AddrFrom4(pod), err)
 		}
 	}
 	// Names first: a slot's name is right before the trie refers to it.
@@ -253,12 +292,16 @@ func (s *State) CurrentKeys() (map[Key]policyVal, error) {
 		return nil, err
 	}
 	defer inner.Close()
-	var k policyKey
-	var v policyVal
+	var pod [4]byte
+	var v podRules
 	it := inner.Iterate()
-	for it.Next(&k, &v) {
-		key := Key{Pod: netip.AddrFrom4(k.Pod), Dest: netip.PrefixFrom(netip.AddrFrom4(k.Dest), int(k.PrefixLen)-32), Excluded: v.Flags&policyExcluded != 0}
-		out[key] = v
+	for it.Next(&pod, &v) {
+		for _, r := range v.Rules[:min(v.N, MaxRules)] {
+			mask := uint32(r.Mask[0])<<24 | uint32(r.Mask[1])<<16 | uint32(r.Mask[2])<<8 | uint32(r.Mask[3])
+			bitsOn := 32 - bitsLen(^mask)
+			key := Key{Pod: netip.AddrFrom4(pod), Dest: netip.PrefixFrom(netip.AddrFrom4(r.Net), bitsOn), Excluded: r.Flags&policyExcluded != 0}
+			out[key] = policyVal{ID: r.ID, Timeout: r.Timeout, Flags: r.Flags}
+		}
 	}
 	return out, it.Err()
 }
@@ -295,6 +338,15 @@ func (s *State) LastSweep() (l LastSweep, ok bool, err error) {
 func (s *State) recordSweep(l LastSweep) error {
 	v := lastSweep{UnixNano: l.Time.UnixNano(), Duration: int64(l.Duration), Entries: l.Entries, Mode: uint32(l.Mode)}
 	return s.status.Put(uint32(0), &v)
+}
+
+// bitsLen is the number of significant bits of v.
+func bitsLen(v uint32) int {
+	n := 0
+	for ; v != 0; v >>= 1 {
+		n++
+	}
+	return n
 }
 
 // Reset removes everything egwct pinned under bpffs. Cilium's maps are

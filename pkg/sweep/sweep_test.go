@@ -364,6 +364,15 @@ func TestReplaceIsWhole(t *testing.T) {
 			t.Errorf("%s: mode %v %v", e.Name(), fi.Mode().Perm(), err)
 		}
 	}
+	// A pod with more destination CIDRs than the sweeper scans is refused.
+	var wide Policy
+	wide.Name = "wide"
+	for i := 0; i <= MaxRules; i++ {
+		wide.Keys = append(wide.Keys, Key{Pod: podA, Dest: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i), 0}), 24)})
+	}
+	if err := st.Replace([]Policy{wide}); err == nil || !strings.Contains(err.Error(), "at most 32 per pod") {
+		t.Errorf("too many CIDRs for a pod: %v", err)
+	}
 	// A set too large for the trie is refused before anything changes.
 	var huge Policy
 	huge.Name = "huge"

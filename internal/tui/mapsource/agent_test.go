@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egwct/egwct/internal/tui"
+	"github.com/egwct/egwct/pkg/sweep"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -36,7 +37,7 @@ func TestParseArgs(t *testing.T) {
 // and its command line read; mark mode with Cilium's GC far away warns.
 func TestSweeperStatus(t *testing.T) {
 	dir := t.TempDir()
-	state := filepath.Join(dir, "egwct", "v1")
+	state := sweep.Dir(dir)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package mapsource builds egwct top's snapshots from a node's pinned maps:
 // Cilium's CT and SNAT maps under <bpffs>/tc/globals and egwct's state
-// under <bpffs>/egwct/v1, opened read-only and without egwct's lock. Maps
+// under <bpffs>/egwct/<schema version>, opened read-only and without egwct's lock. Maps
 // are opened anew for every snapshot, so a map Cilium re-created is picked
 // up at the next refresh, and missing maps become a banner, not an exit.
 package mapsource
