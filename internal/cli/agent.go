@@ -43,9 +43,9 @@ the policy set of the manifests, re-read the manifests when they change
 maps when the agent re-creates them, and serve Prometheus metrics.
 
 The interval trades precision for CPU: an idle flow is handled at most one
-interval after its timeout, and each sweep costs about 0.6 µs of CPU per
-CT entry on a small VM (a million entries: about 0.6 s of one core per
-sweep, 6 % of a core at the default 10 s).
+interval after its timeout, and each sweep costs about 0.45 µs of CPU per
+CT entry on a small VM (a million entries: about 0.45 s of one core per
+sweep, 4.5 % of a core at the default 10 s).
 
 With --from-cluster, policies and endpoints come from the API server and
 are watched: a change is in force within about 200 ms (one swap per burst
