@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * egwct's sweeper: a BPF map-element iterator over one of Cilium's IPv4 CT
- * maps. For every entry it finds the egwct policy of the flow (pod address
+ * egwct's sweeper: BPF programs that walk one of Cilium's IPv4 CT maps, a
+ * map-element iterator (chunked, the default) or bpf_for_each_map_elem run
+ * with BPF_PROG_RUN (one call per map). For every entry it finds the egwct policy of the flow (pod address
  * exact, destination by longest prefix, as Cilium's egress policy map
  * matches), classifies the entry's CT state, computes how long the flow has
  * been idle, and counts it. An entry idle for at least its policy's timeout
@@ -157,14 +158,9 @@ static __always_inline __u32 classify(const struct ct_key4 *k, __u16 flags)
 	return STATE_ESTABLISHED;
 }
 
-SEC("iter/bpf_map_elem")
-int sweep(struct bpf_iter__bpf_map_elem *ctx)
+/* judge handles one CT entry (see the comment at the top). */
+static __always_inline int judge(struct ct_key4 *k, struct ct_entry *v)
 {
-	struct ct_key4 *k = ctx->key;
-	struct ct_entry *v = ctx->value;
-	if (!k || !v)
-		return 0;
-
 	__u32 t = now;
 	__u32 lifetime = v->lifetime;
 	__u32 state = classify(k, v->flags);
@@ -234,5 +230,44 @@ int sweep(struct bpf_iter__bpf_map_elem *ctx)
 	c->lifetime = lifetime;
 	c->policy = slot;
 	bpf_ringbuf_submit(c, 0);
+	return 0;
+}
+
+SEC("iter/bpf_map_elem")
+int sweep(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct ct_key4 *k = ctx->key;
+	struct ct_entry *v = ctx->value;
+	if (!k || !v)
+		return 0;
+	return judge(k, v);
+}
+
+/* The same judgement over a whole map in one call, for BPF_PROG_RUN:
+ * cheaper per entry than the iterator, but it holds the CPU for the whole
+ * map. The CT maps are bound at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct ct_key4));
+	__uint(value_size, sizeof(struct ct_entry));
+} ct_tcp SEC(".maps"), ct_any SEC(".maps");
+
+/* Which map sweep_all walks: 0 ct_tcp, 1 ct_any. */
+volatile __u32 which;
+
+static long visit(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, void *ctx)
+{
+	judge(k, v);
+	return 0;
+}
+
+SEC("raw_tp")
+int sweep_all(void *ctx)
+{
+	if (which == 0)
+		bpf_for_each_map_elem(&ct_tcp, visit, NULL, 0);
+	else
+		bpf_for_each_map_elem(&ct_any, visit, NULL, 0);
 	return 0;
 }

@@ -72,6 +72,7 @@ resumes with the same set after a restart.`,
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.apply.Files, "filename", "f", nil, "manifest file or folder with policies and endpoints (repeatable)")
 	f.StringVar(&o.apply.Mode, "mode", "reclaim", "reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
+	registerEngine(cmd, &o.apply.Engine)
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "time between sweeps")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9963", "where to serve Prometheus metrics (/metrics); empty to disable")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
@@ -84,6 +85,7 @@ type agent struct {
 	changed <-chan struct{} // the cluster's objects changed (--from-cluster)
 	n       *node
 	mode    sweep.Mode
+	engine  sweep.Engine
 	log     *slog.Logger
 	state   *sweep.State
 	sw      *sweep.Sweeper
@@ -106,13 +108,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return usageErrorf("--interval must be at least 100ms")
 	}
 	a := &agent{o: o, metrics: newMetrics()}
-	switch o.apply.Mode {
-	case "reclaim":
-	case "mark":
-		a.mode = sweep.Mark
-	default:
-		return usageErrorf("--mode must be reclaim or mark")
+	mode, engine, err := o.apply.sweepSettings()
+	if err != nil {
+		return err
 	}
+	a.mode, a.engine = mode, engine
 	var h slog.Handler = slog.NewTextHandler(o.apply.io.ErrOut, nil)
 	if o.LogFormat == "json" {
 		h = slog.NewJSONHandler(o.apply.io.ErrOut, nil)
@@ -129,7 +129,6 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		o.apply.node.CiliumVersion = ci.Version
 		a.log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
 	}
-	var err error
 	if a.n, err = o.apply.node.open(); err != nil {
 		return err
 	}
@@ -168,7 +167,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		a.log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	a.log.Info("agent started", "profile", a.n.Resolution.Profile.Name, "clock", a.n.Clock.String(), "mode", a.mode.String(),
+	a.log.Info("agent started", "profile", a.n.Resolution.Profile.Name, "clock", a.n.Clock.String(), "mode", a.mode.String(), "engine", a.engine.String(),
 		"interval", o.Interval.String(), "policies", len(a.current.set))
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
@@ -345,7 +344,7 @@ func (a *agent) reopenIfRecreated() error {
 		a.log.Info("Cilium re-created its maps; re-opening them")
 		a.metrics.add("egwct_map_reopens_total", nil, 1)
 	}
-	sw, err := sweep.New(sweep.Config{BPFFS: a.o.apply.node.BPFFS, Profile: a.n.Resolution.Profile, Clock: a.n.Clock, Node: a.n.Timeouts, Mode: a.mode}, a.state)
+	sw, err := sweep.New(sweep.Config{BPFFS: a.o.apply.node.BPFFS, Profile: a.n.Resolution.Profile, Clock: a.n.Clock, Node: a.n.Timeouts, Mode: a.mode, Engine: a.engine}, a.state)
 	if err != nil {
 		return err
 	}

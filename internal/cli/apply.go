@@ -26,6 +26,7 @@ type applyOptions struct {
 	node    nodeFlags
 	Files   []string
 	Mode    string
+	Engine  string
 	DryRun  bool
 	Output  string
 	cluster clusterOptions
@@ -79,6 +80,7 @@ a missing permission (nothing changed).`,
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.Files, "filename", "f", nil, "manifest file or folder with policies and endpoints (repeatable; - for standard input)")
 	f.StringVar(&o.Mode, "mode", "reclaim", "what to do with expired entries: reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
+	registerEngine(cmd, &o.Engine)
 	f.BoolVar(&o.DryRun, "dry-run", false, "change nothing; print the key diff and the impact of a sweep now")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
 	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints")
@@ -96,13 +98,9 @@ func runApply(o *applyOptions) error {
 	if len(o.Files) == 0 && !o.cluster.From {
 		return usageErrorf("no input: give -f with manifest files or folders, or --from-cluster")
 	}
-	mode := sweep.Reclaim
-	switch o.Mode {
-	case "reclaim":
-	case "mark":
-		mode = sweep.Mark
-	default:
-		return usageErrorf("--mode must be reclaim or mark")
+	mode, engine, err := o.sweepSettings()
+	if err != nil {
+		return err
 	}
 	if o.Output != "table" && o.Output != "json" {
 		return usageErrorf("-o must be table or json")
@@ -149,7 +147,7 @@ func runApply(o *applyOptions) error {
 		return envError(err)
 	}
 	defer st.Close()
-	s, err := sweep.New(sweep.Config{BPFFS: o.node.BPFFS, Profile: n.Resolution.Profile, Clock: n.Clock, Node: n.Timeouts, Mode: mode}, st)
+	s, err := sweep.New(sweep.Config{BPFFS: o.node.BPFFS, Profile: n.Resolution.Profile, Clock: n.Clock, Node: n.Timeouts, Mode: mode, Engine: engine}, st)
 	if err != nil {
 		return mapError(err)
 	}
@@ -164,6 +162,32 @@ func runApply(o *applyOptions) error {
 	fmt.Fprintf(o.io.ErrOut, "# applied %d policies in %s mode; %s; sweep of %d entries took %s\n",
 		len(d.set), mode, n.describe(), res.Entries, res.Duration.Round(1e5))
 	return o.summary(d, res)
+}
+
+// registerEngine adds --engine.
+func registerEngine(cmd *cobra.Command, engine *string) {
+	cmd.Flags().StringVar(engine, "engine", "iterator", "how the sweeper walks the CT maps: iterator (in chunks, gentle on a busy node) or foreach (one call per map: less CPU, but it holds a CPU for the whole map)")
+	_ = cmd.RegisterFlagCompletionFunc("engine", cobra.FixedCompletions([]string{"iterator", "foreach"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// sweepSettings reads --mode and --engine.
+func (o *applyOptions) sweepSettings() (sweep.Mode, sweep.Engine, error) {
+	mode, engine := sweep.Reclaim, sweep.Iterator
+	switch o.Mode {
+	case "reclaim":
+	case "mark":
+		mode = sweep.Mark
+	default:
+		return mode, engine, usageErrorf("--mode must be reclaim or mark")
+	}
+	switch o.Engine {
+	case "iterator", "":
+	case "foreach":
+		engine = sweep.ForEach
+	default:
+		return mode, engine, usageErrorf("--engine must be iterator or foreach")
+	}
+	return mode, engine, nil
 }
 
 // mapError classifies errors of opening Cilium's maps: a map of another

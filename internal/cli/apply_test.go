@@ -28,8 +28,9 @@ type applyRow struct {
 // and everything else stay; the dry run predicted it; reset removes
 // egwct's state only.
 func TestApplyLab(t *testing.T) {
-	for _, mode := range []string{"reclaim", "mark"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, engine string }{{"reclaim", "iterator"}, {"mark", "iterator"}, {"reclaim", "foreach"}} {
+		mode := tc.mode
+		t.Run(tc.mode+"/"+tc.engine, func(t *testing.T) {
 			dir := labDir(t)
 			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "4000", "--clock", "jiffies", "--hz", "250"); code != 0 {
 				t.Fatalf("lab up: %s %s", out, errOut)
@@ -51,7 +52,7 @@ func TestApplyLab(t *testing.T) {
 				t.Fatal("the dry run changed the CT maps")
 			}
 
-			code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "-f", manifests}, node...)...)
+			code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "--engine", tc.engine, "-f", manifests}, node...)...)
 			if code != 0 {
 				t.Fatalf("apply: %d %s", code, errOut)
 			}
@@ -143,6 +144,10 @@ func TestApplyRefuses(t *testing.T) {
 	code, _, errOut := run(t, "", append([]string{"apply", "-f", bad}, node...)...)
 	if code != ExitFindings || !strings.Contains(errOut, "above-node-timeout") {
 		t.Errorf("exit %d: %s", code, errOut)
+	}
+	code, _, errOut = run(t, "", append([]string{"apply", "--engine", "turbo", "-f", filepath.Join(dir+".state", lab.PoliciesFile)}, node...)...)
+	if code != ExitUsage || !strings.Contains(errOut, "--engine must be iterator or foreach") {
+		t.Errorf("bad engine: exit %d %s", code, errOut)
 	}
 	code, _, errOut = run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile)}, node[:4]...)...)
 	if code != ExitUsage || !strings.Contains(errOut, "--cilium-version is required") {

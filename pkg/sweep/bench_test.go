@@ -201,3 +201,77 @@ func userspaceMark(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) 
 	}
 	return len(keys)
 }
+
+// BenchmarkSweepForEach compares the two engines on the same 1M entries
+// and 10K keys in the steady state, in the same run: the iterator, and
+// bpf_for_each_map_elem over each whole CT map in one BPF_PROG_RUN call.
+//
+//	go test ./pkg/sweep -run '^$' -bench SweepForEach -benchtime 3x
+func BenchmarkSweepForEach(b *testing.B) {
+	const n = 1_000_000
+	fs := testutil.PrivateBPFFS(b)
+	r, _ := profiles.Resolve("1.18.3")
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	node := map[profiles.State]time.Duration{}
+	for _, p := range r.Profile.Parameters {
+		node[p.State] = p.Default
+	}
+	var cts []*ctmap.Map
+	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
+		spec, _ := r.Profile.Map(role, 4)
+		m, err := ctmap.Create(fs, spec, n+n/4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		cts = append(cts, m)
+	}
+	now, _ := ctmap.Now(clock)
+	fillBench(b, cts[0], n, now)
+	st, err := OpenState(fs, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Replace(benchSet()); err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(Config{BPFFS: fs, Profile: r.Profile, Clock: clock, Node: node, Mode: Mark}, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Sweep(); err != nil { // mark once: the steady state
+		b.Fatal(err)
+	}
+
+	fe, err := New(Config{BPFFS: fs, Profile: r.Profile, Clock: clock, Node: node, Mode: Mark, Engine: ForEach}, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fe.Close()
+	forEach := func() {
+		if _, err := fe.Sweep(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var iter, each, iterCPU, eachCPU time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c0, t0 := cpuTime(), time.Now()
+		if _, err := s.Sweep(); err != nil {
+			b.Fatal(err)
+		}
+		c1, t1 := cpuTime(), time.Now()
+		forEach()
+		iter += t1.Sub(t0)
+		each += time.Since(t1)
+		iterCPU += c1 - c0
+		eachCPU += cpuTime() - c1
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / n }
+	b.ReportMetric(per(iterCPU), "iter-cpu-ns/entry")
+	b.ReportMetric(per(eachCPU), "foreach-cpu-ns/entry")
+	b.ReportMetric(per(each), "foreach-ns/entry")
+	b.ReportMetric(float64(iterCPU)/float64(eachCPU), "iter/foreach-cpu")
+}

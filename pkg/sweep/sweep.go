@@ -36,6 +36,26 @@ func (m Mode) String() string {
 	return "reclaim"
 }
 
+// Engine is the kind of BPF program that walks the CT maps.
+type Engine uint8
+
+const (
+	// Iterator walks each map with a map-element iterator, in chunks the
+	// kernel reschedules between: gentle on a busy node (the default).
+	Iterator Engine = iota
+	// ForEach walks each map with bpf_for_each_map_elem in one
+	// BPF_PROG_RUN call: about 1.4 times less CPU, but the CPU is held for
+	// the whole map (about 0.35 s per million entries here).
+	ForEach
+)
+
+func (e Engine) String() string {
+	if e == ForEach {
+		return "foreach"
+	}
+	return "iterator"
+}
+
 // IdleBuckets are the upper bounds of the idle-time histogram's buckets;
 // the last bucket holds everything idle longer.
 var IdleBuckets = [7]time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour}
@@ -46,8 +66,9 @@ type Config struct {
 	Profile *profiles.Profile
 	Clock   nodeconfig.Clock
 	// Node are the node's timeouts per state.
-	Node map[profiles.State]time.Duration
-	Mode Mode
+	Node   map[profiles.State]time.Duration
+	Mode   Mode
+	Engine Engine
 }
 
 // Counts are the results of one sweep for one policy and state.
@@ -121,9 +142,21 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 			return nil, fmt.Errorf("configure the sweeper: %s: %w", name, err)
 		}
 	}
-	err := spec.LoadAndAssign(&s.objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"egwct_policies": state.policies, "egwct_sweep": state.stats},
-	})
+	repl := map[string]*ebpf.Map{"egwct_policies": state.policies, "egwct_sweep": state.stats}
+	if cfg.Engine == ForEach {
+		// bpf_for_each_map_elem needs Cilium's maps at load time, with
+		// their exact size and flags.
+		for i, name := range []string{"ct_tcp", "ct_any"} {
+			info, err := s.ct[i].Info()
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
+			spec.Maps[name].MaxEntries, spec.Maps[name].Flags = info.MaxEntries, info.Flags
+			repl[name] = s.ct[i].Map
+		}
+	}
+	err := spec.LoadAndAssign(&s.objs, &ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		s.Close()
 		if old, release := kernelOlderThan(5, 12); old {
@@ -173,8 +206,14 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Counts: map[uint32]*[4]Counts{}}
-	for _, m := range s.ct {
-		if err := s.iterate(m); err != nil {
+	for i, m := range s.ct {
+		var err error
+		if s.cfg.Engine == ForEach {
+			err = s.forEach(uint32(i))
+		} else {
+			err = s.iterate(m)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sweep %s: %w", m.Spec.Name, err)
 		}
 	}
@@ -234,6 +273,15 @@ var statKeys = func() []uint32 {
 
 // resetStats zeroes the per-sweep statistics in one batch update (the
 // values of a per-CPU map come one per possible CPU per key).
+// forEach runs the for_each program over CT map i (0 TCP, 1 the others).
+func (s *Sweeper) forEach(i uint32) error {
+	if err := s.objs.Which.Set(i); err != nil {
+		return err
+	}
+	_, err := s.objs.SweepAll.Run(&ebpf.RunOptions{})
+	return err
+}
+
 func (s *Sweeper) resetStats() error {
 	zero := make([]sweeperSweepStats, len(statKeys)*ebpfPossibleCPUs())
 	_, err := s.state.stats.BatchUpdate(statKeys, zero, nil)

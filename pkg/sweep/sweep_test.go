@@ -124,6 +124,11 @@ func dump(t *testing.T, m *ctmap.Map) map[string][]byte {
 
 func (n *node) sweeper(t *testing.T, mode Mode, set []Policy) (*Sweeper, *State) {
 	t.Helper()
+	return n.sweeperWith(t, mode, Iterator, set)
+}
+
+func (n *node) sweeperWith(t *testing.T, mode Mode, engine Engine, set []Policy) (*Sweeper, *State) {
+	t.Helper()
 	st, err := OpenState(n.fs, true)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +137,7 @@ func (n *node) sweeper(t *testing.T, mode Mode, set []Policy) (*Sweeper, *State)
 	if err := st.Replace(set); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{BPFFS: n.fs, Profile: n.p, Clock: n.clock, Node: n.timeout, Mode: mode}, st)
+	s, err := New(Config{BPFFS: n.fs, Profile: n.p, Clock: n.clock, Node: n.timeout, Mode: mode, Engine: engine}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,124 +152,126 @@ func units(c nodeconfig.Clock, d time.Duration) uint32 { return uint32(c.Units(d
 // and both clocks: exactly the expired entries are handled, and every
 // other byte of Cilium's maps stays as it was.
 func TestSweepSemantics(t *testing.T) {
-	for _, clock := range []nodeconfig.Clock{{Mode: nodeconfig.Ktime}, {Mode: nodeconfig.Jiffies, HZ: 250}} {
-		for _, mode := range []Mode{Reclaim, Mark} {
-			t.Run(clock.Mode.String()+"/"+mode.String(), func(t *testing.T) {
-				n := newNode(t, "1.18.3", clock)
-				policy := Policy{Name: "payments/payments-egress", Keys: []Key{
-					{Pod: podA, Dest: netip.MustParsePrefix("0.0.0.0/0")},
-					{Pod: podA, Dest: netip.MustParsePrefix("203.0.113.0/24"), Excluded: true},
-				}}
-				policy.Timeouts[profiles.StateSyn] = units(clock, 20*time.Second)
-				policy.Timeouts[profiles.StateEstablished] = units(clock, 300*time.Second)
-				policy.Timeouts[profiles.StateClosing] = units(clock, 5*time.Second)
-				policy.Timeouts[profiles.StateNonTCP] = units(clock, 30*time.Second)
-				onlyTCP := Policy{Name: "mail/mail-egress", Keys: []Key{{Pod: podB, Dest: netip.MustParsePrefix("198.51.100.0/24")}}}
-				onlyTCP.Timeouts[profiles.StateEstablished] = units(clock, 600*time.Second)
+	for _, engine := range []Engine{Iterator, ForEach} {
+		for _, clock := range []nodeconfig.Clock{{Mode: nodeconfig.Ktime}, {Mode: nodeconfig.Jiffies, HZ: 250}} {
+			for _, mode := range []Mode{Reclaim, Mark} {
+				t.Run(engine.String()+"/"+clock.Mode.String()+"/"+mode.String(), func(t *testing.T) {
+					n := newNode(t, "1.18.3", clock)
+					policy := Policy{Name: "payments/payments-egress", Keys: []Key{
+						{Pod: podA, Dest: netip.MustParsePrefix("0.0.0.0/0")},
+						{Pod: podA, Dest: netip.MustParsePrefix("203.0.113.0/24"), Excluded: true},
+					}}
+					policy.Timeouts[profiles.StateSyn] = units(clock, 20*time.Second)
+					policy.Timeouts[profiles.StateEstablished] = units(clock, 300*time.Second)
+					policy.Timeouts[profiles.StateClosing] = units(clock, 5*time.Second)
+					policy.Timeouts[profiles.StateNonTCP] = units(clock, 30*time.Second)
+					onlyTCP := Policy{Name: "mail/mail-egress", Keys: []Key{{Pod: podB, Dest: netip.MustParsePrefix("198.51.100.0/24")}}}
+					onlyTCP.Timeouts[profiles.StateEstablished] = units(clock, 600*time.Second)
 
-				expire := []ctmap.Tuple{
-					n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 400*time.Second, ctmap.TupleOut),
-					n.flow(t, podA, "93.184.216.35", ctmap.ProtoTCP, profiles.StateSyn, 40*time.Second, ctmap.TupleOut),
-					n.flow(t, podA, "93.184.216.36", ctmap.ProtoTCP, profiles.StateClosing, 8*time.Second, ctmap.TupleOut),
-					n.flow(t, podA, "93.184.216.37", ctmap.ProtoUDP, profiles.StateNonTCP, 45*time.Second, ctmap.TupleOut),
-					n.flow(t, podB, "198.51.100.7", ctmap.ProtoTCP, profiles.StateEstablished, 700*time.Second, ctmap.TupleOut),
-				}
-				// Not expired under their policy, excluded, of no policy, inbound,
-				// or in a state the policy leaves to the node.
-				n.flow(t, podA, "93.184.216.38", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut)
-				n.flow(t, podA, "203.0.113.9", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
-				n.flow(t, podB, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
-				n.flow(t, podA, "93.184.216.39", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleIn)
-				n.flow(t, podB, "198.51.100.8", ctmap.ProtoUDP, profiles.StateNonTCP, 59*time.Second, ctmap.TupleOut)
-				n.flow(t, podB, "198.51.100.9", ctmap.ProtoTCP, profiles.StateSyn, 59*time.Second, ctmap.TupleOut)
+					expire := []ctmap.Tuple{
+						n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 400*time.Second, ctmap.TupleOut),
+						n.flow(t, podA, "93.184.216.35", ctmap.ProtoTCP, profiles.StateSyn, 40*time.Second, ctmap.TupleOut),
+						n.flow(t, podA, "93.184.216.36", ctmap.ProtoTCP, profiles.StateClosing, 8*time.Second, ctmap.TupleOut),
+						n.flow(t, podA, "93.184.216.37", ctmap.ProtoUDP, profiles.StateNonTCP, 45*time.Second, ctmap.TupleOut),
+						n.flow(t, podB, "198.51.100.7", ctmap.ProtoTCP, profiles.StateEstablished, 700*time.Second, ctmap.TupleOut),
+					}
+					// Not expired under their policy, excluded, of no policy, inbound,
+					// or in a state the policy leaves to the node.
+					n.flow(t, podA, "93.184.216.38", ctmap.ProtoTCP, profiles.StateEstablished, 100*time.Second, ctmap.TupleOut)
+					n.flow(t, podA, "203.0.113.9", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
+					n.flow(t, podB, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleOut)
+					n.flow(t, podA, "93.184.216.39", ctmap.ProtoTCP, profiles.StateEstablished, 7000*time.Second, ctmap.TupleIn)
+					n.flow(t, podB, "198.51.100.8", ctmap.ProtoUDP, profiles.StateNonTCP, 59*time.Second, ctmap.TupleOut)
+					n.flow(t, podB, "198.51.100.9", ctmap.ProtoTCP, profiles.StateSyn, 59*time.Second, ctmap.TupleOut)
 
-				before := map[*ctmap.Map]map[string][]byte{n.ct: dump(t, n.ct), n.any: dump(t, n.any), n.nat: dump(t, n.nat)}
-				s, st := n.sweeper(t, mode, []Policy{policy, onlyTCP})
-				res, err := s.Sweep()
-				if err != nil {
-					t.Fatal(err)
-				}
-				now, _ := ctmap.Now(clock)
-				gone := map[string]bool{}
-				natGone := map[string]bool{}
-				for _, k := range expire {
-					gone[string(k.Bytes())] = true
-					eg, _ := ctmap.NATKeysForCT(k)
-					natGone[string(eg.Bytes())] = true
-				}
-				for m, old := range before {
-					after := dump(t, m)
-					for k, v := range old {
-						got, ok := after[k]
-						switch {
-						case m == n.nat && mode == Reclaim && (natGone[k] || reverseOf(k, natGone, old)):
-							if ok {
-								t.Errorf("NAT entry %x not deleted", k)
+					before := map[*ctmap.Map]map[string][]byte{n.ct: dump(t, n.ct), n.any: dump(t, n.any), n.nat: dump(t, n.nat)}
+					s, st := n.sweeperWith(t, mode, engine, []Policy{policy, onlyTCP})
+					res, err := s.Sweep()
+					if err != nil {
+						t.Fatal(err)
+					}
+					now, _ := ctmap.Now(clock)
+					gone := map[string]bool{}
+					natGone := map[string]bool{}
+					for _, k := range expire {
+						gone[string(k.Bytes())] = true
+						eg, _ := ctmap.NATKeysForCT(k)
+						natGone[string(eg.Bytes())] = true
+					}
+					for m, old := range before {
+						after := dump(t, m)
+						for k, v := range old {
+							got, ok := after[k]
+							switch {
+							case m == n.nat && mode == Reclaim && (natGone[k] || reverseOf(k, natGone, old)):
+								if ok {
+									t.Errorf("NAT entry %x not deleted", k)
+								}
+							case m != n.nat && gone[k] && mode == Reclaim:
+								if ok {
+									t.Errorf("CT entry %x not deleted", k)
+								}
+							case m != n.nat && gone[k] && mode == Mark:
+								var want ctmap.CTEntry
+								copy(want[:], v)
+								var e ctmap.CTEntry
+								copy(e[:], got)
+								if e.Lifetime()+1 != now && e.Lifetime() != now { // the clock may tick during the sweep
+									t.Errorf("marked entry %x lifetime %d, now %d", k, e.Lifetime(), now)
+								}
+								want.SetLifetime(e.Lifetime())
+								if !bytes.Equal(want[:], got) {
+									t.Errorf("mark changed more than lifetime of %x", k)
+								}
+							default:
+								if !ok || !bytes.Equal(v, got) {
+									t.Errorf("%s entry %x changed: %x → %x (present %v)", m.Spec.Name, k, v, got, ok)
+								}
 							}
-						case m != n.nat && gone[k] && mode == Reclaim:
-							if ok {
-								t.Errorf("CT entry %x not deleted", k)
-							}
-						case m != n.nat && gone[k] && mode == Mark:
-							var want ctmap.CTEntry
-							copy(want[:], v)
-							var e ctmap.CTEntry
-							copy(e[:], got)
-							if e.Lifetime()+1 != now && e.Lifetime() != now { // the clock may tick during the sweep
-								t.Errorf("marked entry %x lifetime %d, now %d", k, e.Lifetime(), now)
-							}
-							want.SetLifetime(e.Lifetime())
-							if !bytes.Equal(want[:], got) {
-								t.Errorf("mark changed more than lifetime of %x", k)
-							}
-						default:
-							if !ok || !bytes.Equal(v, got) {
-								t.Errorf("%s entry %x changed: %x → %x (present %v)", m.Spec.Name, k, v, got, ok)
+						}
+						if len(after) > len(old) {
+							t.Errorf("%s grew", m.Spec.Name)
+						}
+					}
+					var expired, deletedCT, deletedNAT uint64
+					for _, cs := range res.Counts {
+						for _, c := range cs {
+							expired += c.Expired
+							deletedCT += c.DeletedCT
+							deletedNAT += c.DeletedNAT
+						}
+					}
+					if expired != uint64(len(expire)) || res.Entries != 11 {
+						t.Errorf("expired %d of %d entries, want %d of 11", expired, res.Entries, len(expire))
+					}
+					if mode == Reclaim && (deletedCT != 5 || deletedNAT != 10) {
+						t.Errorf("deleted %d CT and %d NAT entries, want 5 and 10", deletedCT, deletedNAT)
+					}
+					if last, ok, err := st.LastSweep(); err != nil || !ok || last.Entries != 11 || last.Mode != mode || time.Since(last.Time) > time.Minute {
+						t.Errorf("last sweep %+v %v %v", last, ok, err)
+					}
+					if tot, _ := st.Totals(1, profiles.StateEstablished); tot.Expired != 1 {
+						t.Errorf("totals of policy 1 established: %+v", tot)
+					}
+					names, _ := st.Names()
+					if names[1] != "payments/payments-egress" || names[2] != "mail/mail-egress" {
+						t.Errorf("names %v", names)
+					}
+					// A second sweep finds nothing new: reclaimed entries are gone,
+					// marked ones are already expired for Cilium's GC.
+					again, err := s.Sweep()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for slot, cs := range again.Counts {
+						for st, c := range cs {
+							if c.Expired != 0 {
+								t.Errorf("second sweep: slot %d %s expired %d", slot, profiles.State(st), c.Expired)
 							}
 						}
 					}
-					if len(after) > len(old) {
-						t.Errorf("%s grew", m.Spec.Name)
-					}
-				}
-				var expired, deletedCT, deletedNAT uint64
-				for _, cs := range res.Counts {
-					for _, c := range cs {
-						expired += c.Expired
-						deletedCT += c.DeletedCT
-						deletedNAT += c.DeletedNAT
-					}
-				}
-				if expired != uint64(len(expire)) || res.Entries != 11 {
-					t.Errorf("expired %d of %d entries, want %d of 11", expired, res.Entries, len(expire))
-				}
-				if mode == Reclaim && (deletedCT != 5 || deletedNAT != 10) {
-					t.Errorf("deleted %d CT and %d NAT entries, want 5 and 10", deletedCT, deletedNAT)
-				}
-				if last, ok, err := st.LastSweep(); err != nil || !ok || last.Entries != 11 || last.Mode != mode || time.Since(last.Time) > time.Minute {
-					t.Errorf("last sweep %+v %v %v", last, ok, err)
-				}
-				if tot, _ := st.Totals(1, profiles.StateEstablished); tot.Expired != 1 {
-					t.Errorf("totals of policy 1 established: %+v", tot)
-				}
-				names, _ := st.Names()
-				if names[1] != "payments/payments-egress" || names[2] != "mail/mail-egress" {
-					t.Errorf("names %v", names)
-				}
-				// A second sweep finds nothing new: reclaimed entries are gone,
-				// marked ones are already expired for Cilium's GC.
-				again, err := s.Sweep()
-				if err != nil {
-					t.Fatal(err)
-				}
-				for slot, cs := range again.Counts {
-					for st, c := range cs {
-						if c.Expired != 0 {
-							t.Errorf("second sweep: slot %d %s expired %d", slot, profiles.State(st), c.Expired)
-						}
-					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

@@ -25,14 +25,18 @@ type sweeperSweepStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sweeperMapCtAny         = "ct_any"
+	sweeperMapCtTcp         = "ct_tcp"
 	sweeperMapEgwctExpired  = "egwct_expired"
 	sweeperMapEgwctPolicies = "egwct_policies"
 	sweeperMapEgwctSweep    = "egwct_sweep"
 	sweeperProgSweep        = "sweep"
+	sweeperProgSweepAll     = "sweep_all"
 	sweeperVarIdleBucket    = "idle_bucket"
 	sweeperVarMode          = "mode"
 	sweeperVarNodeTimeout   = "node_timeout"
 	sweeperVarNow           = "now"
+	sweeperVarWhich         = "which"
 )
 
 // loadSweeper returns the embedded CollectionSpec for sweeper.
@@ -77,13 +81,16 @@ type sweeperSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperProgramSpecs struct {
-	Sweep *ebpf.ProgramSpec `ebpf:"sweep"`
+	Sweep    *ebpf.ProgramSpec `ebpf:"sweep"`
+	SweepAll *ebpf.ProgramSpec `ebpf:"sweep_all"`
 }
 
 // sweeperMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperMapSpecs struct {
+	CtAny         *ebpf.MapSpec `ebpf:"ct_any"`
+	CtTcp         *ebpf.MapSpec `ebpf:"ct_tcp"`
 	EgwctExpired  *ebpf.MapSpec `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.MapSpec `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.MapSpec `ebpf:"egwct_sweep"`
@@ -97,6 +104,7 @@ type sweeperVariableSpecs struct {
 	Mode        *ebpf.VariableSpec `ebpf:"mode"`
 	NodeTimeout *ebpf.VariableSpec `ebpf:"node_timeout"`
 	Now         *ebpf.VariableSpec `ebpf:"now"`
+	Which       *ebpf.VariableSpec `ebpf:"which"`
 }
 
 // sweeperObjects contains all objects after they have been loaded into the kernel.
@@ -119,6 +127,8 @@ func (o *sweeperObjects) Close() error {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperMaps struct {
+	CtAny         *ebpf.Map `ebpf:"ct_any"`
+	CtTcp         *ebpf.Map `ebpf:"ct_tcp"`
 	EgwctExpired  *ebpf.Map `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.Map `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.Map `ebpf:"egwct_sweep"`
@@ -126,6 +136,8 @@ type sweeperMaps struct {
 
 func (m *sweeperMaps) Close() error {
 	return _SweeperClose(
+		m.CtAny,
+		m.CtTcp,
 		m.EgwctExpired,
 		m.EgwctPolicies,
 		m.EgwctSweep,
@@ -140,18 +152,21 @@ type sweeperVariables struct {
 	Mode        *ebpf.Variable `ebpf:"mode"`
 	NodeTimeout *ebpf.Variable `ebpf:"node_timeout"`
 	Now         *ebpf.Variable `ebpf:"now"`
+	Which       *ebpf.Variable `ebpf:"which"`
 }
 
 // sweeperPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperPrograms struct {
-	Sweep *ebpf.Program `ebpf:"sweep"`
+	Sweep    *ebpf.Program `ebpf:"sweep"`
+	SweepAll *ebpf.Program `ebpf:"sweep_all"`
 }
 
 func (p *sweeperPrograms) Close() error {
 	return _SweeperClose(
 		p.Sweep,
+		p.SweepAll,
 	)
 }
 
