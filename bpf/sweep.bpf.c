@@ -253,21 +253,24 @@ struct {
 	__uint(value_size, sizeof(struct ct_entry));
 } ct_tcp SEC(".maps"), ct_any SEC(".maps");
 
-/* Which map sweep_all walks: 0 ct_tcp, 1 ct_any. */
-volatile __u32 which;
-
 static long visit(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, void *ctx)
 {
 	judge(k, v);
 	return 0;
 }
 
+/* One program per map: a call site of bpf_for_each_map_elem must always
+ * see the same map (older verifiers reject a merged call). */
 SEC("raw_tp")
-int sweep_all(void *ctx)
+int sweep_all_tcp(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (which == 0)
-		bpf_for_each_map_elem(&ct_tcp, visit, NULL, 0);
-	else
-		bpf_for_each_map_elem(&ct_any, visit, NULL, 0);
+	bpf_for_each_map_elem(&ct_tcp, visit, NULL, 0);
+	return 0;
+}
+
+SEC("raw_tp")
+int sweep_all_any(struct bpf_raw_tracepoint_args *ctx)
+{
+	bpf_for_each_map_elem(&ct_any, visit, NULL, 0);
 	return 0;
 }

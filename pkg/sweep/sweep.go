@@ -91,7 +91,12 @@ type Result struct {
 type Sweeper struct {
 	cfg   Config
 	state *State
-	objs  sweeperObjects
+	// Only the programs of the engine in use are loaded (older kernels
+	// reject the other's).
+	iter    *ebpf.Program    // iterator engine
+	each    [2]*ebpf.Program // foreach engine: TCP map, the other map
+	expired *ebpf.Map
+	now     *ebpf.Variable
 	ct    []*ctmap.Map // IPv4 CT maps, TCP then others
 	nat   *ctmap.Map   // nil on nodes without BPF NodePort
 	rb    *ringbuf.Reader
@@ -156,7 +161,26 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 			repl[name] = s.ct[i].Map
 		}
 	}
-	err := spec.LoadAndAssign(&s.objs, &ebpf.CollectionOptions{MapReplacements: repl})
+	opts := &ebpf.CollectionOptions{MapReplacements: repl}
+	var err error
+	if cfg.Engine == ForEach {
+		var o struct {
+			TCP     *ebpf.Program  `ebpf:"sweep_all_tcp"`
+			Any     *ebpf.Program  `ebpf:"sweep_all_any"`
+			Expired *ebpf.Map      `ebpf:"egwct_expired"`
+			Now     *ebpf.Variable `ebpf:"now"`
+		}
+		err = spec.LoadAndAssign(&o, opts)
+		s.each, s.expired, s.now = [2]*ebpf.Program{o.TCP, o.Any}, o.Expired, o.Now
+	} else {
+		var o struct {
+			Sweep   *ebpf.Program  `ebpf:"sweep"`
+			Expired *ebpf.Map      `ebpf:"egwct_expired"`
+			Now     *ebpf.Variable `ebpf:"now"`
+		}
+		err = spec.LoadAndAssign(&o, opts)
+		s.iter, s.expired, s.now = o.Sweep, o.Expired, o.Now
+	}
 	if err != nil {
 		s.Close()
 		if old, release := kernelOlderThan(5, 12); old {
@@ -168,7 +192,7 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 		}
 		return nil, fmt.Errorf("load the sweeper: %w", err)
 	}
-	if s.rb, err = ringbuf.NewReader(s.objs.EgwctExpired); err != nil {
+	if s.rb, err = ringbuf.NewReader(s.expired); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -180,7 +204,14 @@ func (s *Sweeper) Close() {
 	if s.rb != nil {
 		s.rb.Close()
 	}
-	s.objs.Close()
+	for _, p := range []*ebpf.Program{s.iter, s.each[0], s.each[1]} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	if s.expired != nil {
+		s.expired.Close()
+	}
 	for _, m := range s.ct {
 		m.Close()
 	}
@@ -202,7 +233,7 @@ func (s *Sweeper) Sweep() (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.objs.Now.Set(now); err != nil {
+	if err := s.now.Set(now); err != nil {
 		return nil, err
 	}
 	res := &Result{Counts: map[uint32]*[4]Counts{}}
@@ -238,7 +269,7 @@ func (s *Sweeper) Sweep() (*Result, error) {
 // iterate runs the iterator over one map to its end. A read processes at
 // most about a million elements and may then report EAGAIN: read again.
 func (s *Sweeper) iterate(m *ctmap.Map) error {
-	it, err := link.AttachIter(link.IterOptions{Program: s.objs.Sweep, Map: m.Map})
+	it, err := link.AttachIter(link.IterOptions{Program: s.iter, Map: m.Map})
 	if err != nil {
 		return fmt.Errorf("attach the iterator: %w", err)
 	}
@@ -275,10 +306,7 @@ var statKeys = func() []uint32 {
 // values of a per-CPU map come one per possible CPU per key).
 // forEach runs the for_each program over CT map i (0 TCP, 1 the others).
 func (s *Sweeper) forEach(i uint32) error {
-	if err := s.objs.Which.Set(i); err != nil {
-		return err
-	}
-	_, err := s.objs.SweepAll.Run(&ebpf.RunOptions{})
+	_, err := s.each[i].Run(&ebpf.RunOptions{})
 	return err
 }
 

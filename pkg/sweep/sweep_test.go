@@ -302,7 +302,7 @@ func TestRefreshedBeforeDeletion(t *testing.T) {
 	k := n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
 	s, _ := n.sweeper(t, Reclaim, []Policy{p})
 	now, _ := ctmap.Now(clock)
-	s.objs.Now.Set(now)
+	s.now.Set(now)
 	if err := s.resetStats(); err != nil {
 		t.Fatal(err)
 	}

@@ -31,12 +31,12 @@ const (
 	sweeperMapEgwctPolicies = "egwct_policies"
 	sweeperMapEgwctSweep    = "egwct_sweep"
 	sweeperProgSweep        = "sweep"
-	sweeperProgSweepAll     = "sweep_all"
+	sweeperProgSweepAllAny  = "sweep_all_any"
+	sweeperProgSweepAllTcp  = "sweep_all_tcp"
 	sweeperVarIdleBucket    = "idle_bucket"
 	sweeperVarMode          = "mode"
 	sweeperVarNodeTimeout   = "node_timeout"
 	sweeperVarNow           = "now"
-	sweeperVarWhich         = "which"
 )
 
 // loadSweeper returns the embedded CollectionSpec for sweeper.
@@ -81,8 +81,9 @@ type sweeperSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperProgramSpecs struct {
-	Sweep    *ebpf.ProgramSpec `ebpf:"sweep"`
-	SweepAll *ebpf.ProgramSpec `ebpf:"sweep_all"`
+	Sweep       *ebpf.ProgramSpec `ebpf:"sweep"`
+	SweepAllAny *ebpf.ProgramSpec `ebpf:"sweep_all_any"`
+	SweepAllTcp *ebpf.ProgramSpec `ebpf:"sweep_all_tcp"`
 }
 
 // sweeperMapSpecs contains maps before they are loaded into the kernel.
@@ -104,7 +105,6 @@ type sweeperVariableSpecs struct {
 	Mode        *ebpf.VariableSpec `ebpf:"mode"`
 	NodeTimeout *ebpf.VariableSpec `ebpf:"node_timeout"`
 	Now         *ebpf.VariableSpec `ebpf:"now"`
-	Which       *ebpf.VariableSpec `ebpf:"which"`
 }
 
 // sweeperObjects contains all objects after they have been loaded into the kernel.
@@ -152,21 +152,22 @@ type sweeperVariables struct {
 	Mode        *ebpf.Variable `ebpf:"mode"`
 	NodeTimeout *ebpf.Variable `ebpf:"node_timeout"`
 	Now         *ebpf.Variable `ebpf:"now"`
-	Which       *ebpf.Variable `ebpf:"which"`
 }
 
 // sweeperPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperPrograms struct {
-	Sweep    *ebpf.Program `ebpf:"sweep"`
-	SweepAll *ebpf.Program `ebpf:"sweep_all"`
+	Sweep       *ebpf.Program `ebpf:"sweep"`
+	SweepAllAny *ebpf.Program `ebpf:"sweep_all_any"`
+	SweepAllTcp *ebpf.Program `ebpf:"sweep_all_tcp"`
 }
 
 func (p *sweeperPrograms) Close() error {
 	return _SweeperClose(
 		p.Sweep,
-		p.SweepAll,
+		p.SweepAllAny,
+		p.SweepAllTcp,
 	)
 }
 
