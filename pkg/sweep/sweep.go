@@ -97,9 +97,9 @@ type Sweeper struct {
 	each    [2]*ebpf.Program // foreach engine: TCP map, the other map
 	expired *ebpf.Map
 	now     *ebpf.Variable
-	ct    []*ctmap.Map // IPv4 CT maps, TCP then others
-	nat   *ctmap.Map   // nil on nodes without BPF NodePort
-	rb    *ringbuf.Reader
+	ct      []*ctmap.Map // IPv4 CT maps, TCP then others
+	nat     *ctmap.Map   // nil on nodes without BPF NodePort
+	rb      *ringbuf.Reader
 }
 
 // New loads the sweeper with the node's clock, timeouts and mode, and
