@@ -63,6 +63,49 @@ func fillBench(b *testing.B, m *ctmap.Map, n int, now uint32) {
 	}
 }
 
+// benchNode is a private bpffs with Cilium 1.18's CT maps, n entries in
+// the TCP one, and egwct's state holding benchSet.
+type benchNode struct {
+	fs    string
+	r     profiles.Resolution
+	clock nodeconfig.Clock
+	node  map[profiles.State]time.Duration
+	ct    *ctmap.Map
+	st    *State
+	set   []Policy
+}
+
+func newBenchNode(b *testing.B, n int) *benchNode {
+	bn := &benchNode{fs: testutil.PrivateBPFFS(b), clock: nodeconfig.Clock{Mode: nodeconfig.Ktime},
+		node: map[profiles.State]time.Duration{}, set: benchSet()}
+	bn.r, _ = profiles.Resolve("1.18.3")
+	for _, p := range bn.r.Profile.Parameters {
+		bn.node[p.State] = p.Default
+	}
+	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
+		spec, _ := bn.r.Profile.Map(role, 4)
+		m, err := ctmap.Create(bn.fs, spec, uint32(n+n/4))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		if role == profiles.RoleCTTCP {
+			bn.ct = m
+		}
+	}
+	now, _ := ctmap.Now(bn.clock)
+	fillBench(b, bn.ct, n, now)
+	var err error
+	if bn.st, err = OpenState(bn.fs, true); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(bn.st.Close)
+	if err := bn.st.Replace(bn.set); err != nil {
+		b.Fatal(err)
+	}
+	return bn
+}
+
 // BenchmarkSweep measures one sweep over a CT map of 1M entries against
 // 10K policy keys in the steady state of an agent: the first (untimed)
 // sweep marks the expired entries, so every timed sweep judges every entry
@@ -73,36 +116,9 @@ func fillBench(b *testing.B, m *ctmap.Map, n int, now uint32) {
 //	go test ./pkg/sweep -run '^$' -bench Sweep -benchtime 5x
 func BenchmarkSweep(b *testing.B) {
 	const n = 1_000_000
-	fs := testutil.PrivateBPFFS(b)
-	r, _ := profiles.Resolve("1.18.3")
-	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
-	node := map[profiles.State]time.Duration{}
-	for _, p := range r.Profile.Parameters {
-		node[p.State] = p.Default
-	}
-	var ct *ctmap.Map
-	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
-		spec, _ := r.Profile.Map(role, 4)
-		m, err := ctmap.Create(fs, spec, n+n/4)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { m.Close() })
-		if role == profiles.RoleCTTCP {
-			ct = m
-		}
-	}
+	bn := newBenchNode(b, n)
+	fs, r, clock, node, ct, st, set := bn.fs, bn.r, bn.clock, bn.node, bn.ct, bn.st, bn.set
 	now, _ := ctmap.Now(clock)
-	fillBench(b, ct, n, now)
-	set := benchSet()
-	st, err := OpenState(fs, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Replace(set); err != nil {
-		b.Fatal(err)
-	}
 	s, err := New(Config{BPFFS: fs, Profile: r.Profile, Clock: clock, Node: node, Mode: Mark}, st)
 	if err != nil {
 		b.Fatal(err)
@@ -209,33 +225,8 @@ func userspaceMark(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) 
 //	go test ./pkg/sweep -run '^$' -bench SweepForEach -benchtime 3x
 func BenchmarkSweepForEach(b *testing.B) {
 	const n = 1_000_000
-	fs := testutil.PrivateBPFFS(b)
-	r, _ := profiles.Resolve("1.18.3")
-	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
-	node := map[profiles.State]time.Duration{}
-	for _, p := range r.Profile.Parameters {
-		node[p.State] = p.Default
-	}
-	var cts []*ctmap.Map
-	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
-		spec, _ := r.Profile.Map(role, 4)
-		m, err := ctmap.Create(fs, spec, n+n/4)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { m.Close() })
-		cts = append(cts, m)
-	}
-	now, _ := ctmap.Now(clock)
-	fillBench(b, cts[0], n, now)
-	st, err := OpenState(fs, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Replace(benchSet()); err != nil {
-		b.Fatal(err)
-	}
+	bn := newBenchNode(b, n)
+	fs, r, clock, node, st := bn.fs, bn.r, bn.clock, bn.node, bn.st
 	s, err := New(Config{BPFFS: fs, Profile: r.Profile, Clock: clock, Node: node, Mode: Mark}, st)
 	if err != nil {
 		b.Fatal(err)
