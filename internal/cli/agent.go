@@ -326,8 +326,12 @@ func (a *agent) reload(first bool) error {
 // behind its pin (a new inode), or on the first tick.
 func (a *agent) reopenIfRecreated() error {
 	pins := map[string]uint64{}
+	swept := map[int]bool{}
+	for _, f := range sweep.Families(a.n.Resolution.Profile) {
+		swept[f] = true
+	}
 	for _, s := range a.n.Resolution.Profile.Maps {
-		if s.Family != 4 || (s.Role != profiles.RoleCTTCP && s.Role != profiles.RoleCTAny && s.Role != profiles.RoleSNAT) {
+		if !swept[s.Family] || (s.Role != profiles.RoleCTTCP && s.Role != profiles.RoleCTAny && s.Role != profiles.RoleSNAT) {
 			continue
 		}
 		var st syscall.Stat_t

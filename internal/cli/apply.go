@@ -257,7 +257,7 @@ func (o *applyOptions) resolve(n *node) (*desired, error) {
 		for st, dur := range res.Timeouts {
 			sp.Timeouts[st] = uint32(max(n.Clock.Units(dur), 1))
 		}
-		sp.Keys = spec.Keys(eps, 4)
+		sp.Keys = spec.Keys(eps, sweep.Families(n.Resolution.Profile)...)
 		if len(sp.Keys) == 0 {
 			d.warnings = append(d.warnings, fmt.Sprintf("policy %s selects no endpoint in the manifests", clean(p.DisplayName())))
 		}
@@ -386,7 +386,8 @@ func (o *applyOptions) preview(n *node, d *desired) error {
 	return nil
 }
 
-// impact judges every IPv4 CT entry against the set as a sweep now would:
+// impact judges every CT entry of the families swept against the set as
+// a sweep now would:
 // expired entries per policy slot and state, and the SNAT ports their
 // deletion would free per egress IP.
 func (o *applyOptions) impact(n *node, d *desired) ([][4]int, map[string]int, error) {
@@ -402,11 +403,13 @@ func (o *applyOptions) impact(n *node, d *desired) ([][4]int, map[string]int, er
 		return nil, nil, err
 	}
 	defer closeAll(nats)
-	var natMap *ctmap.Map
+	natMaps := map[int]*ctmap.Map{}
 	for _, nm := range nats {
-		if nm.Spec.Family == 4 {
-			natMap = nm
-		}
+		natMaps[nm.Spec.Family] = nm
+	}
+	swept := map[int]bool{}
+	for _, f := range sweep.Families(n.Resolution.Profile) {
+		swept[f] = true
 	}
 	all, err := n.openMaps(o.node.BPFFS, profiles.RoleCTTCP, profiles.RoleCTAny)
 	if err != nil {
@@ -416,9 +419,10 @@ func (o *applyOptions) impact(n *node, d *desired) ([][4]int, map[string]int, er
 	var c ctmap.CT
 	val := make([]byte, ctmap.NATEntrySize6)
 	for _, ctm := range all {
-		if ctm.Spec.Family != 4 {
+		if !swept[ctm.Spec.Family] {
 			continue
 		}
+		natMap := natMaps[ctm.Spec.Family]
 		err := ctm.Walk(func(k, v []byte) error {
 			c.Key, _ = ctmap.DecodeTuple(k)
 			copy(c.Value[:], v)

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,16 +19,9 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v2"
+const SchemaVersion = "v3"
 
-// Limits of the pinned state (bpf/sweep.bpf.c).
-const (
-	MaxPolicies = 4096    // policy slots, 0 is "no policy"
-	MaxKeys     = 1 << 16 // (pod, destination CIDR) keys
-	MaxPods     = 1 << 16 // pods with rules
-	MaxRules    = 32      // destination CIDRs of one pod, over all policies
-	nameSize    = 256
-)
+const nameSize = 256
 
 // Dir is where egwct pins its state.
 func Dir(bpffs string) string { return filepath.Join(bpffs, "egwct", SchemaVersion) }
@@ -43,19 +35,6 @@ type Policy struct {
 	Name     string
 	Timeouts [4]uint32
 	Keys     []Key
-}
-
-// podRule and podRules mirror struct rule and struct pod_rules.
-type podRule struct {
-	Net, Mask [4]byte
-	ID        uint32
-	Flags     uint32
-	Timeout   [4]uint32
-}
-
-type podRules struct {
-	N     uint32
-	Rules [MaxRules]podRule
 }
 
 // policyVal is what a key of the set in force maps to.
@@ -86,6 +65,9 @@ type State struct {
 	totals   *ebpf.Map
 	names    *ebpf.Map
 	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed
+	// slots is the number of policy slots of the set in force (0: not
+	// known yet): the sweep statistics of higher slots are never written.
+	slots uint32
 }
 
 // OpenState opens egwct's pinned state under bpffs, creating it if
@@ -147,7 +129,37 @@ func OpenState(bpffs string, create bool) (*State, error) {
 			return nil, err
 		}
 	}
+	if create {
+		removeOtherVersions(bpffs)
+	}
 	return s, nil
+}
+
+// removeOtherVersions removes the state of other schema versions that no
+// egwct holds: after an upgrade, the new state is built beside the old
+// one (which stays in force for the old agent until it stops), and the
+// old one goes once its lock is free. The new agent sweeps with its own
+// state from its first sweep on, so there is no window without a set.
+func removeOtherVersions(bpffs string) {
+	root := filepath.Join(bpffs, "egwct")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == SchemaVersion || !strings.HasPrefix(e.Name(), "v") {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		f, err := os.Open(dir)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(dir)
+		}
+		f.Close()
+	}
 }
 
 func mapName(m *ebpf.Map) string {
@@ -170,71 +182,25 @@ func (s *State) Close() {
 	}
 }
 
-// Replace builds a new policy trie from set and swaps it in with one
-// update of the outer map's single slot: a sweep sees either the old set
-// or the new one, never a mix. Policies get slots 1..len(set) in order.
+// Replace builds a new policy set and swaps it in with one update of the
+// outer map's single slot: a sweep sees either the old set or the new one,
+// never a mix. Policies get slots 1..len(set) in order. A set beyond the
+// limits (MaxPolicies, MaxKeys, MaxPods, MaxRules per pod) is refused and
+// the set in force stays.
 func (s *State) Replace(set []Policy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(set) >= MaxPolicies {
-		return fmt.Errorf("%d policies; egwct holds at most %d", len(set), MaxPolicies-1)
-	}
-	n := 0
-	for _, p := range set {
-		n += len(p.Keys)
-	}
-	if n > MaxKeys {
-		return fmt.Errorf("%d (pod, CIDR) keys; egwct holds at most %d", n, MaxKeys)
-	}
-	// Each pod's rules, longest destination prefix first: the sweeper takes
-	// the first that holds the destination, a longest-prefix match.
-	byPod := map[[4]byte][]podRule{}
-	bits := map[[4]byte][]int{}
-	for i, p := range set {
-		for _, k := range p.Keys {
-			if !k.Pod.Is4() || !k.Dest.Addr().Is4() {
-				continue // IPv4 only for now
-			}
-			r := podRule{Net: k.Dest.Masked().Addr().As4(), ID: uint32(i + 1), Timeout: p.Timeouts}
-			mask := ^uint32(0) << (32 - k.Dest.Bits())
-			if k.Dest.Bits() == 0 {
-				mask = 0
-			}
-			r.Mask = [4]byte{byte(mask >> 24), byte(mask >> 16), byte(mask >> 8), byte(mask)}
-			if k.Excluded {
-				r.Flags = policyExcluded
-			}
-			pod := k.Pod.As4()
-			byPod[pod] = append(byPod[pod], r)
-			bits[pod] = append(bits[pod], k.Dest.Bits())
-		}
-	}
-	if len(byPod) > MaxPods {
-		return fmt.Errorf("%d pods; egwct holds at most %d", len(byPod), MaxPods)
+	value, err := encodeSet(set)
+	if err != nil {
+		return err
 	}
 	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
 	if err != nil {
 		return fmt.Errorf("create the policy set: %w", err)
 	}
 	defer inner.Close()
-	for pod, rs := range byPod {
-		if len(rs) > MaxRules {
-			return fmt.Errorf("pod %s has %d destination CIDRs over all its policies; egwct holds at most %d per pod", netip.AddrFrom4(pod), len(rs), MaxRules)
-		}
-		b := bits[pod]
-		idx := make([]int, len(rs))
-		for i := range idx {
-			idx[i] = i
-		}
-		sort.SliceStable(idx, func(x, y int) bool { return b[idx[x]] > b[idx[y]] })
-		var v podRules
-		v.N = uint32(len(rs))
-		for j, i := range idx {
-			v.Rules[j] = rs[i]
-		}
-		if err := inner.Put(pod, &v); err != nil {
-			return fmt.Errorf("policy rules of pod %s: %w", netip.AddrFrom4(pod), err)
-		}
+	if err := inner.Put(uint32(0), value); err != nil {
+		return fmt.Errorf("write the policy set: %w", err)
 	}
 	// Names first: a slot's name is right before the trie refers to it.
 	for i, p := range set {
@@ -258,6 +224,7 @@ func (s *State) Replace(set []Policy) error {
 	if err := s.policies.Put(uint32(0), inner); err != nil {
 		return fmt.Errorf("swap in the policy set: %w", err)
 	}
+	s.slots = uint32(len(set))
 	return nil
 }
 
@@ -277,13 +244,22 @@ func (s *State) Names() (map[uint32]string, error) {
 	return out, nil
 }
 
-// CurrentKeys reads the policy trie in force: key → (slot, timeouts).
+// CurrentKeys reads the policy set in force: key → (slot, timeouts).
 func (s *State) CurrentKeys() (map[Key]policyVal, error) {
-	out := map[Key]policyVal{}
+	value, err := s.currentSet()
+	if err != nil || value == nil {
+		return map[Key]policyVal{}, err
+	}
+	return decodeSet(value)
+}
+
+// currentSet reads the value of the policy set in force; nil before the
+// first Replace.
+func (s *State) currentSet() ([]byte, error) {
 	var id ebpf.MapID
 	if err := s.policies.Lookup(uint32(0), &id); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
+			return nil, nil
 		}
 		return nil, err
 	}
@@ -292,18 +268,25 @@ func (s *State) CurrentKeys() (map[Key]policyVal, error) {
 		return nil, err
 	}
 	defer inner.Close()
-	var pod [4]byte
-	var v podRules
-	it := inner.Iterate()
-	for it.Next(&pod, &v) {
-		for _, r := range v.Rules[:min(v.N, MaxRules)] {
-			mask := uint32(r.Mask[0])<<24 | uint32(r.Mask[1])<<16 | uint32(r.Mask[2])<<8 | uint32(r.Mask[3])
-			bitsOn := 32 - bitsLen(^mask)
-			key := Key{Pod: netip.AddrFrom4(pod), Dest: netip.PrefixFrom(netip.AddrFrom4(r.Net), bitsOn), Excluded: r.Flags&policyExcluded != 0}
-			out[key] = policyVal{ID: r.ID, Timeout: r.Timeout, Flags: r.Flags}
+	value := make([]byte, setSize)
+	if err := inner.Lookup(uint32(0), value); err != nil {
+		return nil, err
+	}
+	return value, nil
+}
+
+// policySlots returns the number of policy slots of the set in force.
+func (s *State) policySlots() (uint32, error) {
+	if s.slots == 0 {
+		value, err := s.currentSet()
+		if err != nil {
+			return 0, err
+		}
+		if value != nil {
+			s.slots = min(le.Uint32(value[offPolicies:]), MaxPolicies-1)
 		}
 	}
-	return out, it.Err()
+	return s.slots, nil
 }
 
 // LastSweep is what the state records of the most recent sweep.
@@ -338,15 +321,6 @@ func (s *State) LastSweep() (l LastSweep, ok bool, err error) {
 func (s *State) recordSweep(l LastSweep) error {
 	v := lastSweep{UnixNano: l.Time.UnixNano(), Duration: int64(l.Duration), Entries: l.Entries, Mode: uint32(l.Mode)}
 	return s.status.Put(uint32(0), &v)
-}
-
-// bitsLen is the number of significant bits of v.
-func bitsLen(v uint32) int {
-	n := 0
-	for ; v != 0; v >>= 1 {
-		n++
-	}
-	return n
 }
 
 // Reset removes everything egwct pinned under bpffs. Cilium's maps are

@@ -25,14 +25,20 @@ type sweeperSweepStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sweeperMapCtAny         = "ct_any"
-	sweeperMapCtTcp         = "ct_tcp"
+	sweeperMapCtAny4        = "ct_any4"
+	sweeperMapCtAny6        = "ct_any6"
+	sweeperMapCtTcp4        = "ct_tcp4"
+	sweeperMapCtTcp6        = "ct_tcp6"
 	sweeperMapEgwctExpired  = "egwct_expired"
 	sweeperMapEgwctPolicies = "egwct_policies"
 	sweeperMapEgwctSweep    = "egwct_sweep"
-	sweeperProgSweep        = "sweep"
-	sweeperProgSweepAllAny  = "sweep_all_any"
-	sweeperProgSweepAllTcp  = "sweep_all_tcp"
+	sweeperProgSweep4       = "sweep4"
+	sweeperProgSweep6       = "sweep6"
+	sweeperProgSweepAllAny4 = "sweep_all_any4"
+	sweeperProgSweepAllAny6 = "sweep_all_any6"
+	sweeperProgSweepAllTcp4 = "sweep_all_tcp4"
+	sweeperProgSweepAllTcp6 = "sweep_all_tcp6"
+	sweeperProgWalkOnly     = "walk_only"
 	sweeperVarIdleBucket    = "idle_bucket"
 	sweeperVarMode          = "mode"
 	sweeperVarNodeTimeout   = "node_timeout"
@@ -81,17 +87,23 @@ type sweeperSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperProgramSpecs struct {
-	Sweep       *ebpf.ProgramSpec `ebpf:"sweep"`
-	SweepAllAny *ebpf.ProgramSpec `ebpf:"sweep_all_any"`
-	SweepAllTcp *ebpf.ProgramSpec `ebpf:"sweep_all_tcp"`
+	Sweep4       *ebpf.ProgramSpec `ebpf:"sweep4"`
+	Sweep6       *ebpf.ProgramSpec `ebpf:"sweep6"`
+	SweepAllAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
+	SweepAllAny6 *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
+	SweepAllTcp4 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp4"`
+	SweepAllTcp6 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp6"`
+	WalkOnly     *ebpf.ProgramSpec `ebpf:"walk_only"`
 }
 
 // sweeperMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperMapSpecs struct {
-	CtAny         *ebpf.MapSpec `ebpf:"ct_any"`
-	CtTcp         *ebpf.MapSpec `ebpf:"ct_tcp"`
+	CtAny4        *ebpf.MapSpec `ebpf:"ct_any4"`
+	CtAny6        *ebpf.MapSpec `ebpf:"ct_any6"`
+	CtTcp4        *ebpf.MapSpec `ebpf:"ct_tcp4"`
+	CtTcp6        *ebpf.MapSpec `ebpf:"ct_tcp6"`
 	EgwctExpired  *ebpf.MapSpec `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.MapSpec `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.MapSpec `ebpf:"egwct_sweep"`
@@ -127,8 +139,10 @@ func (o *sweeperObjects) Close() error {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperMaps struct {
-	CtAny         *ebpf.Map `ebpf:"ct_any"`
-	CtTcp         *ebpf.Map `ebpf:"ct_tcp"`
+	CtAny4        *ebpf.Map `ebpf:"ct_any4"`
+	CtAny6        *ebpf.Map `ebpf:"ct_any6"`
+	CtTcp4        *ebpf.Map `ebpf:"ct_tcp4"`
+	CtTcp6        *ebpf.Map `ebpf:"ct_tcp6"`
 	EgwctExpired  *ebpf.Map `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.Map `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.Map `ebpf:"egwct_sweep"`
@@ -136,8 +150,10 @@ type sweeperMaps struct {
 
 func (m *sweeperMaps) Close() error {
 	return _SweeperClose(
-		m.CtAny,
-		m.CtTcp,
+		m.CtAny4,
+		m.CtAny6,
+		m.CtTcp4,
+		m.CtTcp6,
 		m.EgwctExpired,
 		m.EgwctPolicies,
 		m.EgwctSweep,
@@ -158,16 +174,24 @@ type sweeperVariables struct {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperPrograms struct {
-	Sweep       *ebpf.Program `ebpf:"sweep"`
-	SweepAllAny *ebpf.Program `ebpf:"sweep_all_any"`
-	SweepAllTcp *ebpf.Program `ebpf:"sweep_all_tcp"`
+	Sweep4       *ebpf.Program `ebpf:"sweep4"`
+	Sweep6       *ebpf.Program `ebpf:"sweep6"`
+	SweepAllAny4 *ebpf.Program `ebpf:"sweep_all_any4"`
+	SweepAllAny6 *ebpf.Program `ebpf:"sweep_all_any6"`
+	SweepAllTcp4 *ebpf.Program `ebpf:"sweep_all_tcp4"`
+	SweepAllTcp6 *ebpf.Program `ebpf:"sweep_all_tcp6"`
+	WalkOnly     *ebpf.Program `ebpf:"walk_only"`
 }
 
 func (p *sweeperPrograms) Close() error {
 	return _SweeperClose(
-		p.Sweep,
-		p.SweepAllAny,
-		p.SweepAllTcp,
+		p.Sweep4,
+		p.Sweep6,
+		p.SweepAllAny4,
+		p.SweepAllAny6,
+		p.SweepAllTcp4,
+		p.SweepAllTcp6,
+		p.WalkOnly,
 	)
 }
 
