@@ -56,6 +56,8 @@ type Model struct {
 	loading   bool
 	// pending asks for another fetch once the running one ends.
 	pending bool
+	// first is set until the first snapshot came: it is asked for quick.
+	first bool
 
 	width, height int
 	// quit is set once a quit key was pressed.
@@ -73,7 +75,7 @@ type tickMsg time.Time
 
 // New returns a Model reading from opts.Source.
 func New(opts Options) *Model {
-	m := &Model{src: opts.Source, refresh: opts.Refresh, now: opts.Now, help: help.New(), width: 80, height: 24}
+	m := &Model{src: opts.Source, refresh: opts.Refresh, now: opts.Now, help: help.New(), width: 80, height: 24, first: true}
 	if m.refresh <= 0 {
 		m.refresh = time.Second
 	}
@@ -106,7 +108,7 @@ func (m *Model) tick() tea.Cmd {
 
 // query is what the current view needs.
 func (m *Model) query() Query {
-	return Query{FlowsOf: m.flowsOf, Flows: m.hasFlows, Window: m.refresh}
+	return Query{FlowsOf: m.flowsOf, Flows: m.hasFlows, Window: m.refresh, Quick: m.first}
 }
 
 // fetch asks the source for a snapshot, one at a time.
@@ -138,9 +140,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(m.fetch(), m.tick())
 	case snapshotMsg:
 		m.loading = false
+		m.first = false
 		m.setSnapshot(msg.snap, msg.err)
 		m.layout()
-		if m.pending {
+		if m.pending || (msg.snap != nil && msg.snap.Node.PortsPending) {
 			m.pending = false
 			return m, m.fetch()
 		}

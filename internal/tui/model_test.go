@@ -563,3 +563,26 @@ func TestColours(t *testing.T) {
 		t.Errorf("payments row not emphasized: %q", row)
 	}
 }
+
+// TestQuickFirstFrame: the first fetch asks for a quick snapshot; when it
+// comes without ports, the full one is fetched at once, not a refresh
+// later.
+func TestQuickFirstFrame(t *testing.T) {
+	f := &fake{answer: func(q Query) (*Snapshot, error) {
+		s := synthetic(t0, 0)
+		if q.Quick {
+			s.Ports, s.Node.PortsPending = nil, true
+		}
+		return s, nil
+	}}
+	m := New(Options{Source: f, Refresh: time.Hour, Now: func() time.Time { return t0 }})
+	m.Update(tea.WindowSizeMsg{Width: 160, Height: 40})
+	m.Init()
+	settle(t, m)
+	if len(f.queries) != 2 || !f.queries[0].Quick || f.queries[1].Quick {
+		t.Fatalf("queries %+v", f.queries)
+	}
+	if m.snap.Node.PortsPending || len(m.snap.Ports) != 2 {
+		t.Errorf("after the second fetch: %+v", m.snap.Node)
+	}
+}

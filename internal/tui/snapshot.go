@@ -26,6 +26,10 @@ type Query struct {
 	// Window is the refresh interval: flows whose remaining lifetime ends
 	// within it count as expiring.
 	Window time.Duration
+	// Quick asks for a first frame fast: what is slow to read (the SNAT
+	// maps, the biggest on a gateway) may be left out, and the snapshot
+	// says so with Node.PortsPending.
+	Quick bool
 }
 
 // Source provides snapshots of a node. Implementations must be safe to call
@@ -70,6 +74,9 @@ type Node struct {
 	// PortsAge is how old the SNAT reading behind the ports is, when it
 	// was not read for this snapshot (big nodes read it less often).
 	PortsAge time.Duration `json:"ports_age_ns,omitempty"`
+	// PortsPending says the SNAT maps were not read for this snapshot (a
+	// quick first frame): ports and egress addresses come with the next.
+	PortsPending bool `json:"ports_pending,omitempty"`
 }
 
 // MapFill is a map's fill level.

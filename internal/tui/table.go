@@ -39,6 +39,9 @@ type table struct {
 	desc    bool
 	filter  string
 	height  int
+	// lower caches each row's search text, lowercased, until the rows
+	// change: typing in the filter does not format every row again.
+	lower []string
 }
 
 // selectedKey identifies the selected row, to find it again after
@@ -54,6 +57,7 @@ func (t *table) selectedKey() (string, bool) {
 // sel when there is one.
 func (t *table) setRows(n int, sel string, hadSel bool) {
 	t.n = n
+	t.lower = t.lower[:0]
 	t.rebuild()
 	if hadSel {
 		for i, r := range t.idx {
@@ -70,8 +74,11 @@ func (t *table) setRows(n int, sel string, hadSel bool) {
 func (t *table) rebuild() {
 	t.idx = t.idx[:0]
 	f := strings.ToLower(t.filter)
+	if f != "" {
+		t.cacheText()
+	}
 	for r := 0; r < t.n; r++ {
-		if f == "" || strings.Contains(strings.ToLower(t.searchText(r)), f) {
+		if f == "" || strings.Contains(t.lower[r], f) {
 			t.idx = append(t.idx, r)
 		}
 	}
@@ -84,6 +91,17 @@ func (t *table) rebuild() {
 		return c
 	})
 	t.clamp()
+}
+
+// cacheText fills lower for the current rows.
+func (t *table) cacheText() {
+	if len(t.lower) == t.n {
+		return
+	}
+	t.lower = t.lower[:0]
+	for r := 0; r < t.n; r++ {
+		t.lower = append(t.lower, strings.ToLower(t.searchText(r)))
+	}
 }
 
 func (t *table) searchText(r int) string {
@@ -103,9 +121,24 @@ func (t *table) setFilter(f string) {
 	if f == t.filter {
 		return
 	}
+	old, nf := strings.ToLower(t.filter), strings.ToLower(f)
 	t.filter = f
 	t.cursor, t.offset = 0, 0
-	t.rebuild()
+	if !strings.Contains(nf, old) {
+		t.rebuild()
+		return
+	}
+	// A narrower filter (a character typed): the rows it keeps are among
+	// those shown, already in order.
+	t.cacheText()
+	keep := t.idx[:0]
+	for _, r := range t.idx {
+		if strings.Contains(t.lower[r], nf) {
+			keep = append(keep, r)
+		}
+	}
+	t.idx = keep
+	t.clamp()
 }
 
 // cycleSort moves the sort to the next column, numbers largest first.

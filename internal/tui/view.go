@@ -94,6 +94,9 @@ func (m *Model) headerLines() []string {
 		if s.Node.PortsAge > 0 {
 			maps = append([]string{"SNAT read " + fmtDur(s.Node.PortsAge) + " ago"}, maps...)
 		}
+		if s.Node.PortsPending {
+			maps = append([]string{"SNAT: reading…"}, maps...)
+		}
 		if len(maps) > 0 {
 			facts = append(facts, "maps: "+strings.Join(maps, " · "))
 		}
@@ -338,9 +341,17 @@ func (m *Model) flowsTable() *table {
 		}
 		return ""
 	}
+	var buf []byte
 	t.search = func(r int) string {
 		x := f(r)
-		return x.Src.String() + " " + x.Dst.String() + " " + protoName(x.Proto) + " " + x.State.String() + " " + x.Egress.String()
+		b := x.Src.AppendTo(buf[:0])
+		b = append(x.Dst.AppendTo(append(b, ' ')), ' ')
+		b = append(append(append(b, protoName(x.Proto)...), ' '), x.State.String()...)
+		if x.Egress.IsValid() {
+			b = x.Egress.AppendTo(append(b, ' '))
+		}
+		buf = b
+		return string(b)
 	}
 	t.cmp = func(a, b, c int) int {
 		x, y := f(a), f(b)

@@ -47,6 +47,17 @@ func TestSweeperStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { p.Process.Kill(); p.Wait() }()
+	// Wait for the command line to read like the agent's: on a loaded
+	// machine the child may not have exec'd yet when Start returns.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Process.Pid))
+		if strings.Contains(string(b), "agent\x00--mode") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("command line %q", b)
+		}
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(state, &st); err != nil {
 		t.Fatal(err)

@@ -156,14 +156,19 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	// read less often than the CT maps (see SNATEvery).
 	key := snatKey{set: fingerprint(set), maps: mapIDs(nats), flows: wantFlows, slot: flowSlot}
 	agg := s.snat
-	if agg == nil || agg.key != key || s.SNATEvery < 0 || time.Since(agg.at) >= max(s.SNATEvery, 5*agg.cost) {
+	switch {
+	case q.Quick && len(nats) > 0 && (agg == nil || agg.key != key):
+		// A quick first frame: the ports come with the next snapshot.
+		agg = &snatAgg{}
+		snap.Node.PortsPending = true
+	case agg == nil || agg.key != key || s.SNATEvery < 0 || time.Since(agg.at) >= max(s.SNATEvery, 5*agg.cost):
 		names := make([]string, len(rows))
 		for i := range rows {
 			names[i] = rows[i].row.Name
 		}
 		agg = readSNAT(nats, matcher, times, names, key)
 		s.snat = agg
-	} else {
+	default:
 		snap.Node.PortsAge = max(time.Since(agg.at), time.Nanosecond)
 	}
 	snap.Banner = join(snap.Banner, agg.banner)

@@ -257,3 +257,29 @@ func TestHistogram(t *testing.T) {
 		prev = lo
 	}
 }
+
+// TestQuickFirstFrame: a quick snapshot leaves the SNAT maps for the
+// next one and says so; the CT numbers are all there.
+func TestQuickFirstFrame(t *testing.T) {
+	l := newLab(t)
+	l.flow(t, pod, 40001, "198.18.0.7", 443, ctmap.ProtoTCP, profiles.StateEstablished, 10, 0, 50001)
+	snap, err := l.src.Snapshot(tui.Query{Window: time.Second, Quick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Node.PortsPending || len(snap.Ports) != 0 || snap.Policies[0].Total != 1 {
+		t.Fatalf("quick: pending %v ports %+v policies %+v", snap.Node.PortsPending, snap.Ports, snap.Policies)
+	}
+	snap, err = l.src.Snapshot(tui.Query{Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Node.PortsPending || len(snap.Ports) != 1 || snap.Ports[0].Used != 1 {
+		t.Fatalf("next: pending %v ports %+v", snap.Node.PortsPending, snap.Ports)
+	}
+	// Once the SNAT maps were read, a quick query uses what was read.
+	snap, _ = l.src.Snapshot(tui.Query{Window: time.Second, Quick: true})
+	if snap.Node.PortsPending || len(snap.Ports) != 1 {
+		t.Fatalf("quick after a reading: pending %v ports %+v", snap.Node.PortsPending, snap.Ports)
+	}
+}
