@@ -103,7 +103,7 @@ func Up(cfg Config) (*Summary, error) {
 		return nil, err
 	}
 
-	now, err := ctmap.Now(cfg.Clock)
+	now, err := clockNow(cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +123,9 @@ func Up(cfg Config) (*Summary, error) {
 	sum.State = st
 	return sum, nil
 }
+
+// clockNow reads the datapath's clock; tests fix it.
+var clockNow = ctmap.Now
 
 // sized picks a map size: the explicit one, else Cilium's default, grown
 // to hold need entries (a power of two, at most 1<<24).
