@@ -131,6 +131,9 @@ func runLabUp(o *labUpOptions) error {
 	fmt.Fprintf(w, "Lab up in %s: Cilium %s (profile %s), clock %s\n", time.Since(start).Round(time.Millisecond), st.Version, st.Profile, o.Clock)
 	fmt.Fprintf(w, "  maps        %s/%s%s\n", st.BPFFS, ctmap.GlobalsDir, mounted)
 	fmt.Fprintf(w, "  CT          %d entries (%d expired, waiting for Cilium's GC; %d of pods matching no policy)\n", sum.CT, sum.Expired, sum.Unpolicy)
+	if st.IPv6 {
+		fmt.Fprintf(w, "  IPv6        dual-stack pods; %d of the CT entries are IPv6\n", sum.CT6)
+	}
 	fmt.Fprintf(w, "  SNAT        %d entries\n", sum.NAT)
 	fmt.Fprintf(w, "  egress      %d policy entries for %d policies\n", sum.Egress, st.Policies)
 	fmt.Fprintf(w, "  state       %s (agent-runtime-config.json, %s, %s)\n", o.StateDir, lab.PoliciesFile, lab.EndpointsFile)
