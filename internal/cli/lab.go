@@ -27,7 +27,9 @@ func newLabCmd(ios *IO) *cobra.Command {
 maps with the exact layout of a Cilium version, in a bpffs of your choosing,
 filled with realistic egress-gateway traffic, plus the agent's
 agent-runtime-config.json and the CiliumEgressGatewayPolicy and
-CiliumEndpoint manifests that would have produced it.
+CiliumEndpoint manifests that would have produced it. From Cilium 1.18
+(IPv6 egress gateway) the node is dual-stack: pods have IPv6 addresses too,
+policies IPv6 CIDRs, and about a fifth of the flows are IPv6 (docs/lab.md).
 
 The lab only touches the bpffs you name with --bpffs (it mounts a private
 one there if none is mounted) and its state directory. Needs root.`,
