@@ -27,7 +27,9 @@ func newLabCmd(ios *IO) *cobra.Command {
 maps with the exact layout of a Cilium version, in a bpffs of your choosing,
 filled with realistic egress-gateway traffic, plus the agent's
 agent-runtime-config.json and the CiliumEgressGatewayPolicy and
-CiliumEndpoint manifests that would have produced it.
+CiliumEndpoint manifests that would have produced it. From Cilium 1.18
+(IPv6 egress gateway) the node is dual-stack: pods have IPv6 addresses too,
+policies IPv6 CIDRs, and about a fifth of the flows are IPv6 (docs/lab.md).
 
 The lab only touches the bpffs you name with --bpffs (it mounts a private
 one there if none is mounted) and its state directory. Needs root.`,
@@ -131,6 +133,9 @@ func runLabUp(o *labUpOptions) error {
 	fmt.Fprintf(w, "Lab up in %s: Cilium %s (profile %s), clock %s\n", time.Since(start).Round(time.Millisecond), st.Version, st.Profile, o.Clock)
 	fmt.Fprintf(w, "  maps        %s/%s%s\n", st.BPFFS, ctmap.GlobalsDir, mounted)
 	fmt.Fprintf(w, "  CT          %d entries (%d expired, waiting for Cilium's GC; %d of pods matching no policy)\n", sum.CT, sum.Expired, sum.Unpolicy)
+	if st.IPv6 {
+		fmt.Fprintf(w, "  IPv6        dual-stack pods; %d of the CT entries are IPv6\n", sum.CT6)
+	}
 	fmt.Fprintf(w, "  SNAT        %d entries\n", sum.NAT)
 	fmt.Fprintf(w, "  egress      %d policy entries for %d policies\n", sum.Egress, st.Policies)
 	fmt.Fprintf(w, "  state       %s (agent-runtime-config.json, %s, %s)\n", o.StateDir, lab.PoliciesFile, lab.EndpointsFile)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -42,8 +44,11 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 }
 
 // TestLabLifecycle builds a lab of every profile with both clocks, lists
-// it, checks that what is listed is what is in the maps and consistent,
-// and takes it down leaving nothing behind.
+// it, checks that what is listed is what is in the maps and consistent
+// (every outbound CT entry has its two SNAT entries, every egress SNAT
+// entry its CT entry, the egress maps hold the keys the manifests resolve
+// to), that labs of 1.18+ are dual-stack and older ones IPv4-only, and
+// takes it down leaving nothing behind.
 func TestLabLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, p := range profiles.All() {
@@ -63,6 +68,10 @@ func TestLabLifecycle(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				dual := lab.DualStack(p)
+				if st.IPv6 != dual || slices.Contains(st.Maps, "cilium_egress_gw_policy_v6") != dual {
+					t.Fatalf("dual-stack %v, lab.json says %v, maps %v", dual, st.IPv6, st.Maps)
+				}
 
 				code, out, errOut = run(t, "", append([]string{"ct", "list", "-o", "json"}, node...)...)
 				if code != 0 {
@@ -75,7 +84,18 @@ func TestLabLifecycle(t *testing.T) {
 				if want := countEntries(t, dir, p, profiles.RoleCTTCP) + countEntries(t, dir, p, profiles.RoleCTAny); len(cts) != want || want < 3000 {
 					t.Fatalf("ct list printed %d entries, the maps hold %d (3000 flows)", len(cts), want)
 				}
-				ctKeys := map[string]bool{}
+				// A fifth of a dual-stack lab's flows are IPv6, in the
+				// IPv6 maps; an IPv4-only lab has none.
+				v6 := countFamily(t, dir, p, 6, profiles.RoleCTTCP, profiles.RoleCTAny)
+				listed6 := 0
+				for _, r := range cts {
+					if strings.HasSuffix(r["map"].(string), "6_global") {
+						listed6++
+					}
+				}
+				if listed6 != v6 || (dual && (v6 < len(cts)/8 || v6 > len(cts)/3)) || (!dual && v6 != 0) {
+					t.Fatalf("%d IPv6 CT entries listed, %d in the maps, of %d", listed6, v6, len(cts))
+				}
 				for _, r := range cts {
 					raw := r["raw"].(map[string]any)
 					for _, f := range p.CTEntry.Fields {
@@ -97,10 +117,13 @@ func TestLabLifecycle(t *testing.T) {
 					if r["state"] != want {
 						t.Fatalf("state %v for flags %#x proto %v", r["state"], flags, r["proto"])
 					}
-					if !strings.HasPrefix(r["src_ip"].(string), "10.1.") || r["tuple_flags"] == "IN" {
+					pod := netip.MustParseAddr(r["src_ip"].(string))
+					if !(netip.MustParsePrefix("10.1.0.0/16").Contains(pod) || netip.MustParsePrefix("fd00:10:1::/64").Contains(pod)) || r["tuple_flags"] == "IN" {
 						t.Fatalf("orientation: %v", r)
 					}
-					ctKeys[raw["key_hex"].(string)] = true
+					if pod.Is6() != strings.HasSuffix(r["map"].(string), "6_global") {
+						t.Fatalf("an entry in the map of the other family: %v", r)
+					}
 				}
 
 				code, out, _ = run(t, "", append([]string{"nat", "list", "-o", "json"}, node...)...)
@@ -111,31 +134,16 @@ func TestLabLifecycle(t *testing.T) {
 				if want := countEntries(t, dir, p, profiles.RoleSNAT); len(nats) != want {
 					t.Fatalf("nat list printed %d entries, the maps hold %d", len(nats), want)
 				}
-				reverse := map[string]bool{}
-				for _, r := range nats {
-					if r["direction"] == "reverse" {
-						reverse[fmt.Sprintf("%v:%v>%v:%v", r["dst_ip"], r["dst_port"], r["src_ip"], r["src_port"])] = true
-					}
+				if v6 := countFamily(t, dir, p, 6, profiles.RoleSNAT); (v6 > 0) != dual {
+					t.Fatalf("%d IPv6 SNAT entries on a lab of %s", v6, p.Name)
 				}
-				for _, r := range nats {
-					if r["direction"] != "egress" {
-						continue
-					}
-					// Every egress SNAT entry has its CT entry (addresses
-					// swapped) and its reverse entry.
-					k, _ := ctmap.DecodeTuple(mustHex(t, r["raw"].(map[string]any)["key_hex"].(string)))
-					if !ctKeys[fmt.Sprintf("%x", k.SwapAddrs().Bytes())] {
-						t.Fatalf("egress NAT entry %v has no CT entry", r)
-					}
-					if !reverse[fmt.Sprintf("%v:%v>%v:%v", r["to_ip"], r["to_port"], r["dst_ip"], r["dst_port"])] {
-						t.Fatalf("egress NAT entry %v has no reverse entry", r)
-					}
-				}
+				checkCTNAT(t, cts, nats)
 
 				code, out, _ = run(t, "", append([]string{"egress", "list", "-o", "json"}, node...)...)
 				if code != 0 || len(jsonLines(t, out)) == 0 {
 					t.Fatalf("egress list: %d %s", code, out)
 				}
+				checkEgressMaps(t, p, state, jsonLines(t, out), dual)
 				code, _, errOut = run(t, "", "validate", "--cilium-version", p.Name, filepath.Join(state, lab.PoliciesFile))
 				if code != 0 {
 					t.Errorf("the lab's policies do not validate: %s", errOut)
@@ -153,12 +161,168 @@ func TestLabLifecycle(t *testing.T) {
 						t.Errorf("%s left behind", name)
 					}
 				}
+				if left, _ := os.ReadDir(dir); len(left) != 0 {
+					t.Errorf("left behind in %s: %v", dir, left)
+				}
 				if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("state dir left behind: %v", err)
 				}
 			})
 		}
 	}
+}
+
+// checkCTNAT checks ct list and nat list output against each other, as
+// Cilium's GC relies on them: every outbound CT entry has its SNAT egress
+// entry (the CT key with its addresses swapped) translating to an address
+// of its family, and that entry's reverse entry back to the pod; every
+// egress SNAT entry has its CT entry and its reverse entry.
+func checkCTNAT(t *testing.T, cts, nats []map[string]any) {
+	t.Helper()
+	ctKeys := map[string]bool{}
+	var outbound []ctmap.Tuple
+	for _, r := range cts {
+		key := r["raw"].(map[string]any)["key_hex"].(string)
+		ctKeys[key] = true
+		if r["tuple_flags"] == "OUT" {
+			k, _ := ctmap.DecodeTuple(mustHex(t, key))
+			outbound = append(outbound, k)
+		}
+	}
+	reverse := map[string]bool{}
+	natValue := map[string]ctmap.NATEntry{} // by key
+	for _, r := range nats {
+		raw := r["raw"].(map[string]any)
+		v, err := ctmap.DecodeNATEntry(mustHex(t, raw["value_hex"].(string)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		natValue[raw["key_hex"].(string)] = v
+		if r["direction"] == "reverse" {
+			reverse[fmt.Sprintf("%v:%v>%v:%v", r["dst_ip"], r["dst_port"], r["src_ip"], r["src_port"])] = true
+		}
+	}
+	for _, k := range outbound {
+		eg, _ := ctmap.NATKeysForCT(k)
+		v, ok := natValue[fmt.Sprintf("%x", eg.Bytes())]
+		if !ok || v.Addr().Is4() != k.DAddr.Is4() {
+			t.Fatalf("outbound CT entry %+v has no SNAT egress entry of its family (%v)", k, v.Addr())
+		}
+		rk := ctmap.ReverseKey(eg, &v)
+		if rv, ok := natValue[fmt.Sprintf("%x", rk.Bytes())]; !ok || rv.Addr() != k.DAddr || rv.Port() != k.SPort {
+			t.Fatalf("outbound CT entry %+v has no SNAT reverse entry back to its pod", k)
+		}
+	}
+	for _, r := range nats {
+		if r["direction"] != "egress" {
+			continue
+		}
+		k, _ := ctmap.DecodeTuple(mustHex(t, r["raw"].(map[string]any)["key_hex"].(string)))
+		if !ctKeys[fmt.Sprintf("%x", k.SwapAddrs().Bytes())] {
+			t.Fatalf("egress NAT entry %v has no CT entry", r)
+		}
+		if !reverse[fmt.Sprintf("%v:%v>%v:%v", r["to_ip"], r["to_port"], r["dst_ip"], r["dst_port"])] {
+			t.Fatalf("egress NAT entry %v has no reverse entry", r)
+		}
+	}
+}
+
+// checkEgressMaps: each egress-policy map holds exactly the keys of its
+// family that the lab's manifests resolve to (pod address, destination or
+// excluded CIDR), with the node as gateway; a dual-stack lab's
+// CiliumEndpoints carry an IPv6 address beside the IPv4 one and its
+// policies IPv6 CIDRs, an IPv4-only lab's neither.
+func checkEgressMaps(t *testing.T, p *profiles.Profile, state string, recs []map[string]any, dual bool) {
+	t.Helper()
+	var pols []*policy.Policy
+	var eps []*policy.Endpoint
+	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+		data, err := os.ReadFile(filepath.Join(state, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := policy.NewSource(f, data).EachObject(func(p *policy.Policy) { pols = append(pols, p) },
+			func(e *policy.Endpoint) { eps = append(eps, e) }, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range eps {
+		if len(e.IPs) != map[bool]int{false: 1, true: 2}[dual] || !e.IPs[0].Is4() || (dual && !e.IPs[1].Is6()) {
+			t.Fatalf("endpoint %s/%s has addresses %v (dual-stack %v)", e.Namespace, e.Name, e.IPs, dual)
+		}
+	}
+	type key struct {
+		src, dst string
+		excluded bool
+	}
+	want := map[int]map[key]bool{4: {}, 6: {}}
+	for _, pol := range pols {
+		spec, err := pol.ParseSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range spec.Keys(eps, 4, 6) {
+			fam := map[bool]int{true: 4, false: 6}[k.Pod.Is4()]
+			want[fam][key{k.Pod.String(), k.Dest.String(), k.Excluded}] = true
+		}
+	}
+	if len(want[4]) == 0 || (len(want[6]) > 0) != dual {
+		t.Fatalf("the manifests resolve to %d IPv4 and %d IPv6 keys (dual-stack %v)", len(want[4]), len(want[6]), dual)
+	}
+	got := map[string]map[key]bool{}
+	for _, r := range recs {
+		m := r["map"].(string)
+		if got[m] == nil {
+			got[m] = map[key]bool{}
+		}
+		k := key{r["src_ip"].(string), r["dst_cidr"].(string), r["excluded"].(bool)}
+		if got[m][k] {
+			t.Fatalf("%s: %v twice", m, k)
+		}
+		got[m][k] = true
+		if gw := r["gateway_ip"]; (k.excluded && gw != "0.0.0.1") || (!k.excluded && gw != lab.NodeIP.String()) {
+			t.Fatalf("%s: entry %v", m, r)
+		}
+	}
+	for _, s := range p.Maps {
+		if s.Role != profiles.RoleEgressPolicy {
+			continue
+		}
+		if len(got[s.Name]) != len(want[s.Family]) {
+			t.Fatalf("%s holds %d keys, the manifests resolve to %d", s.Name, len(got[s.Name]), len(want[s.Family]))
+		}
+		for k := range want[s.Family] {
+			if !got[s.Name][k] {
+				t.Fatalf("%s lacks %v", s.Name, k)
+			}
+		}
+		delete(got, s.Name)
+	}
+	if len(got) != 0 {
+		t.Fatalf("entries of maps the profile does not have: %v", got)
+	}
+}
+
+// countFamily counts the elements of a profile's maps of some roles and
+// one address family directly.
+func countFamily(t *testing.T, fs string, p *profiles.Profile, family int, roles ...profiles.MapRole) int {
+	t.Helper()
+	n := 0
+	for _, s := range p.Maps {
+		if s.Family != family || !slices.Contains(roles, s.Role) {
+			continue
+		}
+		m, err := ctmap.Open(fs, s, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Walk(func(k, v []byte) error { n++; return nil })
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }
 
 // countEntries counts the elements of a profile's maps of a role directly.
@@ -378,37 +542,71 @@ func TestListRefusesMismatchedMap(t *testing.T) {
 	}
 }
 
-// TestLabDrive refreshes, opens and closes flows like a datapath.
+// TestLabDrive refreshes, opens and closes flows like a datapath: IPv6
+// flows too on a dual-stack lab, none on an IPv4-only one; the new flows
+// have their SNAT entries.
 func TestLabDrive(t *testing.T) {
-	dir := labDir(t)
-	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "main", "--flows", "1000"); code != 0 {
-		t.Fatalf("lab up: %s %s", out, errOut)
-	}
-	defer run(t, "", "lab", "down", "--bpffs", dir)
-	d, err := lab.NewDriver(dir + ".state")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	before := d.Flows()
-	s, err := d.Step(500, 100, 50)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Opened < 90 || s.Refreshed == 0 || s.Closed == 0 || d.Flows() != before+s.Opened-s.Gone {
-		t.Fatalf("step: %+v, flows %d → %d", s, before, d.Flows())
-	}
-	// After refreshing nearly every flow, few are idle long.
-	code, out, _ := run(t, "", "ct", "list", "-o", "json", "--bpffs", dir, "--cilium-state-dir", dir+".state", "--cilium-version", "main", "--idle-over", "1s")
-	if code != 0 {
-		t.Fatal("ct list failed")
-	}
-	if n := len(jsonLines(t, out)); n >= before {
-		t.Errorf("%d of %d flows still idle after a refresh step", n, before)
-	}
-	code, out, _ = run(t, "", "lab", "drive", "--bpffs", dir, "--rate", "200", "--duration", "1500ms", "--interval", "500ms")
-	if code != 0 || !strings.Contains(out, "refreshed") {
-		t.Errorf("lab drive: %d %s", code, out)
+	for _, version := range []string{"main", "1.17.8"} {
+		t.Run(version, func(t *testing.T) {
+			dir := labDir(t)
+			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", version, "--flows", "1000"); code != 0 {
+				t.Fatalf("lab up: %s %s", out, errOut)
+			}
+			defer run(t, "", "lab", "down", "--bpffs", dir)
+			res, _ := profiles.Resolve(version)
+			dual := lab.DualStack(res.Profile)
+			node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", version}
+			list := func(what string, args ...string) []map[string]any {
+				t.Helper()
+				code, out, errOut := run(t, "", append(append([]string{what, "list", "-o", "json"}, node...), args...)...)
+				if code != 0 {
+					t.Fatalf("%s list: %s", what, errOut)
+				}
+				return jsonLines(t, out)
+			}
+			ipv6 := func(recs []map[string]any) (n int) {
+				for _, r := range recs {
+					if strings.Contains(r["src_ip"].(string), ":") {
+						n++
+					}
+				}
+				return n
+			}
+			v6Before, idle6Before := ipv6(list("ct")), ipv6(list("ct", "--idle-over", "1s"))
+
+			d, err := lab.NewDriver(dir + ".state")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			before := d.Flows()
+			s, err := d.Step(500, 100, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Opened < 90 || s.Refreshed == 0 || s.Closed == 0 || d.Flows() != before+s.Opened-s.Gone {
+				t.Fatalf("step: %+v, flows %d → %d", s, before, d.Flows())
+			}
+			// After refreshing nearly every flow, few are idle long.
+			idle := list("ct", "--idle-over", "1s")
+			if n := len(idle); n >= before {
+				t.Errorf("%d of %d flows still idle after a refresh step", n, before)
+			}
+			cts := list("ct")
+			checkCTNAT(t, cts, list("nat"))
+			v6After, idle6After := ipv6(cts), ipv6(idle)
+			if dual && (v6After <= v6Before || idle6After >= idle6Before) {
+				t.Errorf("IPv6 flows: %d → %d, idle %d → %d: none opened or refreshed", v6Before, v6After, idle6Before, idle6After)
+			}
+			if !dual && v6After != 0 {
+				t.Errorf("%d IPv6 flows on an IPv4-only lab", v6After)
+			}
+
+			code, out, _ := run(t, "", "lab", "drive", "--bpffs", dir, "--rate", "200", "--duration", "1500ms", "--interval", "500ms")
+			if code != 0 || !strings.Contains(out, "refreshed") {
+				t.Errorf("lab drive: %d %s", code, out)
+			}
+		})
 	}
 }
 

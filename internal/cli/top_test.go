@@ -146,7 +146,8 @@ func TestTopLab(t *testing.T) {
 	for i, f := range rep.Flows {
 		// payments-egress sets timeouts for established TCP and non-TCP only.
 		withPolicy := f.State == "established" || f.State == "non-tcp"
-		if !strings.HasPrefix(f.Src, "10.1.") || f.Egress == "" || (f.PolicyRemaining != nil) != withPolicy {
+		// The lab's pods: 10.1.0.0/16, and fd00:10:1::/64 once IPv6 keys are in force.
+		if !(strings.HasPrefix(f.Src, "10.1.") || strings.HasPrefix(f.Src, "[fd00:10:1::")) || f.Egress == "" || (f.PolicyRemaining != nil) != withPolicy {
 			t.Errorf("flow %+v", f)
 		}
 		if i > 0 && f.Idle > rep.Flows[i-1].Idle {

@@ -18,6 +18,8 @@ func putAll(m *ctmap.Map, keys, vals []byte, n int) error {
 		err = batchPut[[14]byte, [56]byte](m.Map, keys, vals, n)
 	case [2]uint32{14, 40}:
 		err = batchPut[[14]byte, [40]byte](m.Map, keys, vals, n)
+	case [2]uint32{38, 56}: // IPv6 CT and SNAT maps
+		err = batchPut[[38]byte, [56]byte](m.Map, keys, vals, n)
 	}
 	if !errors.Is(err, ebpf.ErrNotSupported) {
 		return err

@@ -20,7 +20,7 @@ type Driver struct {
 	g     *gen
 	maps  map[string]*ctmap.Map
 	b     *batches
-	keys  [][14]byte // known CT keys (TCP and others)
+	keys  keyList // known CT keys (TCP and others, both families)
 	rng   *rand.Rand
 	clock nodeconfig.Clock
 }
@@ -60,13 +60,17 @@ func NewDriver(stateDir string) (*Driver, error) {
 		}
 		d.maps[s.Name] = m
 	}
-	now, err := ctmap.Now(clock)
+	now, err := clockNow(clock)
 	if err != nil {
 		d.Close()
 		return nil, err
 	}
-	d.g = newGen(d.rng, res.Profile, clock, now, worldFor(st.Seed, st.Policies))
+	d.g = newGen(d.rng, res.Profile, clock, now, worldFor(st.Seed, st.Policies, st.IPv6))
 	d.b = newBatches(res.Profile, d.maps)
+	if st.IPv6 && (d.b.ct[1] == nil || d.b.ctAny[1] == nil) {
+		d.Close()
+		return nil, fmt.Errorf("the lab in %s is dual-stack but its IPv6 CT maps are missing", stateDir)
+	}
 	if err := d.learn(); err != nil {
 		d.Close()
 		return nil, err
@@ -77,9 +81,6 @@ func NewDriver(stateDir string) (*Driver, error) {
 // learn reads the flows and SNAT ports already in the maps.
 func (d *Driver) learn() error {
 	for _, m := range d.maps {
-		if m.Spec.Family != 4 {
-			continue
-		}
 		err := m.Walk(func(k, v []byte) error {
 			switch m.Spec.Role {
 			case profiles.RoleSNAT:
@@ -93,8 +94,8 @@ func (d *Driver) learn() error {
 					d.g.ports[key][e.Port()] = true
 				}
 			default:
-				d.keys = append(d.keys, [14]byte(k))
-				d.g.created[[14]byte(k)] = true
+				d.keys.add(k)
+				d.g.created.add(k)
 			}
 			return nil
 		})
@@ -113,13 +114,50 @@ func (d *Driver) Close() {
 }
 
 // Flows is the number of CT entries the driver knows.
-func (d *Driver) Flows() int { return len(d.keys) }
+func (d *Driver) Flows() int { return d.keys.len() }
+
+// keyList is a list of CT keys of both families to pick from at random.
+type keyList struct {
+	v4 [][ctmap.TupleSize4]byte
+	v6 [][ctmap.TupleSize6]byte
+}
+
+func (l *keyList) len() int { return len(l.v4) + len(l.v6) }
+
+// add appends a copy of k.
+func (l *keyList) add(k []byte) {
+	if len(k) == ctmap.TupleSize4 {
+		l.v4 = append(l.v4, [ctmap.TupleSize4]byte(k))
+	} else {
+		l.v6 = append(l.v6, [ctmap.TupleSize6]byte(k))
+	}
+}
+
+// get returns key i: the IPv4 keys come first.
+func (l *keyList) get(i int) []byte {
+	if i < len(l.v4) {
+		return l.v4[i][:]
+	}
+	return l.v6[i-len(l.v4)][:]
+}
+
+// remove drops key i, moving the last key of its family in its place.
+func (l *keyList) remove(i int) {
+	if i < len(l.v4) {
+		l.v4[i] = l.v4[len(l.v4)-1]
+		l.v4 = l.v4[:len(l.v4)-1]
+		return
+	}
+	i -= len(l.v4)
+	l.v6[i] = l.v6[len(l.v6)-1]
+	l.v6 = l.v6[:len(l.v6)-1]
+}
 
 // Step refreshes refresh random flows, opens open new ones and closes
 // close established ones, at the datapath's current time.
 func (d *Driver) Step(refresh, open, close int) (Stats, error) {
 	var s Stats
-	now, err := ctmap.Now(d.clock)
+	now, err := clockNow(d.clock)
 	if err != nil {
 		return s, err
 	}
@@ -134,22 +172,21 @@ func (d *Driver) Step(refresh, open, close int) (Stats, error) {
 		if err := d.b.addFlow(d.g, f); err != nil {
 			return s, err
 		}
-		d.keys = append(d.keys, [14]byte(f.ct.Key.Bytes()))
+		d.keys.add(f.ct.Key.Bytes())
 		s.Opened++
 	}
 	if err := d.b.flush(); err != nil {
 		return s, err
 	}
-	for i := 0; i < refresh+close && len(d.keys) > 0; i++ {
-		j := d.rng.IntN(len(d.keys))
-		ok, err := d.touch(d.keys[j], now, i >= refresh, &s)
+	for i := 0; i < refresh+close && d.keys.len() > 0; i++ {
+		j := d.rng.IntN(d.keys.len())
+		ok, err := d.touch(d.keys.get(j), now, i >= refresh, &s)
 		if err != nil {
 			return s, err
 		}
 		if !ok {
 			// Evicted or collected: forget it.
-			d.keys[j] = d.keys[len(d.keys)-1]
-			d.keys = d.keys[:len(d.keys)-1]
+			d.keys.remove(j)
 			s.Gone++
 		}
 	}
@@ -158,20 +195,24 @@ func (d *Driver) Step(refresh, open, close int) (Stats, error) {
 
 // touch plays one packet of a flow: a refresh, or with close a FIN from
 // both sides. It reports false when the entry is gone.
-func (d *Driver) touch(key [14]byte, now uint32, close bool, s *Stats) (bool, error) {
-	m := d.b.ct
-	if key[12] != ctmap.ProtoTCP {
-		m = d.b.ctAny
+func (d *Driver) touch(key []byte, now uint32, close bool, s *Stats) (bool, error) {
+	c := ctmap.CT{}
+	var err error
+	if c.Key, err = ctmap.DecodeTuple(key); err != nil {
+		return false, err
+	}
+	m, err := d.b.ctMap(c.Key)
+	if err != nil {
+		return false, err
 	}
 	var v ctmap.CTEntry
-	if err := m.Lookup(key[:], v[:]); err != nil {
+	if err := m.Lookup(key, v[:]); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return false, nil
 		}
 		return false, err
 	}
-	c := ctmap.CT{Value: v}
-	c.Key, _ = ctmap.DecodeTuple(key[:])
+	c.Value = v
 	if c.Closing() {
 		return true, nil // closed entries are not refreshed
 	}
@@ -196,7 +237,7 @@ func (d *Driver) touch(key [14]byte, now uint32, close bool, s *Stats) (bool, er
 	}
 	v.SetLifetime(now + d.g.units[state])
 	setField(d.g.p, &v, "last_tx_report", uint64(now))
-	if err := m.Update(key[:], v[:], ebpf.UpdateExist); err != nil {
+	if err := m.Update(key, v[:], ebpf.UpdateExist); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return false, nil
 		}

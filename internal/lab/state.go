@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type State struct {
 	CTAnyMax uint32   `json:"ctAnyMax"`
 	NATMax   uint32   `json:"natMax"`
 	Maps     []string `json:"maps"`
+	IPv6     bool     `json:"ipv6,omitempty"` // a dual-stack lab (see DualStack)
 }
 
 // Files of a lab's state directory.
@@ -82,6 +84,9 @@ func writeState(cfg Config, st *State, w *world, timeouts map[profiles.State]tim
 		"ConntrackGCInterval":     0,
 		"ConntrackGCMaxInterval":  0,
 	}
+	if st.IPv6 {
+		rc["EnableIPv6"] = true
+	}
 	fields := map[string]string{
 		"bpf-ct-timeout-regular-tcp-syn": "CTMapEntriesTimeoutSYN", "bpf-ct-timeout-regular-tcp": "CTMapEntriesTimeoutTCP",
 		"bpf-ct-timeout-regular-tcp-fin": "CTMapEntriesTimeoutFIN", "bpf-ct-timeout-regular-any": "CTMapEntriesTimeoutAny",
@@ -118,13 +123,13 @@ func policiesYAML(w *world) []byte {
 			}
 		}
 		fmt.Fprintf(&b, "    generation: 1\n    name: %s\n  spec:\n    destinationCIDRs:\n", p.Name)
-		for _, d := range p.Dests {
+		for _, d := range slices.Concat(p.Dests, p.Dests6) {
 			fmt.Fprintf(&b, "    - %s\n", d)
 		}
 		fmt.Fprintf(&b, "    egressGateway:\n      egressIP: %s\n      nodeSelector:\n        matchLabels:\n          egress-gateway: \"true\"\n", p.EgressIP)
-		if len(p.Excluded) > 0 {
+		if len(p.Excluded)+len(p.Excluded6) > 0 {
 			b.WriteString("    excludedCIDRs:\n")
-			for _, d := range p.Excluded {
+			for _, d := range slices.Concat(p.Excluded, p.Excluded6) {
 				fmt.Fprintf(&b, "    - %s\n", d)
 			}
 		}
@@ -134,7 +139,8 @@ func policiesYAML(w *world) []byte {
 }
 
 // endpointsYAML prints the CiliumEndpoints of the selected pods as
-// `kubectl get cep -A -o yaml` would.
+// `kubectl get cep -A -o yaml` would; on a dual-stack lab each address
+// pair has the pod's IPv6 address beside its IPv4 one.
 func endpointsYAML(w *world) []byte {
 	var b strings.Builder
 	b.WriteString("apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n")
@@ -161,12 +167,20 @@ func endpointsYAML(w *world) []byte {
     networking:
       addressing:
       - ipv4: %[6]s
-      node: 10.0.0.%[7]d
+%[8]s      node: 10.0.0.%[7]d
     state: ready
-`, p.App, name, p.Namespace, id, p.Identity, pod, 11+id%3)
+`, p.App, name, p.Namespace, id, p.Identity, pod, 11+id%3, ipv6Line(p, i))
 		}
 	}
 	return []byte(b.String())
+}
+
+// ipv6Line is the ipv6 field of the i-th pod's address pair, if it has one.
+func ipv6Line(p Policy, i int) string {
+	if i >= len(p.Pods6) {
+		return ""
+	}
+	return fmt.Sprintf("        ipv6: %s\n", p.Pods6[i])
 }
 
 // Down removes what a lab built: the pins it created (nothing else), the

@@ -39,6 +39,7 @@ type Summary struct {
 	Egress   int // egress policy entries written
 	Expired  int // CT entries whose lifetime has already passed
 	Unpolicy int // CT entries of pods matching no policy
+	CT6      int // CT entries of IPv6 flows (dual-stack labs)
 }
 
 // Up builds a lab. It refuses to overwrite any existing pin.
@@ -62,6 +63,7 @@ func Up(cfg Config) (*Summary, error) {
 	st := State{
 		Version: cfg.Version.Version.String(), Profile: p.Name, BPFFS: cfg.BPFFS, Mounted: mounted,
 		Clock: cfg.Clock.Mode.String(), HZ: cfg.Clock.HZ, Seed: cfg.Seed, Flows: cfg.Flows, Policies: cfg.Policies,
+		IPv6: DualStack(p),
 	}
 	ok := false
 	defer func() {
@@ -103,11 +105,11 @@ func Up(cfg Config) (*Summary, error) {
 		return nil, err
 	}
 
-	now, err := ctmap.Now(cfg.Clock)
+	now, err := clockNow(cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
-	w := worldFor(cfg.Seed, cfg.Policies)
+	w := worldFor(cfg.Seed, cfg.Policies, st.IPv6)
 	g := newGen(rand.New(rand.NewPCG(cfg.Seed, 0x666c6f7773)), p, cfg.Clock, now, w) // "flows"
 	sum := &Summary{}
 	if err := g.flows(cfg.Flows, maps, sum); err != nil {
@@ -123,6 +125,17 @@ func Up(cfg Config) (*Summary, error) {
 	sum.State = st
 	return sum, nil
 }
+
+// DualStack reports whether a lab of profile p is dual-stack: Cilium
+// versions with IPv6 egress gateway (1.18+, an IPv6 egress-policy map)
+// give pods IPv6 addresses too, and about a fifth of the flows are IPv6.
+func DualStack(p *profiles.Profile) bool {
+	_, ok := p.Map(profiles.RoleEgressPolicy, 6)
+	return ok
+}
+
+// clockNow reads the datapath's clock; tests fix it.
+var clockNow = ctmap.Now
 
 // sized picks a map size: the explicit one, else Cilium's default, grown
 // to hold need entries (a power of two, at most 1<<24).
@@ -147,7 +160,32 @@ type gen struct {
 	timeouts map[profiles.State]time.Duration
 	units    [4]uint32
 	ports    map[portKey]map[uint16]bool // SNAT ports used per (egress IP, dest, proto)
-	created  map[[14]byte]bool
+	created  keySet
+}
+
+// keySet is a set of CT keys of both families.
+type keySet struct {
+	v4 map[[ctmap.TupleSize4]byte]bool
+	v6 map[[ctmap.TupleSize6]byte]bool
+}
+
+func newKeySet() keySet {
+	return keySet{v4: map[[ctmap.TupleSize4]byte]bool{}, v6: map[[ctmap.TupleSize6]byte]bool{}}
+}
+
+func (s keySet) has(k []byte) bool {
+	if len(k) == ctmap.TupleSize4 {
+		return s.v4[[ctmap.TupleSize4]byte(k)]
+	}
+	return s.v6[[ctmap.TupleSize6]byte(k)]
+}
+
+func (s keySet) add(k []byte) {
+	if len(k) == ctmap.TupleSize4 {
+		s.v4[[ctmap.TupleSize4]byte(k)] = true
+	} else {
+		s.v6[[ctmap.TupleSize6]byte(k)] = true
+	}
 }
 
 type portKey struct {
@@ -158,7 +196,7 @@ type portKey struct {
 
 func newGen(rng *rand.Rand, p *profiles.Profile, clock nodeconfig.Clock, now uint32, w *world) *gen {
 	g := &gen{rng: rng, p: p, clock: clock, now: now, w: w, timeouts: map[profiles.State]time.Duration{},
-		ports: map[portKey]map[uint16]bool{}, created: map[[14]byte]bool{}}
+		ports: map[portKey]map[uint16]bool{}, created: newKeySet()}
 	for _, prm := range p.Parameters {
 		g.timeouts[prm.State] = prm.Default
 		g.units[prm.State] = uint32(clock.Units(prm.Default))
@@ -200,6 +238,12 @@ func (g *gen) flows(n int, maps map[string]*ctmap.Map, sum *Summary) error {
 		if f.idle > f.total {
 			sum.Expired++
 		}
+		if f.ct.Key.Family() == 6 {
+			sum.CT6++
+			if f.related {
+				sum.CT6++
+			}
+		}
 	}
 	return b.flush()
 }
@@ -218,42 +262,63 @@ func (g *gen) flow() (flow, bool) {
 	case r < 0.20:
 		proto = ctmap.ProtoICMP
 	}
+	// A fifth of a dual-stack lab's flows are IPv6. (An IPv4-only lab
+	// draws nothing here: its flows stay what its seed always gave.)
+	v6 := g.w.dual && g.rng.IntN(5) == 0
+	if v6 && proto == ctmap.ProtoICMP {
+		proto = ctmap.ProtoICMPv6
+	}
 	if g.rng.IntN(10) == 0 {
 		// A local pod matching no policy, masqueraded to the node IP.
-		pod = g.w.localPods[g.rng.IntN(len(g.w.localPods))]
-		dst = netip.AddrPortFrom(randomIn(g.rng, netip.MustParsePrefix("0.0.0.0/0"), localExcluded), g.port(proto))
-		f.egress, f.related, f.identity = NodeIP, true, 2
+		pods, node, anywhere, excluded := g.w.localPods, NodeIP, anyV4, localExcluded
+		if v6 {
+			pods, node, anywhere, excluded = g.w.localPods6, NodeIP6, anyV6, localExcluded6
+		}
+		pod = pods[g.rng.IntN(len(pods))]
+		dst = netip.AddrPortFrom(randomIn(g.rng, anywhere, excluded), g.port(proto))
+		f.egress, f.related, f.identity = node, true, 2
 	} else {
 		p := &g.w.policies[g.rng.IntN(len(g.w.policies))]
-		pod = p.Pods[g.rng.IntN(len(p.Pods))]
-		if proto == ctmap.ProtoTCP && g.rng.IntN(10) < 3 {
-			dst = p.Hot
-		} else {
-			d := p.Dests[g.rng.IntN(len(p.Dests))]
-			dst = netip.AddrPortFrom(randomIn(g.rng, d, p.Excluded), g.port(proto))
+		pods, dests, excluded, hot, egress := p.Pods, p.Dests, p.Excluded, p.Hot, p.EgressIP
+		if v6 {
+			pods, dests, excluded, hot, egress = p.Pods6, p.Dests6, p.Excluded6, p.Hot6, p.EgressIP6
 		}
-		f.egress, f.identity = p.EgressIP, p.Identity
+		pod = pods[g.rng.IntN(len(pods))]
+		if proto == ctmap.ProtoTCP && g.rng.IntN(10) < 3 {
+			dst = hot
+		} else {
+			d := dests[g.rng.IntN(len(dests))]
+			dst = netip.AddrPortFrom(randomIn(g.rng, d, excluded), g.port(proto))
+		}
+		f.egress, f.identity = egress, p.Identity
 	}
 	sport := uint16(32768 + g.rng.IntN(60999-32768))
-	if proto == ctmap.ProtoICMP {
+	if proto == ctmap.ProtoICMP || proto == ctmap.ProtoICMPv6 {
 		dst, sport = netip.AddrPortFrom(dst.Addr(), 0), uint16(g.rng.IntN(65536))
 	}
 	f.ct.Key = ctmap.Tuple{DAddr: pod, SAddr: dst.Addr(), DPort: dst.Port(), SPort: sport, NextHdr: proto, Flags: ctmap.TupleOut}
-	k := [14]byte(f.ct.Key.Bytes())
-	if g.created[k] {
+	k := f.ct.Key.Bytes()
+	if g.created.has(k) {
 		return f, false
 	}
 	f.snatPort = g.snatPort(f.egress, dst, proto, sport)
 	if f.snatPort == 0 {
 		return f, false
 	}
-	g.created[k] = true
+	g.created.add(k)
 	g.fillEntry(&f)
 	return f, true
 }
 
-var localExcluded = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/3"), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("0.0.0.0/8")}
+// Where local pods' flows go: anywhere but the cluster, the egress IPs and
+// special ranges.
+var (
+	anyV4         = netip.MustParsePrefix("0.0.0.0/0")
+	anyV6         = netip.MustParsePrefix("::/0")
+	localExcluded = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("224.0.0.0/3"), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("0.0.0.0/8")}
+	localExcluded6 = []netip.Prefix{netip.MustParsePrefix("fd00::/8"), egressNet6}
+)
 
 func (g *gen) port(proto uint8) uint16 {
 	if proto == ctmap.ProtoUDP {

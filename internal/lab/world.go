@@ -15,6 +15,19 @@ import (
 var (
 	// NodeIP is the gateway node's own (internal) address.
 	NodeIP = netip.MustParseAddr("10.0.0.10")
+	// NodeIP6 is its IPv6 address, on dual-stack labs.
+	NodeIP6 = netip.MustParseAddr("fd00:10::a00:a")
+)
+
+// Address plan of dual-stack labs: a pod's IPv6 address is its IPv4
+// address in the low 32 bits of podNet6 (10.1.0.5 → fd00:10:1::a01:5);
+// destinations and egress IPs are in the documentation range 2001:db8::/32,
+// egress IPs in egressNet6, the policies' destination CIDRs in /64s of
+// 2001:db8:1::/48.
+var (
+	podNet6    = netip.MustParsePrefix("fd00:10:1::/64")
+	egressNet6 = netip.MustParsePrefix("2001:db8:ff00::/40")
+	docNet6    = netip.MustParsePrefix("2001:db8::/32")
 )
 
 // Policy is a simulated CiliumEgressGatewayPolicy.
@@ -28,6 +41,14 @@ type Policy struct {
 	// Hot is a destination many of the policy's flows go to, so that its
 	// SNAT ports run short.
 	Hot netip.AddrPort
+	// The IPv6 side, on dual-stack labs (profiles with IPv6 egress
+	// gateway): Pods6[i] is the IPv6 address of Pods[i]. The CEGP names
+	// one egress IP (the IPv4 one); Cilium takes the IPv6 egress IP from
+	// the same interface.
+	Pods6             []netip.Addr
+	Dests6, Excluded6 []netip.Prefix
+	EgressIP6         netip.Addr
+	Hot6              netip.AddrPort
 	// Timeouts is the policy's timeout text ("" for none).
 	Timeouts string
 }
@@ -47,11 +68,20 @@ type world struct {
 	policies  []Policy
 	localPods []netip.Addr // pods on the gateway matching no policy
 	egressIPs []netip.Addr
+	// dual: the pods, policies and local pods have IPv6 addresses too.
+	dual       bool
+	localPods6 []netip.Addr
 }
 
 // worldFor builds the world of a seed; up and drive build the same one.
-func worldFor(seed uint64, policies int) *world {
-	return newWorld(rand.New(rand.NewPCG(seed, 0x776f726c64)), policies) // "world"
+// The IPv4 world of a seed is the same with or without dual: the IPv6
+// side draws from a random stream of its own.
+func worldFor(seed uint64, policies int, dual bool) *world {
+	w := newWorld(rand.New(rand.NewPCG(seed, 0x776f726c64)), policies) // "world"
+	if dual {
+		w.addIPv6(rand.New(rand.NewPCG(seed, 0x776f726c6436))) // "world6"
+	}
+	return w
 }
 
 func newWorld(rng *rand.Rand, n int) *world {
@@ -103,8 +133,54 @@ func newWorld(rng *rand.Rand, n int) *world {
 	return w
 }
 
-// randomIn picks a host address in p outside every excluded prefix.
+// addIPv6 gives every pod an IPv6 address and every policy IPv6
+// destinations (and excluded CIDRs where it has IPv4 ones) and an IPv6
+// egress IP.
+func (w *world) addIPv6(rng *rand.Rand) {
+	w.dual = true
+	for i := range w.policies {
+		p := &w.policies[i]
+		for _, pod := range p.Pods {
+			p.Pods6 = append(p.Pods6, podAddr6(pod))
+		}
+		// The egress interface's IPv6 address: policies sharing an IPv4
+		// egress IP share it (192.168.100.10 → 2001:db8:ff00::a).
+		e, v4 := egressNet6.Addr().As16(), p.EgressIP.As4()
+		e[15] = v4[3]
+		p.EgressIP6 = netip.AddrFrom16(e)
+		if len(p.Excluded) > 0 {
+			// Like 0.0.0.0/0 without the cluster and the egress IPs.
+			p.Dests6 = []netip.Prefix{netip.MustParsePrefix("::/0")}
+			p.Excluded6 = []netip.Prefix{netip.MustParsePrefix("fd00::/8"), egressNet6}
+		} else {
+			for j := 0; j < len(p.Dests); j++ {
+				c := 2*i + j
+				a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, byte(c >> 8), byte(c)}
+				p.Dests6 = append(p.Dests6, netip.PrefixFrom(netip.AddrFrom16(a), 64))
+			}
+		}
+		p.Hot6 = netip.AddrPortFrom(randomIn(rng, p.Dests6[0], p.Excluded6), 443)
+	}
+	for _, pod := range w.localPods {
+		w.localPods6 = append(w.localPods6, podAddr6(pod))
+	}
+}
+
+// podAddr6 is the IPv6 address of the pod with IPv4 address a.
+func podAddr6(a netip.Addr) netip.Addr {
+	b := podNet6.Addr().As16()
+	v4 := a.As4()
+	copy(b[12:], v4[:])
+	return netip.AddrFrom16(b)
+}
+
+// randomIn picks a host address in p outside every excluded prefix. An
+// IPv6 prefix shorter than /32 (::/0) is narrowed to 2001:db8::/32, the
+// documentation range.
 func randomIn(rng *rand.Rand, p netip.Prefix, excluded []netip.Prefix) netip.Addr {
+	if p.Addr().Is6() {
+		return randomIn6(rng, p, excluded)
+	}
 	base := p.Masked().Addr().As4()
 	b := uint64(base[0])<<24 | uint64(base[1])<<16 | uint64(base[2])<<8 | uint64(base[3])
 	size := uint64(1) << (32 - p.Bits())
@@ -121,6 +197,31 @@ func randomIn(rng *rand.Rand, p netip.Prefix, excluded []netip.Prefix) netip.Add
 		}
 		if ok {
 			return a
+		}
+	}
+}
+
+func randomIn6(rng *rand.Rand, p netip.Prefix, excluded []netip.Prefix) netip.Addr {
+	if p.Bits() < docNet6.Bits() && p.Contains(docNet6.Addr()) {
+		p = docNet6
+	}
+	base := p.Masked().Addr().As16()
+	for {
+		a := base
+		for i := p.Bits() / 8; i < 16; i++ {
+			r := byte(rng.Uint32())
+			if i == p.Bits()/8 && p.Bits()%8 != 0 {
+				r &= 0xff >> (p.Bits() % 8)
+			}
+			a[i] |= r
+		}
+		addr := netip.AddrFrom16(a)
+		ok := addr != p.Masked().Addr() // not the subnet-router anycast address
+		for _, e := range excluded {
+			ok = ok && !e.Contains(addr)
+		}
+		if ok {
+			return addr
 		}
 	}
 }

@@ -187,6 +187,7 @@ func (m *Model) setSnapshot(s *Snapshot, err error) {
 		m.tables[ViewFlows].setRows(len(s.Flows), "", false)
 	}
 	m.tables[ViewPorts].setRows(len(s.Ports), keys[ViewPorts], had[ViewPorts])
+	m.fitAddressColumns()
 }
 
 func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {

@@ -586,3 +586,45 @@ func TestQuickFirstFrame(t *testing.T) {
 		t.Errorf("after the second fetch: %+v", m.snap.Node)
 	}
 }
+
+// TestIPv6Columns: the address columns of the flows and ports views
+// widen to hold IPv6 addresses whole, and narrow again for IPv4 only.
+func TestIPv6Columns(t *testing.T) {
+	dst6 := netip.MustParseAddr("2001:db8:1:c:ea92:333b:8f04:2b95")
+	egress6 := netip.MustParseAddr("2001:db8:ff00::a")
+	v6 := true
+	src := &fake{answer: func(q Query) (*Snapshot, error) {
+		s := synthetic(t0, 100)
+		if q.Flows {
+			s.FlowsOf = q.FlowsOf
+			s.Flows = flows(3)
+		}
+		if v6 {
+			s.Ports = append(s.Ports, Port{Egress: egress6, Dst: dst6, DstPort: 5432, Proto: 6, Used: 99999, Policies: []string{"payments-egress"}})
+			if q.Flows {
+				s.Flows[0].Src = netip.AddrPortFrom(netip.MustParseAddr("fd00:10:1::a01:26"), 34704)
+				s.Flows[0].Dst = netip.AddrPortFrom(dst6, 5432)
+				s.Flows[0].Egress = netip.AddrPortFrom(egress6, 34704)
+			}
+		}
+		return s, nil
+	}}
+	m := newModel(t, 200, 20, src)
+	press(t, m, "j", "enter")
+	for _, want := range []string{"[fd00:10:1::a01:26]:34704", "[2001:db8:1:c:ea92:333b:8f04:2b95]:5432", "[2001:db8:ff00::a]:34704", "10.1.0.2:30001"} {
+		if s := m.View(); !strings.Contains(s, want) {
+			t.Errorf("flows view lacks %s:\n%s", want, s)
+		}
+	}
+	press(t, m, "3")
+	for _, want := range []string{"2001:db8:ff00::a ", "[2001:db8:1:c:ea92:333b:8f04:2b95]:5432", "198.18.0.5:443"} {
+		if s := m.View(); !strings.Contains(s, want) {
+			t.Errorf("ports view lacks %s:\n%s", want, s)
+		}
+	}
+	v6 = false
+	refresh(t, m)
+	if w := m.tables[ViewPorts].cols[1].width; w != addrPortWidth {
+		t.Errorf("IPv4 only again: destination column %d wide", w)
+	}
+}

@@ -3,6 +3,7 @@ package tui
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -302,8 +303,8 @@ func (m *Model) timeouts(p *Policy, st profiles.State) string {
 // The flows view.
 func (m *Model) flowsTable() *table {
 	t := &table{cols: []column{
-		{"SOURCE", 22, false}, {"DESTINATION", 22, false}, {"PROTO", 6, false}, {"STATE", 12, false},
-		{"IDLE", 8, true}, {"NODE LEFT", 10, true}, {"POLICY LEFT", 12, true}, {"EGRESS", 24, false},
+		{"SOURCE", addrPortWidth, false}, {"DESTINATION", addrPortWidth, false}, {"PROTO", 6, false}, {"STATE", 12, false},
+		{"IDLE", 8, true}, {"NODE LEFT", 10, true}, {"POLICY LEFT", 12, true}, {"EGRESS", egressPortWidth, false},
 	}, sortCol: 4, desc: true}
 	f := func(r int) *Flow { return &m.snap.Flows[r] }
 	t.level = func(r, c int) int {
@@ -385,10 +386,46 @@ func policyLeft(f *Flow) time.Duration {
 	return f.PolicyRemaining
 }
 
+// Widths of the address columns: sized for IPv4; IPv6 rows widen them
+// to their widest text, up to maxAddrWidth ("[" 39 "]:65535").
+const (
+	addrPortWidth   = 22 // 255.255.255.255:65535
+	addrWidth       = 16 // 255.255.255.255
+	egressPortWidth = 24
+	maxAddrWidth    = 47
+)
+
+// fitAddressColumns widens the address columns of the flows and ports
+// views to the IPv6 addresses of the snapshot's rows. Only IPv6 rows are
+// measured: on an IPv4 node this costs one pass over the rows.
+func (m *Model) fitAddressColumns() {
+	src, dst, egress := addrPortWidth, addrPortWidth, egressPortWidth
+	for i := range m.snap.Flows {
+		f := &m.snap.Flows[i]
+		if f.Src.Addr().Is6() || f.Dst.Addr().Is6() || f.Egress.Addr().Is6() {
+			src = max(src, min(len(f.Src.String()), maxAddrWidth))
+			dst = max(dst, min(len(f.Dst.String()), maxAddrWidth))
+			egress = max(egress, min(len(f.Egress.String()), maxAddrWidth))
+		}
+	}
+	ft := m.tables[ViewFlows]
+	ft.cols[0].width, ft.cols[1].width, ft.cols[7].width = src, dst, egress
+	pEgress, pDst := addrWidth, addrPortWidth
+	for i := range m.snap.Ports {
+		p := &m.snap.Ports[i]
+		if p.Dst.Is6() || p.Egress.Is6() {
+			pEgress = max(pEgress, min(len(p.Egress.String()), maxAddrWidth))
+			pDst = max(pDst, min(len(netip.AddrPortFrom(p.Dst, p.DstPort).String()), maxAddrWidth))
+		}
+	}
+	pt := m.tables[ViewPorts]
+	pt.cols[0].width, pt.cols[1].width = pEgress, pDst
+}
+
 // The ports view.
 func (m *Model) portsTable() *table {
 	t := &table{cols: []column{
-		{"EGRESS IP", 16, false}, {"DESTINATION", 22, false}, {"PROTO", 6, false},
+		{"EGRESS IP", addrWidth, false}, {"DESTINATION", addrPortWidth, false}, {"PROTO", 6, false},
 		{"USED", 6, true}, {"USE%", 5, true}, {"PRESSURE", 13, false}, {"POLICIES", 40, false},
 	}, sortCol: 3, desc: true}
 	p := func(r int) *Port { return &m.snap.Ports[r] }
@@ -408,7 +445,7 @@ func (m *Model) portsTable() *table {
 		case 0:
 			return x.Egress.String()
 		case 1:
-			return fmt.Sprintf("%s:%d", x.Dst, x.DstPort)
+			return netip.AddrPortFrom(x.Dst, x.DstPort).String() // [v6]:port
 		case 2:
 			return protoName(x.Proto)
 		case 3:

@@ -50,6 +50,10 @@ type Source struct {
 	// read at every snapshot), negative reads them every time.
 	SNATEvery time.Duration
 
+	// readSet reads the policy set in force (default (*sweep.State).Set);
+	// tests add what the pinned state cannot hold yet (IPv6 keys).
+	readSet func(*sweep.State) ([]sweep.Policy, error)
+
 	snat *snatAgg
 }
 
@@ -89,7 +93,11 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 		snap.Node.Sweeper = "egwct state unreadable: " + err.Error()
 	default:
 		defer state.Close()
-		if set, err = state.Set(); err != nil {
+		readSet := s.readSet
+		if readSet == nil {
+			readSet = (*sweep.State).Set
+		}
+		if set, err = readSet(state); err != nil {
 			snap.Node.Sweeper = "egwct state unreadable: " + err.Error()
 			set = nil
 		} else {
@@ -174,8 +182,9 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	snap.Banner = join(snap.Banner, agg.banner)
 	egressOf := agg.egressOf
 
-	// CT entries.
-	v6 := 0
+	// CT entries of both families: the matcher keys pods by address, so
+	// an IPv6 flow counts toward the policy whose IPv6 keys hold it.
+	v6Unmatched := 0
 	var c ctmap.CT
 	var fills []tui.MapFill
 	for _, m := range cts {
@@ -187,10 +196,10 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 				return err
 			}
 			copy(c.Value[:], v)
-			if c.Key.Family() == 6 {
-				v6++
-			}
 			slot, over := matcher.Judge(&c, times)
+			if slot == 0 && c.Key.Family() == 6 {
+				v6Unmatched++
+			}
 			st := c.State()
 			lifetime := c.Value.Lifetime()
 			idle, remaining := times.Idle(st, lifetime), times.Remaining(lifetime)
@@ -231,8 +240,8 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 		fills = append(fills, tui.MapFill{Name: m.Spec.Name, Entries: n, Max: int(m.MaxEntries)})
 	}
 	snap.Node.Maps = append(fills, agg.fills...)
-	if v6 > 0 {
-		snap.Node.Warnings = append(snap.Node.Warnings, fmt.Sprintf("%d IPv6 CT entries are shown under %s: egwct sweeps IPv4 only", v6, tui.NoPolicy))
+	if v6Unmatched > 0 && !hasIPv6Keys(set) {
+		snap.Node.Warnings = append(snap.Node.Warnings, fmt.Sprintf("%d IPv6 CT entries are shown under %s: the policies in force have no IPv6 keys", v6Unmatched, tui.NoPolicy))
 	}
 
 	snap.Ports = agg.ports // shared between snapshots: never changed
@@ -247,6 +256,18 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	}
 	snap.Cost = time.Since(start)
 	return snap, nil
+}
+
+// hasIPv6Keys reports whether any policy of the set has an IPv6 key.
+func hasIPv6Keys(set []sweep.Policy) bool {
+	for _, p := range set {
+		for _, k := range p.Keys {
+			if k.Pod.Is6() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // snatKey says what a SNAT reading was made for: the policy set, and the
@@ -378,7 +399,7 @@ func readSNAT(nats []*ctmap.Map, matcher *sweep.Matcher, times ctmap.Times, name
 			}
 			r.Policies = append(r.Policies, names[slot])
 			if w := &agg.worst[slot]; pu.used > w.used {
-				w.used, w.dest = pu.used, fmt.Sprintf("%s→%s:%d", egress, dst, pk.port)
+				w.used, w.dest = pu.used, fmt.Sprintf("%s→%s", egress, netip.AddrPortFrom(dst, pk.port))
 			}
 		}
 		slices.Sort(r.Policies)

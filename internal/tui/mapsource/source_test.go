@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,11 @@ var (
 	pod    = netip.MustParseAddr("10.1.0.5")
 	other  = netip.MustParseAddr("10.1.0.6")
 	egress = netip.MustParseAddr("192.168.100.10")
-	node   = map[profiles.State]time.Duration{
+	// The IPv6 side of a dual-stack node: pod's IPv6 address and the
+	// egress interface's IPv6 address.
+	pod6    = netip.MustParseAddr("fd00:10:1::a01:5")
+	egress6 = netip.MustParseAddr("2001:db8:ff00::a")
+	node    = map[profiles.State]time.Duration{
 		profiles.StateSyn: 60 * time.Second, profiles.StateEstablished: 8000 * time.Second,
 		profiles.StateClosing: 10 * time.Second, profiles.StateNonTCP: 60 * time.Second,
 	}
@@ -33,7 +38,9 @@ type lab struct {
 	fs      string
 	ct, any *ctmap.Map
 	nat     *ctmap.Map
-	src     *Source
+	// The IPv6 maps.
+	ct6, any6, nat6 *ctmap.Map
+	src             *Source
 }
 
 func newLab(t *testing.T) *lab {
@@ -45,10 +52,14 @@ func newLab(t *testing.T) *lab {
 	}
 	l := &lab{fs: fs}
 	for _, x := range []struct {
-		dst  **ctmap.Map
-		role profiles.MapRole
-	}{{&l.ct, profiles.RoleCTTCP}, {&l.any, profiles.RoleCTAny}, {&l.nat, profiles.RoleSNAT}} {
-		spec, _ := r.Profile.Map(x.role, 4)
+		dst    **ctmap.Map
+		role   profiles.MapRole
+		family int
+	}{
+		{&l.ct, profiles.RoleCTTCP, 4}, {&l.any, profiles.RoleCTAny, 4}, {&l.nat, profiles.RoleSNAT, 4},
+		{&l.ct6, profiles.RoleCTTCP, 6}, {&l.any6, profiles.RoleCTAny, 6}, {&l.nat6, profiles.RoleSNAT, 6},
+	} {
+		spec, _ := r.Profile.Map(x.role, x.family)
 		m, err := ctmap.Create(fs, spec, 1024)
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +76,8 @@ func newLab(t *testing.T) *lab {
 }
 
 // flow writes a CT entry idle for idle seconds and, with snatPort, its
-// SNAT egress entry.
+// SNAT egress and reverse entries, in the maps of its family (an IPv6
+// flow leaves through egress6).
 func (l *lab) flow(t *testing.T, from netip.Addr, sport uint16, dst string, dport uint16, proto uint8, st profiles.State, idle uint32, flags uint8, snatPort uint16) {
 	t.Helper()
 	k := ctmap.Tuple{DAddr: from, SAddr: netip.MustParseAddr(dst), DPort: dport, SPort: sport, NextHdr: proto, Flags: flags}
@@ -77,9 +89,12 @@ func (l *lab) flow(t *testing.T, from netip.Addr, sport uint16, dst string, dpor
 	case profiles.StateClosing:
 		v.SetFlags(ctmap.FlagSeenNonSyn | ctmap.FlagRxClosing | ctmap.FlagTxClosing)
 	}
-	m := l.ct
+	m, nat, to := l.ct, l.nat, egress
+	if from.Is6() {
+		m, nat, to = l.ct6, l.nat6, egress6
+	}
 	if proto != ctmap.ProtoTCP {
-		m = l.any
+		m = map[bool]*ctmap.Map{false: l.any, true: l.any6}[from.Is6()]
 	}
 	if err := m.Put(k.Bytes(), v[:]); err != nil {
 		t.Fatal(err)
@@ -88,12 +103,12 @@ func (l *lab) flow(t *testing.T, from netip.Addr, sport uint16, dst string, dpor
 		return
 	}
 	eg, _ := ctmap.NATKeysForCT(k)
-	ev := ctmap.NewNATEntry(1, true, egress, snatPort)
+	ev := ctmap.NewNATEntry(1, true, to, snatPort)
 	rv := ctmap.NewNATEntry(1, true, from, sport)
-	if err := l.nat.Put(eg.Bytes(), ev.Bytes()); err != nil {
+	if err := nat.Put(eg.Bytes(), ev.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.nat.Put(ctmap.ReverseKey(eg, &ev).Bytes(), rv.Bytes()); err != nil {
+	if err := nat.Put(ctmap.ReverseKey(eg, &ev).Bytes(), rv.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -222,6 +237,134 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("re-created SNAT map: ports %+v, age %v", snap.Ports, snap.Node.PortsAge)
 	}
 	nat2.Close()
+}
+
+// TestSnapshotIPv6: IPv6 flows count toward the policy whose IPv6 keys
+// hold them, judged by the sweeper's matcher like IPv4 ones; their SNAT
+// ports are counted per IPv6 destination; while the policies in force
+// have no IPv6 keys, they are shown under (no policy) with a warning.
+func TestSnapshotIPv6(t *testing.T) {
+	l := newLab(t)
+	est, udp := profiles.StateEstablished, profiles.StateNonTCP
+	flows := []struct {
+		from  netip.Addr
+		sport uint16
+		dst   string
+		proto uint8
+		st    profiles.State
+		idle  uint32
+		flags uint8
+		snat  uint16
+		want  string // the row it belongs to once IPv6 keys are in force
+	}{
+		{pod, 40001, "198.18.0.7", ctmap.ProtoTCP, est, 10, 0, 50001, "pay"},
+		{pod6, 40002, "2001:db8:1::7", ctmap.ProtoTCP, est, 400, 0, 50002, "pay"}, // over the policy's 300 s
+		{pod6, 40003, "2001:db8:1::7", ctmap.ProtoTCP, est, 20, 0, 50003, "pay"},
+		{pod6, 40004, "2001:db8:1::9", ctmap.ProtoTCP, est, 299, 0, 50004, "pay"},         // 1 s left under the policy
+		{pod6, 40005, "2001:db8:1::ff", ctmap.ProtoTCP, est, 500, 0, 50005, tui.NoPolicy}, // an excluded CIDR
+		{pod6, 40006, "2001:db8:2::1", ctmap.ProtoTCP, est, 500, 0, 50006, tui.NoPolicy},  // no destination of the policy
+		{pod6, 40007, "2001:db8:1::7", ctmap.ProtoTCP, est, 5, ctmap.TupleIn, 0, tui.NoPolicy},
+		{netip.MustParseAddr("fd00:10:1::a01:6"), 40008, "2001:db8:1::7", ctmap.ProtoUDP, udp, 30, 0, 50008, tui.NoPolicy}, // another pod
+	}
+	for _, f := range flows {
+		l.flow(t, f.from, f.sport, f.dst, 443, f.proto, f.st, f.idle, f.flags, f.snat)
+	}
+	st, err := sweep.OpenState(l.fs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v4Keys := []policy.Key{{Pod: pod, Dest: netip.MustParsePrefix("198.18.0.0/24")}}
+	v6Keys := []policy.Key{
+		{Pod: pod6, Dest: netip.MustParsePrefix("2001:db8:1::/64")},
+		{Pod: pod6, Dest: netip.MustParsePrefix("2001:db8:1::ff/128"), Excluded: true},
+	}
+	if err := st.Replace([]sweep.Policy{{Name: "pay", Timeouts: [4]uint32{0, 300, 0, 0}, Keys: v4Keys}}); err != nil {
+		t.Fatal(err)
+	}
+	q := tui.Query{Window: 2 * time.Second, FlowsOf: "pay", Flows: true}
+
+	// The pinned set holds IPv4 keys only: every IPv6 flow is of no policy.
+	snap, err := l.src.Snapshot(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Policies) != 2 || snap.Policies[0].Total != 7 || snap.Policies[1].Total != 1 {
+		t.Fatalf("IPv4 keys only: %+v", snap.Policies)
+	}
+	if want := "7 IPv6 CT entries are shown under (no policy): the policies in force have no IPv6 keys"; !slices.Contains(snap.Node.Warnings, want) {
+		t.Errorf("warnings %q, want %q", snap.Node.Warnings, want)
+	}
+
+	// With IPv6 keys in force (as the set read from the state will hold
+	// once the sweeper handles IPv6), IPv6 flows count toward pay.
+	l.src.readSet = func(s *sweep.State) ([]sweep.Policy, error) {
+		set, err := s.Set()
+		if err == nil && len(set) == 1 {
+			set[0].Keys = append(set[0].Keys, v6Keys...)
+		}
+		return set, err
+	}
+	snap, err = l.src.Snapshot(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]tui.Policy{}
+	for _, p := range snap.Policies {
+		rows[p.Name] = p
+	}
+	for _, w := range snap.Node.Warnings {
+		if strings.Contains(w, "IPv6") {
+			t.Errorf("warning %q with IPv6 keys in force", w)
+		}
+	}
+	for name, want := range map[string]int{"pay": 0, tui.NoPolicy: 0} {
+		for _, f := range flows {
+			if f.want == name {
+				want++
+			}
+		}
+		if rows[name].Total != want {
+			t.Errorf("%s: %d flows, want %d (%+v)", name, rows[name].Total, want, rows[name])
+		}
+	}
+	if pay := rows["pay"]; pay.Over != 1 || pay.Expiring != 1 || pay.Flows[est] != 4 ||
+		pay.WorstPorts != 2 || pay.WorstDest != "2001:db8:ff00::a→[2001:db8:1::7]:443" {
+		t.Errorf("pay: %+v", pay)
+	}
+	if none := rows[tui.NoPolicy]; none.Over != 0 || none.Flows[udp] != 1 {
+		t.Errorf("no policy: %+v", none)
+	}
+	// Ports per IPv6 destination, with the policies holding them.
+	var p6 *tui.Port
+	for i, p := range snap.Ports {
+		if p.Dst == netip.MustParseAddr("2001:db8:1::7") && p.Proto == ctmap.ProtoTCP {
+			p6 = &snap.Ports[i]
+		}
+	}
+	if p6 == nil || p6.Egress != egress6 || p6.DstPort != 443 || p6.Used != 2 || !slices.Equal(p6.Policies, []string{"pay"}) {
+		t.Errorf("IPv6 ports %+v in %+v", p6, snap.Ports)
+	}
+	// The flows of pay, with their SNAT address and port.
+	if len(snap.Flows) != 4 {
+		t.Fatalf("flows of pay: %+v", snap.Flows)
+	}
+	for _, f := range snap.Flows {
+		want := netip.AddrPortFrom(egress, 50000+f.Src.Port()-40000)
+		if f.Src.Addr().Is6() {
+			want = netip.AddrPortFrom(egress6, want.Port())
+		}
+		if f.Egress != want || !f.HasPolicy || f.PolicyRemaining != 300*time.Second-f.Idle {
+			t.Errorf("flow %+v, want egress %s", f, want)
+		}
+	}
+	fills := map[string]int{}
+	for _, m := range snap.Node.Maps {
+		fills[m.Name] = m.Entries
+	}
+	if fills["cilium_ct6_global"] != 6 || fills["cilium_ct_any6_global"] != 1 || fills["cilium_snat_v6_external"] != 12 {
+		t.Errorf("fills %v", fills)
+	}
 }
 
 func TestHistogram(t *testing.T) {
