@@ -146,13 +146,25 @@ struct sweep_stats {
 	__u64 idle[NBUCKETS];
 };
 
-/* An expired entry, for userspace to delete (reclaim mode). */
-struct candidate {
-	__u8 key[40];           /* the CT key: 14 (IPv4) or 38 bytes, then zeros */
+/* An expired entry, for userspace to delete (reclaim mode): a header,
+ * then the CT key (14 bytes for IPv4, 38 for IPv6) and padding to 8. */
+struct candidate_hdr {
 	__u32 lifetime;
 	__u16 policy;
 	__u8 state;
 	__u8 family;            /* 4 or 6 */
+};
+
+struct candidate4 {
+	struct candidate_hdr h;
+	struct ct_key4 key;
+	__u8 pad[2];
+};
+
+struct candidate6 {
+	struct candidate_hdr h;
+	struct ct_key6 key;
+	__u8 pad[2];
 };
 
 /* One slot holding the current policy set: swapping it is atomic. */
@@ -266,7 +278,7 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 /* account counts an entry of a policy slot (0: none) and handles it if it
  * has expired (see the comment at the top). */
 static __always_inline int account(struct policy_set *set, __u32 slot, __u32 state,
-				   const void *key, __u32 keysize, __u8 family, struct ct_entry *v)
+				   const void *key, __u8 family, struct ct_entry *v)
 {
 	__u32 t = now;
 	__u32 lifetime = v->lifetime;
@@ -303,20 +315,29 @@ static __always_inline int account(struct policy_set *set, __u32 slot, __u32 sta
 		__sync_val_compare_and_swap(&v->lifetime, lifetime, t - 1);
 		return 0;
 	}
-	struct candidate *c = bpf_ringbuf_reserve(&egwct_expired, sizeof(*c), 0);
+	/* The size of a reservation must be a constant: one per family. */
+	struct candidate_hdr *c;
+	if (family == 4)
+		c = bpf_ringbuf_reserve(&egwct_expired, sizeof(struct candidate4), 0);
+	else
+		c = bpf_ringbuf_reserve(&egwct_expired, sizeof(struct candidate6), 0);
 	if (!c) {
 		s->lost++;
 		return 0;
 	}
-	__builtin_memset(c->key, 0, sizeof(c->key));
-	if (keysize == sizeof(struct ct_key4))
-		__builtin_memcpy(c->key, key, sizeof(struct ct_key4));
-	else
-		__builtin_memcpy(c->key, key, sizeof(struct ct_key6));
 	c->lifetime = lifetime;
 	c->policy = slot;
 	c->state = state;
 	c->family = family;
+	if (family == 4) {
+		struct candidate4 *c4 = (void *)c;
+		__builtin_memcpy(&c4->key, key, sizeof(c4->key));
+		c4->pad[0] = c4->pad[1] = 0;
+	} else {
+		struct candidate6 *c6 = (void *)c;
+		__builtin_memcpy(&c6->key, key, sizeof(c6->key));
+		c6->pad[0] = c6->pad[1] = 0;
+	}
 	bpf_ringbuf_submit(c, 0);
 	return 0;
 }
@@ -327,7 +348,7 @@ static __always_inline int judge4(struct ct_key4 *k, struct ct_entry *v)
 	__u32 slot = 0;
 	if (set && k->flags == TUPLE_F_OUT)
 		slot = policy4(set, k->pod, k->dest);
-	return account(set, slot, classify(k->nexthdr, v->flags), k, sizeof(*k), 4, v);
+	return account(set, slot, classify(k->nexthdr, v->flags), k, 4, v);
 }
 
 static __always_inline int judge6(struct ct_key6 *k, struct ct_entry *v)
@@ -336,7 +357,7 @@ static __always_inline int judge6(struct ct_key6 *k, struct ct_entry *v)
 	__u32 slot = 0;
 	if (set && k->flags == TUPLE_F_OUT)
 		slot = policy6(set, k->pod, k->dest);
-	return account(set, slot, classify(k->nexthdr, v->flags), k, sizeof(*k), 6, v);
+	return account(set, slot, classify(k->nexthdr, v->flags), k, 6, v);
 }
 
 SEC("iter/bpf_map_elem")

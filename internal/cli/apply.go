@@ -287,6 +287,7 @@ func (o *applyOptions) summary(d *desired, res *sweep.Result) error {
 		DeletedCT  uint64 `json:"deletedCT"`
 		DeletedNAT uint64 `json:"deletedNAT"`
 		Refreshed  uint64 `json:"refreshed"`
+		Lost       uint64 `json:"lost"`
 	}
 	var js []jsonRow
 	for i, p := range d.set {
@@ -299,6 +300,7 @@ func (o *applyOptions) summary(d *desired, res *sweep.Result) error {
 				r.DeletedCT += c.DeletedCT
 				r.DeletedNAT += c.DeletedNAT
 				r.Refreshed += c.Refreshed
+				r.Lost += c.Lost
 			}
 		}
 		js = append(js, r)
@@ -313,7 +315,20 @@ func (o *applyOptions) summary(d *desired, res *sweep.Result) error {
 			}
 			_ = t.Append(row...)
 		}
-		return t.Render()
+		if err := t.Render(); err != nil {
+			return err
+		}
+		var refreshed, lost uint64
+		for _, r := range js {
+			refreshed, lost = refreshed+r.Refreshed, lost+r.Lost
+		}
+		if refreshed > 0 {
+			fmt.Fprintf(w, "%d expired entries saw traffic before their deletion and were kept\n", refreshed)
+		}
+		if lost > 0 {
+			fmt.Fprintf(w, "%d expired entries were not deleted (more than the sweeper reports in one sweep): the next sweep deletes them\n", lost)
+		}
+		return nil
 	})
 }
 

@@ -40,6 +40,10 @@ func TestApplyLab(t *testing.T) {
 			manifests := filepath.Join(dir+".state", "manifests")
 			ctBefore := countAll(t, node, "ct")
 			natBefore := countAll(t, node, "nat")
+			v6Before := countIPv6(t, node)
+			if v6Before == 0 {
+				t.Fatal("the 1.18 lab has no IPv6 flows")
+			}
 
 			code, out, errOut := run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
 			if code != 0 || !strings.Contains(out, "EXPIRE NOW") {
@@ -75,6 +79,10 @@ func TestApplyLab(t *testing.T) {
 				if ct != expired || nat != 2*ct || ctAfter != ctBefore-int(ct) || natAfter != natBefore-int(nat) {
 					t.Errorf("expired %d, deleted %d CT (%d → %d) and %d NAT (%d → %d)", expired, ct, ctBefore, ctAfter, nat, natBefore, natAfter)
 				}
+				// IPv6 flows are swept like IPv4 ones.
+				if v6After := countIPv6(t, node); v6After >= v6Before {
+					t.Errorf("no IPv6 entry deleted: %d → %d", v6Before, v6After)
+				}
 			case "mark":
 				if ct != 0 || ctAfter != ctBefore || natAfter != natBefore {
 					t.Errorf("mark deleted entries: %d CT, %d → %d", ct, ctBefore, ctAfter)
@@ -99,6 +107,22 @@ func TestApplyLab(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countIPv6 counts the IPv6 CT entries.
+func countIPv6(t *testing.T, node []string) int {
+	t.Helper()
+	code, out, errOut := run(t, "", append([]string{"ct", "list", "-o", "json"}, node...)...)
+	if code != 0 {
+		t.Fatalf("ct list: %s", errOut)
+	}
+	n := 0
+	for _, r := range jsonLines(t, out) {
+		if ip, _ := r["src_ip"].(string); strings.Contains(ip, ":") {
+			n++
+		}
+	}
+	return n
 }
 
 // expireNow sums the EXPIRE NOW column of a dry run.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -275,22 +276,16 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Counts: map[uint32]*[4]Counts{}}
-	for _, t := range s.targets {
-		var err error
-		if t.each != nil {
-			_, err = t.each.Run(&ebpf.RunOptions{})
-		} else {
-			err = s.iterate(t)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("sweep %s: %w", t.m.Spec.Name, err)
-		}
-	}
-	if err := s.collect(res); err != nil {
+	if err := s.pass(res, true); err != nil {
 		return nil, err
 	}
-	if s.cfg.Mode == Reclaim {
-		if err := s.reclaim(res); err != nil {
+	// Expired entries the ring buffer could not hold (a big backlog, e.g.
+	// the first apply on a busy node) are found again by another walk.
+	for i := 1; i < maxPasses && s.cfg.Mode == Reclaim && res.lost() > 0; i++ {
+		if err := s.resetStats(); err != nil {
+			return nil, err
+		}
+		if err := s.pass(res, false); err != nil {
 			return nil, err
 		}
 	}
@@ -302,6 +297,96 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// maxPasses bounds the walks of one sweep in reclaim mode.
+const maxPasses = 8
+
+// lost is the number of expired entries not reported to userspace.
+func (r *Result) lost() uint64 {
+	n := uint64(0)
+	for _, cs := range r.Counts {
+		for _, c := range cs {
+			n += c.Lost
+		}
+	}
+	return n
+}
+
+// pass walks the CT maps once; in reclaim mode expired entries are
+// deleted while the walk goes on. The first pass of a sweep counts
+// everything; a later one adds what it deleted and replaces Lost.
+func (s *Sweeper) pass(res *Result, first bool) error {
+	stop := make(chan struct{})
+	var drained map[uint32]*[4]Counts
+	var drainErr error
+	var wg sync.WaitGroup
+	if s.cfg.Mode == Reclaim {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			drained, drainErr = s.drain(stop)
+		}()
+	}
+	walkErr := s.walk()
+	close(stop)
+	wg.Wait()
+	if walkErr != nil {
+		return walkErr
+	}
+	if drainErr != nil {
+		return drainErr
+	}
+	got := res
+	if !first {
+		got = &Result{Counts: map[uint32]*[4]Counts{}}
+	}
+	if err := s.collect(got); err != nil {
+		return err
+	}
+	if !first {
+		for _, cs := range res.Counts {
+			for st := range cs {
+				cs[st].Lost = 0
+			}
+		}
+		for slot, cs := range got.Counts {
+			if res.Counts[slot] == nil {
+				res.Counts[slot] = new([4]Counts)
+			}
+			for st, c := range cs {
+				res.Counts[slot][st].Lost = c.Lost
+			}
+		}
+	}
+	for slot, cs := range drained {
+		if res.Counts[slot] == nil {
+			res.Counts[slot] = new([4]Counts)
+		}
+		for st, c := range cs {
+			r := &res.Counts[slot][st]
+			r.DeletedCT += c.DeletedCT
+			r.DeletedNAT += c.DeletedNAT
+			r.Refreshed += c.Refreshed
+		}
+	}
+	return nil
+}
+
+// walk runs the program over every CT map.
+func (s *Sweeper) walk() error {
+	for _, t := range s.targets {
+		var err error
+		if t.each != nil {
+			_, err = t.each.Run(&ebpf.RunOptions{})
+		} else {
+			err = s.iterate(t)
+		}
+		if err != nil {
+			return fmt.Errorf("sweep %s: %w", t.m.Spec.Name, err)
+		}
+	}
+	return nil
 }
 
 // iterate runs the iterator over one map to its end. A read processes at
@@ -422,62 +507,84 @@ func (s *Sweeper) collect(res *Result) error {
 	return nil
 }
 
-// candidate mirrors struct candidate of the program.
-const candidateSize = 48
+// candidateHdr is the size of struct candidate_hdr: the CT key follows.
+const candidateHdr = 8
 
-// reclaim deletes what the program reported expired: the CT entry, unless
-// its lifetime changed since it was judged (the datapath refreshed it),
-// and then its SNAT egress and reverse entries, exactly the set Cilium's
-// GC deletes for an outbound entry.
-func (s *Sweeper) reclaim(res *Result) error {
-	s.rb.SetDeadline(time.Now())
+// drain deletes what the program reports expired while the walk runs, so
+// that the ring buffer never fills on a big node, until stop is closed;
+// then it empties the ring buffer and returns its counts.
+func (s *Sweeper) drain(stop <-chan struct{}) (map[uint32]*[4]Counts, error) {
+	counts := map[uint32]*[4]Counts{}
 	var rec ringbuf.Record
+	stopping := false
 	for {
+		if !stopping {
+			select {
+			case <-stop:
+				stopping = true
+			default:
+			}
+		}
+		if stopping {
+			s.rb.SetDeadline(time.Now())
+		} else {
+			s.rb.SetDeadline(time.Now().Add(20 * time.Millisecond))
+		}
 		err := s.rb.ReadInto(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil
+			if stopping {
+				return counts, nil
+			}
+			continue
 		}
 		if err != nil {
-			return err
+			return counts, err
 		}
-		raw := rec.RawSample
-		if len(raw) < candidateSize {
-			continue
+		if err := s.reclaimOne(rec.RawSample, counts); err != nil {
+			return counts, err
 		}
-		lifetime := binary.LittleEndian.Uint32(raw[40:])
-		slot := uint32(binary.LittleEndian.Uint16(raw[44:]))
-		state, fam := raw[46], int(raw[47])
-		size := ctmap.TupleSize4
-		if fam == 6 {
-			size = ctmap.TupleSize6
-		}
-		if state > 3 || slot >= MaxPolicies || (fam != 4 && fam != 6) {
-			continue
-		}
-		key := raw[:size]
-		if res.Counts[slot] == nil {
-			res.Counts[slot] = new([4]Counts)
-		}
-		c := &res.Counts[slot][state]
-		m := s.ctMap(fam, key[size-2] == ctmap.ProtoTCP)
-		if m == nil {
-			continue
-		}
-		deleted, err := s.deleteCT(m, key, lifetime)
-		if err != nil {
-			return err
-		}
-		if !deleted {
-			c.Refreshed++
-			continue
-		}
-		c.DeletedCT++
-		n, err := s.deleteNAT(s.nat[famIndex(fam)], key)
-		if err != nil {
-			return err
-		}
-		c.DeletedNAT += n
 	}
+}
+
+// reclaimOne deletes one expired entry the program reported: the CT
+// entry, unless its lifetime changed since it was judged (the datapath
+// refreshed it), and then its SNAT egress and reverse entries, exactly the
+// set Cilium's GC deletes for an outbound entry.
+func (s *Sweeper) reclaimOne(raw []byte, counts map[uint32]*[4]Counts) error {
+	if len(raw) < candidateHdr {
+		return nil
+	}
+	lifetime := binary.LittleEndian.Uint32(raw[0:])
+	slot := uint32(binary.LittleEndian.Uint16(raw[4:]))
+	state, fam := raw[6], int(raw[7])
+	size := ctmap.TupleSize4
+	if fam == 6 {
+		size = ctmap.TupleSize6
+	}
+	if state > 3 || slot >= MaxPolicies || (fam != 4 && fam != 6) || len(raw) < candidateHdr+size {
+		return nil
+	}
+	key := raw[candidateHdr : candidateHdr+size]
+	if counts[slot] == nil {
+		counts[slot] = new([4]Counts)
+	}
+	c := &counts[slot][state]
+	m := s.ctMap(fam, key[size-2] == ctmap.ProtoTCP)
+	if m == nil {
+		return nil
+	}
+	deleted, err := s.deleteCT(m, key, lifetime)
+	if err != nil {
+		return err
+	}
+	if !deleted {
+		c.Refreshed++
+		return nil
+	}
+	c.DeletedCT++
+	n, err := s.deleteNAT(s.nat[famIndex(fam)], key)
+	c.DeletedNAT += n
+	return err
 }
 
 // ctMap is the CT map of a family holding TCP or other flows.

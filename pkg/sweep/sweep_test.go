@@ -373,11 +373,13 @@ func TestRefreshedBeforeDeletion(t *testing.T) {
 	n.ct.Lookup(k.Bytes(), v[:])
 	v.SetLifetime(now + n.units[profiles.StateEstablished])
 	n.ct.Put(k.Bytes(), v[:])
-	res := &Result{Counts: map[uint32]*[4]Counts{}}
-	if err := s.reclaim(res); err != nil {
+	stop := make(chan struct{})
+	close(stop)
+	counts, err := s.drain(stop)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if c := res.Counts[1][profiles.StateEstablished]; c.Refreshed != 1 || c.DeletedCT != 0 {
+	if c := counts[1][profiles.StateEstablished]; c.Refreshed != 1 || c.DeletedCT != 0 {
 		t.Fatalf("counts %+v", c)
 	}
 	if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
@@ -656,5 +658,48 @@ func TestKernelVersion(t *testing.T) {
 		if got := releaseOlderThan(release, 5, 12); got != want {
 			t.Errorf("%s older than 5.12: %v, want %v", release, got, want)
 		}
+	}
+}
+
+// TestBacklog: more expired entries than the ring buffer holds at once
+// (the first apply on a busy node) are all deleted by one sweep.
+func TestBacklog(t *testing.T) {
+	const n = 200_000 // the 4 MiB ring buffer holds 131,072 IPv4 candidates
+	for _, engine := range []Engine{Iterator, ForEach} {
+		t.Run(engine.String(), func(t *testing.T) {
+			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+			nd := newNodeFamily(t, "1.18.3", clock, 4, n+n/4)
+			now, _ := ctmap.Now(clock)
+			keys := make([][14]byte, n)
+			vals := make([][56]byte, n)
+			for i := range keys {
+				binary.BigEndian.PutUint32(keys[i][0:], 0x0a010005)
+				binary.BigEndian.PutUint32(keys[i][4:], 0xc6120000|uint32(i))
+				binary.BigEndian.PutUint16(keys[i][8:], 443)
+				binary.BigEndian.PutUint16(keys[i][10:], uint16(1024+i%60000))
+				keys[i][12] = ctmap.ProtoTCP
+				var e ctmap.CTEntry
+				e.SetLifetime(now + nd.units[profiles.StateEstablished] - 1000)
+				e.SetFlags(ctmap.FlagSeenNonSyn)
+				vals[i] = e
+			}
+			if _, err := nd.ct.BatchUpdate(keys, vals, nil); err != nil {
+				t.Fatal(err)
+			}
+			p := Policy{Name: "a/b", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("198.18.0.0/15")}}}
+			p.Timeouts[profiles.StateEstablished] = 60
+			s, _ := nd.sweeperWith(t, Reclaim, engine, []Policy{p})
+			res, err := s.Sweep()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Counts[1][profiles.StateEstablished]
+			if c.Expired != n || c.DeletedCT != n || c.Lost != 0 {
+				t.Errorf("expired %d, deleted %d, lost %d; want %d, %d, 0", c.Expired, c.DeletedCT, c.Lost, n, n)
+			}
+			if left := len(dump(t, nd.ct)); left != 0 {
+				t.Errorf("%d entries left", left)
+			}
+		})
 	}
 }
