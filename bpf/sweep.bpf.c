@@ -91,7 +91,7 @@ enum { MODE_RECLAIM, MODE_MARK };
  * builds it with the same hash and guarantees every pod lies within
  * MAX_PROBE slots of its home. */
 #define MAX_POLICIES 4096
-#define MAX_RULES 32          /* rules of one pod */
+#define MAX_RULES 256         /* rules of one pod */
 #define PODS4 (1 << 16)       /* table slots */
 #define RULES4 (1 << 16)
 #define PODS6 (1 << 15)

@@ -14,7 +14,7 @@ import (
 // longest destination prefix first, one after the other.
 const (
 	MaxPolicies = 4096    // policy slots, 0 is "no policy"
-	MaxRules    = 32      // destination CIDRs of one pod, over all policies
+	MaxRules    = 256     // destination CIDRs of one pod, over all policies
 	MaxKeys     = 1 << 16 // IPv4 (pod, destination CIDR) keys
 	MaxKeys6    = 1 << 15 // IPv6 keys
 	MaxPods     = 1 << 15 // IPv4 pods with rules: half the table's slots

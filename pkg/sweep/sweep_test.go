@@ -438,7 +438,7 @@ func TestReplaceIsWhole(t *testing.T) {
 	for i := 0; i <= MaxRules; i++ {
 		wide.Keys = append(wide.Keys, Key{Pod: podA, Dest: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i), 0}), 24)})
 	}
-	if err := st.Replace([]Policy{wide}); err == nil || !strings.Contains(err.Error(), "at most 32 per pod") {
+	if err := st.Replace([]Policy{wide}); err == nil || !strings.Contains(err.Error(), "at most 256 per pod") {
 		t.Errorf("too many CIDRs for a pod: %v", err)
 	}
 	// A set too large for the trie is refused before anything changes.
