@@ -59,122 +59,128 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // driven: it sweeps, serves metrics, reloads changed manifests, keeps the
 // last good set on a bad one, and re-opens a CT map Cilium re-created.
 func TestAgent(t *testing.T) {
-	dir := labDir(t)
-	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.17.8", "--flows", "3000"); code != 0 {
-		t.Fatalf("lab up: %s %s", out, errOut)
-	}
-	defer run(t, "", "lab", "down", "--bpffs", dir)
-	state := dir + ".state"
-	manifests := t.TempDir()
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, _ := os.ReadFile(filepath.Join(state, f))
-		os.WriteFile(filepath.Join(manifests, filepath.Base(f)), data, 0o644)
-	}
-	logs := &syncBuffer{}
-	addr := freeAddr(t)
-	o := &agentOptions{
-		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},
-		Interval:    200 * time.Millisecond,
-		MetricsAddr: addr,
-		LogFormat:   "text",
-	}
-	o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: "1.17.8", StateDir: state}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runAgent(ctx, o) }()
-
-	// A datapath at work meanwhile.
-	d, err := lab.NewDriver(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	driveCtx, stopDrive := context.WithCancel(context.Background())
-	var driving sync.WaitGroup
-	driving.Add(1)
-	go func() {
-		defer driving.Done()
-		for driveCtx.Err() == nil {
-			if _, err := d.Step(200, 20, 10); err != nil {
-				t.Error(err)
-				return
+	// An IPv4-only profile, and a dual-stack one whose IPv6 flows the agent
+	// sweeps too.
+	for _, version := range []string{"1.17.8", "main"} {
+		t.Run(version, func(t *testing.T) {
+			dir := labDir(t)
+			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", version, "--flows", "3000"); code != 0 {
+				t.Fatalf("lab up: %s %s", out, errOut)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+			defer run(t, "", "lab", "down", "--bpffs", dir)
+			state := dir + ".state"
+			manifests := t.TempDir()
+			for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+				data, _ := os.ReadFile(filepath.Join(state, f))
+				os.WriteFile(filepath.Join(manifests, filepath.Base(f)), data, 0o644)
+			}
+			logs := &syncBuffer{}
+			addr := freeAddr(t)
+			o := &agentOptions{
+				apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},
+				Interval:    200 * time.Millisecond,
+				MetricsAddr: addr,
+				LogFormat:   "text",
+			}
+			o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: version, StateDir: state}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- runAgent(ctx, o) }()
 
-	metrics := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	eventually(t, "sweeps with deletions", func() bool {
-		m := metrics()
-		return strings.Contains(m, `egwct_ct_deleted_total{policy="payments-egress",state="established"}`) &&
-			strings.Contains(m, "egwct_sweeps_total 3")
-	})
-	stopDrive()
-	driving.Wait()
-	d.Close()
-	// Within an interval or two every idle flow of a timed policy is gone:
-	// what a sweep would still find is what crossed its timeout since.
-	time.Sleep(2 * o.Interval)
-	n, err := o.apply.node.open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := o.apply.resolve(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, _, err := o.apply.impact(n, want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := 0
-	for _, e := range expired[1:] {
-		left += e[0] + e[1] + e[2] + e[3]
-	}
-	if left > 10 {
-		t.Errorf("with the agent running, %d entries are past their policy's timeout", left)
-	}
+			// A datapath at work meanwhile.
+			d, err := lab.NewDriver(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			driveCtx, stopDrive := context.WithCancel(context.Background())
+			var driving sync.WaitGroup
+			driving.Add(1)
+			go func() {
+				defer driving.Done()
+				for driveCtx.Err() == nil {
+					if _, err := d.Step(200, 20, 10); err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
 
-	// Changed manifests are picked up; a broken one is refused and the
-	// last good set stays.
-	pf := filepath.Join(manifests, "policies.yaml")
-	data, _ := os.ReadFile(pf)
-	os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTcp: 10m"), 1), 0o644)
-	eventually(t, "a reload", func() bool { return strings.Contains(logs.String(), "policy set reloaded") })
-	os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTCP: 10m"), 1), 0o644)
-	eventually(t, "a refused reload", func() bool {
-		return strings.Contains(logs.String(), "keeping the last good set") && strings.Contains(metrics(), "egwct_reload_errors_total 1")
-	})
+			metrics := func() string {
+				resp, err := http.Get("http://" + addr + "/metrics")
+				if err != nil {
+					return ""
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return string(b)
+			}
+			eventually(t, "sweeps with deletions", func() bool {
+				m := metrics()
+				return strings.Contains(m, `egwct_ct_deleted_total{policy="payments-egress",state="established"}`) &&
+					strings.Contains(m, "egwct_sweeps_total 3")
+			})
+			stopDrive()
+			driving.Wait()
+			d.Close()
+			// Within an interval or two every idle flow of a timed policy is gone:
+			// what a sweep would still find is what crossed its timeout since.
+			time.Sleep(2 * o.Interval)
+			n, err := o.apply.node.open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := o.apply.resolve(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expired, _, err := o.apply.impact(n, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := 0
+			for _, e := range expired[1:] {
+				left += e[0] + e[1] + e[2] + e[3]
+			}
+			if left > 10 {
+				t.Errorf("with the agent running, %d entries are past their policy's timeout", left)
+			}
 
-	// Cilium re-creates its TCP CT map: the agent sweeps the new one.
-	r, _ := profiles.Resolve("1.17.8")
-	spec, _ := r.Profile.Map(profiles.RoleCTTCP, 4)
-	os.Remove(ctmap.PinPath(dir, spec))
-	m, err := ctmap.Create(dir, spec, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	eventually(t, "the re-created map to be re-opened", func() bool {
-		return strings.Contains(logs.String(), "re-opening them") && strings.Contains(metrics(), "egwct_map_reopens_total 1")
-	})
+			// Changed manifests are picked up; a broken one is refused and the
+			// last good set stays.
+			pf := filepath.Join(manifests, "policies.yaml")
+			data, _ := os.ReadFile(pf)
+			os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTcp: 10m"), 1), 0o644)
+			eventually(t, "a reload", func() bool { return strings.Contains(logs.String(), "policy set reloaded") })
+			os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTCP: 10m"), 1), 0o644)
+			eventually(t, "a refused reload", func() bool {
+				return strings.Contains(logs.String(), "keeping the last good set") && strings.Contains(metrics(), "egwct_reload_errors_total 1")
+			})
 
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("agent: %v", err)
-	}
+			// Cilium re-creates its TCP CT map: the agent sweeps the new one.
+			r, _ := profiles.Resolve(version)
+			spec, _ := r.Profile.Map(profiles.RoleCTTCP, 4)
+			os.Remove(ctmap.PinPath(dir, spec))
+			m, err := ctmap.Create(dir, spec, 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			eventually(t, "the re-created map to be re-opened", func() bool {
+				return strings.Contains(logs.String(), "re-opening them") && strings.Contains(metrics(), "egwct_map_reopens_total 1")
+			})
 
-	if !strings.Contains(logs.String(), "agent stopped") {
-		t.Errorf("logs: %s", logs.String())
-	}
-	if strings.Contains(logs.String(), "level=ERROR msg=\"sweep failed") {
-		t.Errorf("a sweep failed: %s", logs.String())
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("agent: %v", err)
+			}
+
+			if !strings.Contains(logs.String(), "agent stopped") {
+				t.Errorf("logs: %s", logs.String())
+			}
+			if strings.Contains(logs.String(), "level=ERROR msg=\"sweep failed") {
+				t.Errorf("a sweep failed: %s", logs.String())
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/egwct/egwct/internal/lab"
 	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
@@ -29,83 +30,105 @@ type applyRow struct {
 // egwct's state only.
 func TestApplyLab(t *testing.T) {
 	for _, tc := range []struct{ mode, engine string }{{"reclaim", "iterator"}, {"mark", "iterator"}, {"reclaim", "foreach"}} {
-		mode := tc.mode
 		t.Run(tc.mode+"/"+tc.engine, func(t *testing.T) {
-			dir := labDir(t)
-			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "4000", "--clock", "jiffies", "--hz", "250"); code != 0 {
-				t.Fatalf("lab up: %s %s", out, errOut)
-			}
-			defer run(t, "", "lab", "down", "--bpffs", dir)
-			node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.18.3"}
-			manifests := filepath.Join(dir+".state", "manifests")
-			ctBefore := countAll(t, node, "ct")
-			natBefore := countAll(t, node, "nat")
-			v6Before := countIPv6(t, node)
-			if v6Before == 0 {
-				t.Fatal("the 1.18 lab has no IPv6 flows")
-			}
-
-			code, out, errOut := run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
-			if code != 0 || !strings.Contains(out, "EXPIRE NOW") {
-				t.Fatalf("dry run: %d %s %s", code, out, errOut)
-			}
-			if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatal("the dry run wrote egwct's state")
-			}
-			if countAll(t, node, "ct") != ctBefore {
-				t.Fatal("the dry run changed the CT maps")
-			}
-
-			code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "--engine", tc.engine, "-f", manifests}, node...)...)
-			if code != 0 {
-				t.Fatalf("apply: %d %s", code, errOut)
-			}
-			var rows []applyRow
-			if err := json.Unmarshal([]byte(out), &rows); err != nil {
-				t.Fatalf("%v: %s", err, out)
-			}
-			var expired, ct, nat uint64
-			for _, r := range rows {
-				expired += r.Expired
-				ct += r.DeletedCT
-				nat += r.DeletedNAT
-			}
-			if expired == 0 || len(rows) == 0 {
-				t.Fatalf("nothing expired: %+v", rows)
-			}
-			ctAfter, natAfter := countAll(t, node, "ct"), countAll(t, node, "nat")
-			switch mode {
-			case "reclaim":
-				if ct != expired || nat != 2*ct || ctAfter != ctBefore-int(ct) || natAfter != natBefore-int(nat) {
-					t.Errorf("expired %d, deleted %d CT (%d → %d) and %d NAT (%d → %d)", expired, ct, ctBefore, ctAfter, nat, natBefore, natAfter)
-				}
-				// IPv6 flows are swept like IPv4 ones.
-				if v6After := countIPv6(t, node); v6After >= v6Before {
-					t.Errorf("no IPv6 entry deleted: %d → %d", v6Before, v6After)
-				}
-			case "mark":
-				if ct != 0 || ctAfter != ctBefore || natAfter != natBefore {
-					t.Errorf("mark deleted entries: %d CT, %d → %d", ct, ctBefore, ctAfter)
-				}
-				// The marked entries are now expired for Cilium's GC.
-				code, out, _ := run(t, "", append([]string{"ct", "list", "-o", "json", "--expired"}, node...)...)
-				if code != 0 || len(jsonLines(t, out)) < int(expired) {
-					t.Errorf("%d expired entries listed, %d marked", len(jsonLines(t, out)), expired)
-				}
-			}
-			// Nothing is left for a sweep now (the clock may tick a unit meanwhile).
-			code, out, _ = run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
-			if left := expireNow(t, out); code != 0 || (mode == "reclaim" && left > expired/50) {
-				t.Errorf("after apply a sweep would still expire %d entries (of %d)", left, expired)
-			}
-			code, _, _ = run(t, "", "reset", "--bpffs", dir)
-			if _, err := os.Stat(filepath.Join(dir, "egwct")); code != 0 || !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("reset: %d %v", code, err)
-			}
-			if countAll(t, node, "ct") != ctAfter {
-				t.Error("reset touched Cilium's maps")
-			}
+			applyLab(t, "1.18.3", "jiffies", tc.mode, tc.engine, 4000)
 		})
+	}
+}
+
+// TestApplyEveryProfile: apply and reset on a lab node of every profile,
+// with both clocks over the profiles.
+func TestApplyEveryProfile(t *testing.T) {
+	for i, p := range profiles.All() {
+		clock := []string{"ktime", "jiffies"}[i%2]
+		t.Run(p.Name+"/"+clock, func(t *testing.T) {
+			applyLab(t, p.Name, clock, "reclaim", "iterator", 1500)
+		})
+	}
+}
+
+// applyLab runs lab up, apply --dry-run, apply and reset on a lab node and
+// checks each step against the maps.
+func applyLab(t *testing.T, version, clock, mode, engine string, flows int) {
+	t.Helper()
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", version, "--flows", fmt.Sprint(flows), "--clock", clock, "--hz", "250"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	r, err := profiles.Resolve(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dualStack := len(sweep.Families(r.Profile)) == 2
+	node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", version}
+	manifests := filepath.Join(dir+".state", "manifests")
+	ctBefore := countAll(t, node, "ct")
+	natBefore := countAll(t, node, "nat")
+	v6Before := countIPv6(t, node)
+	if dualStack != (v6Before > 0) {
+		t.Fatalf("profile %s: %d IPv6 flows", version, v6Before)
+	}
+
+	code, out, errOut := run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
+	if code != 0 || !strings.Contains(out, "EXPIRE NOW") {
+		t.Fatalf("dry run: %d %s %s", code, out, errOut)
+	}
+	if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("the dry run wrote egwct's state")
+	}
+	if countAll(t, node, "ct") != ctBefore {
+		t.Fatal("the dry run changed the CT maps")
+	}
+
+	code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "--engine", engine, "-f", manifests}, node...)...)
+	if code != 0 {
+		t.Fatalf("apply: %d %s", code, errOut)
+	}
+	var rows []applyRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var expired, ct, nat uint64
+	for _, r := range rows {
+		expired += r.Expired
+		ct += r.DeletedCT
+		nat += r.DeletedNAT
+	}
+	if expired == 0 || len(rows) == 0 {
+		t.Fatalf("nothing expired: %+v", rows)
+	}
+	ctAfter, natAfter := countAll(t, node, "ct"), countAll(t, node, "nat")
+	switch mode {
+	case "reclaim":
+		if ct != expired || nat != 2*ct || ctAfter != ctBefore-int(ct) || natAfter != natBefore-int(nat) {
+			t.Errorf("expired %d, deleted %d CT (%d → %d) and %d NAT (%d → %d)", expired, ct, ctBefore, ctAfter, nat, natBefore, natAfter)
+		}
+		// IPv6 flows are swept like IPv4 ones.
+		if v6After := countIPv6(t, node); dualStack && v6After >= v6Before {
+			t.Errorf("no IPv6 entry deleted: %d → %d", v6Before, v6After)
+		}
+	case "mark":
+		if ct != 0 || ctAfter != ctBefore || natAfter != natBefore {
+			t.Errorf("mark deleted entries: %d CT, %d → %d", ct, ctBefore, ctAfter)
+		}
+		// The marked entries are now expired for Cilium's GC.
+		code, out, _ := run(t, "", append([]string{"ct", "list", "-o", "json", "--expired"}, node...)...)
+		if code != 0 || len(jsonLines(t, out)) < int(expired) {
+			t.Errorf("%d expired entries listed, %d marked", len(jsonLines(t, out)), expired)
+		}
+	}
+	// Nothing is left for a sweep now (the clock may tick a unit meanwhile).
+	code, out, _ = run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
+	if left := expireNow(t, out); code != 0 || (mode == "reclaim" && left > expired/50) {
+		t.Errorf("after apply a sweep would still expire %d entries (of %d)", left, expired)
+	}
+	code, _, _ = run(t, "", "reset", "--bpffs", dir)
+	if _, err := os.Stat(filepath.Join(dir, "egwct")); code != 0 || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("reset: %d %v", code, err)
+	}
+	if countAll(t, node, "ct") != ctAfter {
+		t.Error("reset touched Cilium's maps")
 	}
 }
 
