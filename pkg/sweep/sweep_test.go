@@ -469,28 +469,33 @@ func TestReplaceIsWhole(t *testing.T) {
 // TestRefusesMismatchedCTMap: nothing is loaded against a CT map whose
 // shape differs from the profile.
 func TestRefusesMismatchedCTMap(t *testing.T) {
-	n := newNode(t, "1.18", nodeconfig.Clock{})
-	st, err := OpenState(n.fs, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	_, err = New(Config{BPFFS: n.fs, Profile: mustProfile(t, "1.18"), Clock: nodeconfig.Clock{}, Node: n.timeout}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Profile 1.18's maps opened as if they were another layout.
-	bad := *mustProfile(t, "1.18")
-	bad.Maps = slices.Clone(bad.Maps)
-	for i := range bad.Maps {
-		if bad.Maps[i].Name == "cilium_ct4_global" {
-			bad.Maps[i].ValueSize = 64
+	for _, tc := range []struct {
+		fam  int
+		name string
+	}{{4, "cilium_ct4_global"}, {6, "cilium_ct6_global"}} {
+		n := newNodeFamily(t, "1.18", nodeconfig.Clock{}, tc.fam, 4096)
+		st, err := OpenState(n.fs, true)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	_, err = New(Config{BPFFS: n.fs, Profile: &bad, Node: n.timeout}, st)
-	var mm *ctmap.MismatchError
-	if !errors.As(err, &mm) {
-		t.Fatalf("err = %v, want a mismatch", err)
+		_, err = New(Config{BPFFS: n.fs, Profile: mustProfile(t, "1.18"), Clock: nodeconfig.Clock{}, Node: n.timeout}, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Profile 1.18's maps opened as if they were another layout.
+		bad := *mustProfile(t, "1.18")
+		bad.Maps = slices.Clone(bad.Maps)
+		for i := range bad.Maps {
+			if bad.Maps[i].Name == tc.name {
+				bad.Maps[i].ValueSize = 64
+			}
+		}
+		_, err = New(Config{BPFFS: n.fs, Profile: &bad, Node: n.timeout}, st)
+		var mm *ctmap.MismatchError
+		if !errors.As(err, &mm) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: err = %v, want a mismatch", tc.name, err)
+		}
+		st.Close()
 	}
 }
 
