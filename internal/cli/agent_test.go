@@ -59,9 +59,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // driven: it sweeps, serves metrics, reloads changed manifests, keeps the
 // last good set on a bad one, and re-opens a CT map Cilium re-created.
 func TestAgent(t *testing.T) {
-	// An IPv4-only profile, and a dual-stack one whose IPv6 flows the agent
-	// sweeps too.
-	for _, version := range []string{"1.17.8", "main"} {
+	// Every profile: IPv4-only ones, and dual-stack ones (1.18+) whose
+	// IPv6 flows the agent sweeps too.
+	for _, p := range profiles.All() {
+		version := p.Name
 		t.Run(version, func(t *testing.T) {
 			dir := labDir(t)
 			if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", version, "--flows", "3000"); code != 0 {
