@@ -58,6 +58,8 @@ type Model struct {
 	pending bool
 	// first is set until the first snapshot came: it is asked for quick.
 	first bool
+	// skipped counts the ticks since the last timed fetch.
+	skipped int
 
 	width, height int
 	// quit is set once a quit key was pressed.
@@ -106,6 +108,27 @@ func (m *Model) tick() tea.Cmd {
 	return tea.Tick(m.refresh, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
+// DutyCycle bounds the share of a CPU top spends reading: a timed refresh
+// starts only once DutyCycle times the last read's cost has passed since
+// the previous one (a refresh asked for with r starts at once).
+const DutyCycle = 10
+
+// interval is the time between timed refreshes: the refresh interval, or
+// a multiple of it on a node whose maps take long to read.
+func (m *Model) interval() time.Duration {
+	if m.snap == nil || m.refresh <= 0 {
+		return m.refresh
+	}
+	ticks := (DutyCycle*m.snap.Cost + m.refresh - 1) / m.refresh
+	return max(1, ticks) * m.refresh
+}
+
+// due reports whether a timed refresh should start at this tick.
+func (m *Model) due() bool {
+	m.skipped++
+	return time.Duration(m.skipped)*m.refresh >= m.interval()
+}
+
 // query is what the current view needs.
 func (m *Model) query() Query {
 	return Query{FlowsOf: m.flowsOf, Flows: m.hasFlows, Window: m.refresh, Quick: m.first}
@@ -134,9 +157,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.layout()
 		return m, nil
 	case tickMsg:
-		if m.paused {
+		if m.paused || !m.due() {
 			return m, m.tick()
 		}
+		m.skipped = 0
 		return m, tea.Batch(m.fetch(), m.tick())
 	case snapshotMsg:
 		m.loading = false

@@ -628,3 +628,29 @@ func TestIPv6Columns(t *testing.T) {
 		t.Errorf("IPv4 only again: destination column %d wide", w)
 	}
 }
+
+// TestDutyCycle: on a node whose maps take long to read, timed refreshes
+// are spaced to DutyCycle times the read's cost; r still refreshes at once.
+func TestDutyCycle(t *testing.T) {
+	f := &fake{answer: func(q Query) (*Snapshot, error) {
+		s := synthetic(t0, 0)
+		s.Cost = 350 * time.Millisecond // 3.5 s between refreshes of 1 s
+		return s, nil
+	}}
+	m := newModel(t, 160, 40, f)
+	start := len(f.queries)
+	for i := 0; i < 8; i++ {
+		refresh(t, m)
+	}
+	if got := len(f.queries) - start; got != 2 {
+		t.Errorf("8 ticks of 1s fetched %d times, want 2 (every 4th)", got)
+	}
+	if !strings.Contains(m.View(), "every 4s (reads take 350ms)") {
+		t.Errorf("header does not say the interval:\n%s", m.View())
+	}
+	n := len(f.queries)
+	press(t, m, "r")
+	if len(f.queries) != n+1 {
+		t.Error("r did not refresh at once")
+	}
+}

@@ -108,7 +108,11 @@ func (m *Model) headerLines() []string {
 	} else {
 		title += " · reading…"
 	}
-	title += " · every " + fmtDur(m.refresh)
+	if iv := m.interval(); iv > m.refresh {
+		title += " · every " + fmtDur(iv) + " (reads take " + fmtCost(m.snap.Cost) + ")"
+	} else {
+		title += " · every " + fmtDur(m.refresh)
+	}
 	if m.paused {
 		title += " · PAUSED"
 	}
