@@ -87,7 +87,7 @@ enum { MODE_RECLAIM, MODE_MARK };
  * pod's policy for the flow: the longest-prefix match Cilium's egress
  * policy map makes (§8.1). A table hit costs a multiply and a load or two,
  * far less than a helper call into a hash map or an LPM trie. The whole
- * set is one array value: swapping it is one update. Userspace (state.go)
+ * set is one array value: swapping it is one update. Userspace (set.go)
  * builds it with the same hash and guarantees every pod lies within
  * MAX_PROBE slots of its home. */
 #define MAX_POLICIES 4096
