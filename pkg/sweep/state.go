@@ -135,22 +135,30 @@ func OpenState(bpffs string, create bool) (*State, error) {
 	return s, nil
 }
 
+// OtherVersions lists the schema versions of egwct state under bpffs
+// other than this egwct's.
+func OtherVersions(bpffs string) []string {
+	ents, err := os.ReadDir(filepath.Join(bpffs, "egwct"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && e.Name() != SchemaVersion && strings.HasPrefix(e.Name(), "v") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
 // removeOtherVersions removes the state of other schema versions that no
 // egwct holds: after an upgrade, the new state is built beside the old
 // one (which stays in force for the old agent until it stops), and the
 // old one goes once its lock is free. The new agent sweeps with its own
 // state from its first sweep on, so there is no window without a set.
 func removeOtherVersions(bpffs string) {
-	root := filepath.Join(bpffs, "egwct")
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !e.IsDir() || e.Name() == SchemaVersion || !strings.HasPrefix(e.Name(), "v") {
-			continue
-		}
-		dir := filepath.Join(root, e.Name())
+	for _, v := range OtherVersions(bpffs) {
+		dir := filepath.Join(bpffs, "egwct", v)
 		f, err := os.Open(dir)
 		if err != nil {
 			continue

@@ -14,7 +14,9 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/egwct/egwct/internal/tui"
@@ -89,6 +91,10 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		snap.Node.Sweeper = "no egwct state under " + sweep.Dir(s.BPFFS) + ": no policies applied"
+		if other := sweep.OtherVersions(s.BPFFS); len(other) > 0 {
+			snap.Node.Sweeper = fmt.Sprintf("egwct state of another version (%s) under %s: an older or newer egwct applied it; this top reads %s",
+				strings.Join(other, ", "), filepath.Dir(sweep.Dir(s.BPFFS)), sweep.SchemaVersion)
+		}
 	case err != nil:
 		snap.Node.Sweeper = "egwct state unreadable: " + err.Error()
 	default:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -424,5 +425,21 @@ func TestQuickFirstFrame(t *testing.T) {
 	snap, _ = l.src.Snapshot(tui.Query{Window: time.Second, Quick: true})
 	if snap.Node.PortsPending || len(snap.Ports) != 1 {
 		t.Fatalf("quick after a reading: pending %v ports %+v", snap.Node.PortsPending, snap.Ports)
+	}
+}
+
+// TestOtherSchemaVersion: state pinned by an egwct of another schema
+// version is named, not taken for "no policies".
+func TestOtherSchemaVersion(t *testing.T) {
+	l := newLab(t)
+	if err := os.MkdirAll(filepath.Join(l.fs, "egwct", "v2"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := l.src.Snapshot(tui.Query{Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(snap.Node.Sweeper, "another version (v2)") {
+		t.Errorf("sweeper %q", snap.Node.Sweeper)
 	}
 }
