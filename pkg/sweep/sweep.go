@@ -118,6 +118,15 @@ func Families(p *profiles.Profile) []int {
 	return []int{4}
 }
 
+// kind names the target as the program's maps and programs do: tcp4,
+// any4, tcp6, any6.
+func (t target) kind() string {
+	if t.m.Spec.Role == profiles.RoleCTTCP {
+		return fmt.Sprintf("tcp%d", t.fam)
+	}
+	return fmt.Sprintf("any%d", t.fam)
+}
+
 // famIndex is the index of a family in per-family arrays.
 func famIndex(fam int) int { return fam / 6 }
 
@@ -194,14 +203,14 @@ func (s *Sweeper) load() error {
 		// bpf_for_each_map_elem needs Cilium's maps at load time, with
 		// their exact size and flags.
 		for _, t := range s.targets {
-			name := fmt.Sprintf("ct_%s%d", map[bool]string{true: "tcp", false: "any"}[t.m.Spec.Role == profiles.RoleCTTCP], t.fam)
+			name := "ct_" + t.kind()
 			info, err := t.m.Info()
 			if err != nil {
 				return err
 			}
 			spec.Maps[name].MaxEntries, spec.Maps[name].Flags = info.MaxEntries, info.Flags
 			repl[name] = t.m.Map
-			want["sweep_all_"+name[3:]] = true
+			want["sweep_all_"+t.kind()] = true
 		}
 	} else {
 		for _, t := range s.targets {
@@ -232,10 +241,9 @@ func (s *Sweeper) load() error {
 	s.coll = coll
 	s.expired, s.now = coll.Maps["egwct_expired"], coll.Variables["now"]
 	s.iter = [2]*ebpf.Program{coll.Programs["sweep4"], coll.Programs["sweep6"]}
-	for i, t := range s.targets {
-		if cfg.Engine == ForEach {
-			name := fmt.Sprintf("sweep_all_%s%d", map[bool]string{true: "tcp", false: "any"}[t.m.Spec.Role == profiles.RoleCTTCP], t.fam)
-			s.targets[i].each = coll.Programs[name]
+	if cfg.Engine == ForEach {
+		for i, t := range s.targets {
+			s.targets[i].each = coll.Programs["sweep_all_"+t.kind()]
 		}
 	}
 	return nil
