@@ -2,7 +2,7 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,9 +20,11 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/egwct/egwct/internal/cluster"
-	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/internal/enforce"
+	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
+	"github.com/egwct/egwct/pkg/validate"
 )
 
 type agentOptions struct {
@@ -79,293 +81,140 @@ resumes with the same set after a restart.`,
 	return cmd
 }
 
-// agent is the running state of `egwct agent`.
-type agent struct {
-	o       *agentOptions
-	changed <-chan struct{} // the cluster's objects changed (--from-cluster)
-	n       *node
-	mode    sweep.Mode
-	engine  sweep.Engine
-	log     *slog.Logger
-	state   *sweep.State
-	sw      *sweep.Sweeper
-	pins    map[string]uint64 // inode of each of Cilium's pins the sweeper uses
-	digest  [32]byte
-	current *desired
-	metrics *metrics
-}
-
 func runAgent(ctx context.Context, o *agentOptions) error {
 	if len(o.apply.Files) == 0 && !o.apply.cluster.From {
 		return usageErrorf("no input: give -f with manifest files or folders, or --from-cluster")
 	}
 	for _, f := range o.apply.Files {
 		if f == "-" {
-			return usageErrorf("the agent re-reads its files: standard input (-) cannot be used")
+			return usageErrorf("the agent watches its files: standard input (-) cannot be used")
 		}
 	}
 	if o.Interval < 100*time.Millisecond {
 		return usageErrorf("--interval must be at least 100ms")
 	}
-	a := &agent{o: o, metrics: newMetrics()}
 	mode, engine, err := o.apply.sweepSettings()
 	if err != nil {
 		return err
 	}
-	a.mode, a.engine = mode, engine
-	var h slog.Handler = slog.NewTextHandler(o.apply.io.ErrOut, nil)
-	if o.LogFormat == "json" {
+	var h slog.Handler
+	switch o.LogFormat {
+	case "text":
+		h = slog.NewTextHandler(o.apply.io.ErrOut, nil)
+	case "json":
 		h = slog.NewJSONHandler(o.apply.io.ErrOut, nil)
-	} else if o.LogFormat != "text" {
+	default:
 		return usageErrorf("--log-format must be text or json")
 	}
-	a.log = slog.New(h)
+	log := slog.New(h)
+	m := newMetrics()
 	var ci *cluster.Cilium
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
-		var err error
 		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
 			return err
 		}
 		o.apply.node.CiliumVersion = ci.Version
-		a.log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
+		log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
 	}
-	if a.n, err = o.apply.node.open(); err != nil {
+	n, err := o.apply.node.open()
+	if err != nil {
 		return err
 	}
-	if from, err := a.n.useConfigMap(ci); err != nil {
+	if from, err := n.useConfigMap(ci); err != nil {
 		return err
 	} else if from != "" {
-		a.log.Info("node timeouts from the ConfigMap: this node has no agent-runtime-config.json", "from", from)
+		log.Info("node timeouts from the ConfigMap: this node has no agent-runtime-config.json", "from", from)
 	}
 	if err := needRoot(); err != nil {
 		return err
 	}
-	if a.state, err = sweep.OpenState(o.apply.node.BPFFS, true); err != nil {
-		return envError(err)
-	}
-	defer a.state.Close()
-	if o.apply.cluster.From {
-		if err := a.watch(ctx); err != nil {
+	var srcs []enforce.Source
+	if len(o.apply.Files) > 0 {
+		fs, err := enforce.NewFileSource(ctx, o.apply.Files)
+		if err != nil {
 			return err
 		}
+		srcs = append(srcs, fs)
 	}
-	if err := a.reload(true); err != nil {
-		return err
-	}
-	defer func() {
-		if a.sw != nil {
-			a.sw.Close()
+	if o.apply.cluster.From {
+		w, err := o.apply.cluster.watch(ctx, log, m)
+		if err != nil {
+			return err
 		}
-	}()
+		srcs = append(srcs, clusterSource{w})
+	}
 	if o.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", o.MetricsAddr)
 		if err != nil {
-			return envError(fmt.Errorf("--metrics-addr: %w", err))
+			return fmt.Errorf("--metrics-addr: %w", err)
 		}
-		srv := &http.Server{Handler: a.metrics, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
-		a.log.Info("serving metrics", "addr", ln.Addr().String())
+		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	a.log.Info("agent started", "profile", a.n.Resolution.Profile.Name, "clock", a.n.Clock.String(), "mode", a.mode.String(), "engine", a.engine.String(),
-		"interval", o.Interval.String(), "policies", len(a.current.set))
-	t := time.NewTicker(o.Interval)
-	defer t.Stop()
-	a.tick()
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			a.log.Info("agent stopped; egwct's pinned state stays")
-			return nil
-		case <-t.C:
-			a.tick()
-		case <-a.changed:
-			// The first change of a burst starts the clock; the ones that
-			// follow within it are taken in the same swap.
-			if debounce == nil {
-				debounce = time.After(debounceDelay)
-			}
-		case <-debounce:
-			debounce = nil
-			if err := a.reload(false); err != nil {
-				a.metrics.add("egwct_reload_errors_total", nil, 1)
-				a.log.Error("policies not reloaded; keeping the last good set", "err", err)
-			}
-		}
+	a := &enforce.Agent{
+		Env: n.Env, Source: enforce.Sources(ctx, srcs...), Interval: o.Interval, Debounce: debounceDelay,
+		Mode: mode, Engine: engine, Log: log, Metrics: m, Version: version,
 	}
+	return a.Run(ctx)
 }
 
-// debounceDelay is how long the agent gathers changes of the cluster's
-// objects before it swaps in a new policy set.
+// debounceDelay is how long the agent gathers changes of its inputs
+// before it resolves them and swaps in a new policy set.
 const debounceDelay = 200 * time.Millisecond
 
-// watch starts the informers on the cluster's policies and endpoints and
-// makes them the agent's source of objects.
-func (a *agent) watch(ctx context.Context) error {
+// watch starts the informers on the cluster's policies and endpoints.
+func (c *clusterOptions) watch(ctx context.Context, log *slog.Logger, m *metrics) (*cluster.Watcher, error) {
 	var mu sync.Mutex
 	up := true
 	reachable := func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			a.metrics.add("egwct_cluster_errors_total", nil, 1)
-			a.metrics.set("egwct_cluster_up", nil, 0)
+			m.add("egwct_cluster_errors_total", nil, 1)
+			m.set("egwct_cluster_up", nil, 0)
 			if up {
-				a.log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
+				log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
 			}
 		} else {
-			a.metrics.set("egwct_cluster_up", nil, 1)
+			m.set("egwct_cluster_up", nil, 1)
 			if !up {
-				a.log.Info("the cluster is reachable again")
+				log.Info("the cluster is reachable again")
 			}
 		}
 		up = err == nil
 	}
 	// client-go logs through klog; send it to the agent's log, as one stream.
-	klog.SetSlogLogger(a.log.With("source", "client-go"))
-	cl, err := a.o.apply.cluster.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
+	klog.SetSlogLogger(log.With("source", "client-go"))
+	cl, err := c.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w, err := cl.Watch(ctx, a.o.apply.cluster.flags.Timeout, cluster.WatchEvents{
+	return cl.Watch(ctx, c.flags.Timeout, cluster.WatchEvents{
 		Error: func(err error) {
-			a.metrics.add("egwct_cluster_errors_total", nil, 1)
-			a.log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
+			m.add("egwct_cluster_errors_total", nil, 1)
+			log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
 		},
 	})
-	if err != nil {
-		return envError(err)
-	}
-	a.o.apply.cluster.source = w.Objects
-	a.changed = w.Changed()
-	return nil
 }
 
-// tick reloads what changed and sweeps once; errors are logged and
-// counted, never fatal: the last good set keeps being applied.
-func (a *agent) tick() {
-	if err := a.reload(false); err != nil {
-		a.metrics.add("egwct_reload_errors_total", nil, 1)
-		a.log.Error("policies not reloaded; keeping the last good set", "err", err)
-	}
-	if err := a.reopenIfRecreated(); err != nil {
-		a.metrics.add("egwct_sweep_errors_total", nil, 1)
-		a.log.Error("cannot open Cilium's maps", "err", err)
-		return
-	}
-	res, err := a.sw.Sweep()
-	if err != nil {
-		a.metrics.add("egwct_sweep_errors_total", nil, 1)
-		a.log.Error("sweep failed", "err", err)
-		return
-	}
-	a.metrics.record(a.current, res)
-	var exp, del uint64
-	for _, cs := range res.Counts {
-		for _, c := range cs {
-			exp += c.Expired
-			del += c.DeletedCT
-		}
-	}
-	a.log.Debug("sweep", "entries", res.Entries, "expired", exp, "deleted", del, "took", res.Duration)
-}
+// clusterSource is the agent's view of a cluster watcher.
+type clusterSource struct{ w *cluster.Watcher }
 
-// reload re-reads the manifests when their content changed and swaps in
-// the new set if it is valid.
-func (a *agent) reload(first bool) error {
-	inputs, err := collectInputs(a.o.apply.Files)
-	if err != nil {
-		return err
-	}
-	if a.o.apply.cluster.From {
-		objs, err := a.o.apply.cluster.inputs(context.Background(), true)
-		if err != nil {
-			return err
-		}
-		inputs = append(inputs, objs...)
-	}
-	h := sha256.New()
-	for _, in := range inputs {
-		data, err := in.read(nil, maxManifestSize)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", in.name, len(data))
-		h.Write(data)
-	}
-	var digest [32]byte
-	copy(digest[:], h.Sum(nil))
-	if !first && digest == a.digest {
-		return nil
-	}
-	d, err := a.o.apply.resolve(a.n)
-	if err != nil {
-		return err
-	}
-	for _, w := range d.warnings {
-		a.log.Warn(w)
-	}
-	if err := a.state.Replace(d.set); err != nil {
-		return err
-	}
-	a.digest, a.current = digest, d
-	keys := 0
-	for _, p := range d.set {
-		keys += len(p.Keys)
-	}
-	a.metrics.set("egwct_policies", nil, float64(len(d.set)))
-	a.metrics.set("egwct_policy_keys", nil, float64(keys))
-	if !first {
-		a.log.Info("policy set reloaded", "policies", len(d.set), "keys", keys)
-	}
-	return nil
-}
+func (s clusterSource) Changed() <-chan struct{} { return s.w.Changed() }
 
-// reopenIfRecreated (re)loads the sweeper when Cilium re-created a map
-// behind its pin (a new inode), or on the first tick.
-func (a *agent) reopenIfRecreated() error {
-	pins := map[string]uint64{}
-	swept := map[int]bool{}
-	for _, f := range sweep.Families(a.n.Resolution.Profile) {
-		swept[f] = true
-	}
-	for _, s := range a.n.Resolution.Profile.Maps {
-		if !swept[s.Family] || (s.Role != profiles.RoleCTTCP && s.Role != profiles.RoleCTAny && s.Role != profiles.RoleSNAT) {
-			continue
+func (s clusterSource) Objects() (enforce.Objects, error) {
+	pols, errs := s.w.Policies()
+	objs := enforce.Objects{Policies: pols, Endpoints: s.w.Endpoints()}
+	for _, err := range errs {
+		var se *policy.SyntaxError
+		if !errors.As(err, &se) {
+			return enforce.Objects{}, err
 		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(ctmap.PinPath(a.o.apply.node.BPFFS, s), &st); err == nil {
-			pins[s.Name] = st.Ino
-		}
+		objs.Findings = append(objs.Findings, validate.SyntaxFinding(se))
 	}
-	if a.sw != nil && equalPins(pins, a.pins) {
-		return nil
-	}
-	if a.sw != nil {
-		a.sw.Close()
-		a.sw = nil
-		a.log.Info("Cilium re-created its maps; re-opening them")
-		a.metrics.add("egwct_map_reopens_total", nil, 1)
-	}
-	sw, err := sweep.New(sweep.Config{BPFFS: a.o.apply.node.BPFFS, Profile: a.n.Resolution.Profile, Clock: a.n.Clock, Node: a.n.Timeouts, Mode: a.mode, Engine: a.engine}, a.state)
-	if err != nil {
-		return err
-	}
-	a.sw, a.pins = sw, pins
-	return nil
-}
-
-func equalPins(a, b map[string]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return objs, nil
 }
 
 // metrics is a small Prometheus text-format registry: counters and gauges
@@ -429,16 +278,9 @@ func (m *metrics) add(name string, labels []string, v float64) {
 
 var idleLe = []string{"10", "60", "300", "900", "3600", "7200", "21600", "+Inf"}
 
-func (m *metrics) record(d *desired, res *sweep.Result) {
-	name := func(slot uint32) string {
-		if slot == 0 {
-			return ""
-		}
-		if int(slot) <= len(d.names) {
-			return d.names[slot-1]
-		}
-		return fmt.Sprintf("slot-%d", slot)
-	}
+// Swept records a successful sweep.
+func (m *metrics) Swept(names map[uint32]string, res *sweep.Result, at time.Time) {
+	name := func(slot uint32) string { return names[slot] }
 	m.mu.Lock()
 	// Gauges of the last sweep replace the previous ones.
 	for k := range m.values {
@@ -469,8 +311,29 @@ func (m *metrics) record(d *desired, res *sweep.Result) {
 	m.add("egwct_sweeps_total", nil, 1)
 	m.set("egwct_sweep_duration_seconds", nil, res.Duration.Seconds())
 	m.set("egwct_sweep_entries", nil, float64(res.Entries))
-	m.set("egwct_last_sweep_timestamp_seconds", nil, float64(time.Now().Unix()))
+	m.set("egwct_last_sweep_timestamp_seconds", nil, float64(at.Unix()))
 }
+
+// SweepFailed records a failed sweep.
+func (m *metrics) SweepFailed(error) { m.add("egwct_sweep_errors_total", nil, 1) }
+
+// Resolved records the policies in force.
+func (m *metrics) Resolved(ps []enforce.PolicyStatus, keys int) {
+	n := 0
+	for _, p := range ps {
+		if p.InForce() {
+			n++
+		}
+	}
+	m.set("egwct_policies", nil, float64(n))
+	m.set("egwct_policy_keys", nil, float64(keys))
+}
+
+// ReloadFailed records a change that could not be put in force.
+func (m *metrics) ReloadFailed() { m.add("egwct_reload_errors_total", nil, 1) }
+
+// MapsReopened records that Cilium re-created its maps.
+func (m *metrics) MapsReopened() { m.add("egwct_map_reopens_total", nil, 1) }
 
 // ServeHTTP writes the metrics in Prometheus' text format.
 func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -18,12 +18,6 @@ import (
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
-type applyRow struct {
-	Policy                                     string
-	Keys                                       int
-	Entries, Expired, DeletedCT, DeletedNAT, _ uint64
-}
-
 // TestApplyLab: lab up → apply the lab's manifests → the expired entries
 // of policies with timeouts and their SNAT entries are gone, the live ones
 // and everything else stay; the dry run predicted it; reset removes

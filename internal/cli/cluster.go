@@ -2,12 +2,13 @@ package cli
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/internal/enforce"
+	"github.com/egwct/egwct/internal/manifest"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 )
 
@@ -16,9 +17,6 @@ type clusterOptions struct {
 	From      bool
 	Namespace string
 	flags     cluster.Flags
-	// source, when set, gives the objects instead of listing them (the
-	// agent's informers).
-	source func() ([]cluster.Object, error)
 }
 
 func (c *clusterOptions) register(cmd *cobra.Command, what string) {
@@ -47,43 +45,46 @@ func (c *clusterOptions) client(configure ...func(*rest.Config)) (*cluster.Clien
 
 // inputs lists the cluster's policies (and endpoints, when asked) as
 // inputs named cegp/NAME and cep/NAMESPACE/NAME.
-func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]input, error) {
-	objs, err := c.objects(ctx, endpoints)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]input, 0, len(objs))
-	for _, o := range objs {
-		if len(o.YAML) > maxManifestSize {
-			return nil, envError(fmt.Errorf("%s: %w", o.Name, errTooLarge))
-		}
-		out = append(out, input{name: o.Name, data: o.YAML})
-	}
-	return out, nil
-}
-
-func (c *clusterOptions) objects(ctx context.Context, endpoints bool) ([]cluster.Object, error) {
-	if c.source != nil {
-		objs, err := c.source()
-		if err != nil {
-			return nil, envError(err)
-		}
-		return objs, nil
-	}
+func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]manifest.Input, error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
 	}
 	objs, err := cl.Policies(ctx)
 	if err != nil {
-		return nil, envError(err)
+		return nil, err
 	}
 	if endpoints {
 		eps, err := cl.Endpoints(ctx)
 		if err != nil {
-			return nil, envError(err)
+			return nil, err
 		}
 		objs = append(objs, eps...)
+	}
+	out := make([]manifest.Input, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, manifest.Input{Name: o.Name, Data: o.YAML})
+	}
+	return out, nil
+}
+
+// objects lists the cluster's policies and endpoints as apply reads them:
+// policies parsed from their YAML, endpoints read without marshalling.
+func (c *clusterOptions) objects(ctx context.Context) (enforce.Objects, error) {
+	in, err := c.inputs(ctx, false)
+	if err != nil {
+		return enforce.Objects{}, err
+	}
+	objs, err := enforce.Parse(in, nil)
+	if err != nil {
+		return enforce.Objects{}, err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return enforce.Objects{}, err
+	}
+	if objs.Endpoints, err = cl.ListEndpoints(ctx); err != nil {
+		return enforce.Objects{}, err
 	}
 	return objs, nil
 }

@@ -3,6 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/egwct/egwct/internal/enforce"
 )
 
 // Exit codes, the contract documented in `egwct --help` and docs/.
@@ -43,9 +47,42 @@ func envError(err error) error { return &exitError{Code: ExitEnv, Err: err} }
 // silentExit ends the command with a code and no further message.
 func silentExit(code int) error { return &exitError{Code: code} }
 
-// exitCode maps an error returned by a command to the process's exit code.
-// Commands return *exitError for everything they detect; any other error
-// comes from cobra's own parsing of the command line, a usage error.
+// classify is the one classification of a command's errors: a usage
+// error or an explicit code as the command said, a refusal for findings,
+// and the environment for everything else.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	var fe *enforce.FindingsError
+	if errors.As(err, &fe) {
+		return &exitError{Code: ExitFindings, Err: err}
+	}
+	return &exitError{Code: ExitEnv, Err: err}
+}
+
+// classifyRuns makes every command of the tree classify the errors its
+// run function returns; what reaches Main unclassified then comes from
+// cobra's own parsing of the command line (unknown commands, flags and
+// arguments): a usage error.
+func classifyRuns(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return classify(run(c, args)) }
+	}
+	if pre := cmd.PreRunE; pre != nil {
+		cmd.PreRunE = func(c *cobra.Command, args []string) error { return classify(pre(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		classifyRuns(sub)
+	}
+}
+
+// exitCode maps an error returned by the command tree to the process's
+// exit code.
 func exitCode(err error) (int, error) {
 	if err == nil {
 		return ExitOK, nil

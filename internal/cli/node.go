@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/enforce"
+	"github.com/egwct/egwct/internal/manifest"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -38,14 +39,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 }
 
 // node is what a command knows about the node whose maps it reads.
-type node struct {
-	Resolution profiles.Resolution
-	Config     *nodeconfig.Config // nil when there is no agent-runtime-config.json
-	Clock      nodeconfig.Clock
-	// ClockFrom says where the clock came from, for people.
-	ClockFrom string
-	Timeouts  map[profiles.State]time.Duration
-}
+type node struct{ *enforce.Env }
 
 // open resolves the profile, the node's configuration and its clock.
 func (f *nodeFlags) open() (*node, error) {
@@ -56,9 +50,9 @@ func (f *nodeFlags) open() (*node, error) {
 	if err != nil {
 		return nil, usageErrorf("--cilium-version: %v", err)
 	}
-	n := &node{Resolution: res}
+	n := &node{&enforce.Env{BPFFS: f.BPFFS, Resolution: res}}
 	path := filepath.Join(f.StateDir, "agent-runtime-config.json")
-	data, err := readLimited(path, nil, nodeconfig.MaxSize)
+	data, err := manifest.ReadLimited(path, nil, nodeconfig.MaxSize)
 	switch {
 	case err == nil:
 		if n.Config, err = nodeconfig.Parse(path, data); err != nil {
@@ -108,50 +102,24 @@ func (f *nodeFlags) open() (*node, error) {
 
 // times reads the datapath's current time.
 func (n *node) times() (ctmap.Times, error) {
-	now, err := ctmap.Now(n.Clock)
+	t, err := n.Times()
 	if err != nil {
-		return ctmap.Times{}, envError(err)
+		return t, envError(err)
 	}
-	return ctmap.NewTimes(n.Clock, now, n.Timeouts), nil
+	return t, nil
 }
 
 // describe is the one line that says which profile and clock are used.
-func (n *node) describe() string {
-	return fmt.Sprintf("profile %s, clock %s from %s", n.Resolution.Profile.Name, n.Clock, n.ClockFrom)
+func (n *node) describe() string { return n.Describe() }
+
+// openMaps opens the profile's maps of the given roles (see
+// enforce.Env.OpenMaps); bpffs is the env's.
+func (n *node) openMaps(_ string, roles ...profiles.MapRole) ([]*ctmap.Map, error) {
+	ms, err := n.OpenMaps(roles...)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return ms, nil
 }
 
-// openMaps opens the profile's maps of the given roles, in the order of
-// the roles and then of the profile. A missing optional map is skipped; a
-// missing required one or a mismatching one is an error.
-func (n *node) openMaps(bpffs string, roles ...profiles.MapRole) ([]*ctmap.Map, error) {
-	var specs []profiles.MapSpec
-	for _, role := range roles {
-		for _, spec := range n.Resolution.Profile.Maps {
-			if spec.Role == role {
-				specs = append(specs, spec)
-			}
-		}
-	}
-	var out []*ctmap.Map
-	for _, spec := range specs {
-		m, err := ctmap.Open(bpffs, spec, false)
-		if errors.Is(err, ctmap.ErrMapMissing) && spec.Optional {
-			continue
-		}
-		if err != nil {
-			closeAll(out)
-			if errors.Is(err, fs.ErrPermission) {
-				return nil, envError(fmt.Errorf("%w (reading BPF maps needs root or CAP_BPF)", err))
-			}
-			return nil, mapError(err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
-}
-
-func closeAll(ms []*ctmap.Map) {
-	for _, m := range ms {
-		m.Close()
-	}
-}
+func closeAll(ms []*ctmap.Map) { enforce.CloseMaps(ms) }

@@ -71,5 +71,6 @@ Exit codes:
 		newAgentCmd(ios),
 		newTopCmd(ios),
 	)
+	classifyRuns(root)
 	return root
 }

@@ -4,26 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/internal/manifest"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/validate"
 )
-
-// maxManifestSize bounds each input file, so that memory stays bounded
-// whatever is fed in: decoding YAML into nodes takes up to about 15 times
-// the input (a 60 MB document peaks near 900 MB), and 32 MiB holds some
-// 45,000 policies.
-const maxManifestSize = 32 << 20
 
 type validateOptions struct {
 	io            *IO
@@ -115,22 +106,6 @@ func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCo
 	return profiles.Names(), cobra.ShellCompDirectiveNoFileComp
 }
 
-// input is one manifest file to validate.
-type input struct {
-	name string
-	path string // "" for standard input
-	data []byte // the contents, when not read from a file (objects of a cluster)
-}
-
-// read returns the input's contents, reading files and standard input up
-// to limit bytes.
-func (in input) read(stdin io.Reader, limit int64) ([]byte, error) {
-	if in.data != nil {
-		return in.data, nil
-	}
-	return readLimited(in.path, stdin, limit)
-}
-
 func runValidate(o *validateOptions) error {
 	render, ok := renderers[o.Output]
 	if !ok {
@@ -162,7 +137,7 @@ func runValidate(o *validateOptions) error {
 		}
 	}
 	if o.NodeConfig != "" {
-		data, err := readLimited(o.NodeConfig, nil, nodeconfig.MaxSize)
+		data, err := manifest.ReadLimited(o.NodeConfig, nil, nodeconfig.MaxSize)
 		if err != nil {
 			return envError(fmt.Errorf("--node-config: %w", err))
 		}
@@ -170,7 +145,7 @@ func runValidate(o *validateOptions) error {
 			return envError(fmt.Errorf("--node-config: %w", err))
 		}
 	}
-	inputs, err := collectInputs(o.Paths)
+	inputs, err := manifest.Collect(o.Paths)
 	if err != nil {
 		return envError(err)
 	}
@@ -200,72 +175,6 @@ func runValidate(o *validateOptions) error {
 	}
 	return nil
 }
-
-// collectInputs expands folders into their manifest files, in a stable order.
-func collectInputs(paths []string) ([]input, error) {
-	var out []input
-	stdin := false
-	for _, p := range paths {
-		if p == "-" {
-			if !stdin {
-				out = append(out, input{name: "<stdin>"})
-			}
-			stdin = true
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, input{name: p, path: p})
-			continue
-		}
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				if path != p && strings.HasPrefix(d.Name(), ".") {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
-				out = append(out, input{name: path, path: path})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// readLimited reads a file (or r when path is "") up to limit bytes; a
-// larger input returns errTooLarge with the data read so far discarded.
-func readLimited(path string, r io.Reader, limit int64) ([]byte, error) {
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, errTooLarge
-	}
-	return data, nil
-}
-
-var errTooLarge = errors.New("input too large")
 
 // report gathers the findings of a run, each with the source line it
 // points at (for the text output).
@@ -300,17 +209,17 @@ func (r *report) add(src *policy.Source, fs ...validate.Finding) {
 }
 
 // file validates one input and adds its findings, sorted by position.
-func (r *report) file(o *validateOptions, v *validate.Validator, in input) error {
+func (r *report) file(o *validateOptions, v *validate.Validator, in manifest.Input) error {
 	r.files++
-	data, err := in.read(o.io.In, maxManifestSize)
-	if errors.Is(err, errTooLarge) {
-		r.add(nil, validate.FileTooLarge(in.name, maxManifestSize))
+	data, err := in.Read(o.io.In)
+	if errors.Is(err, manifest.ErrTooLarge) {
+		r.add(nil, validate.FileTooLarge(in.Name, manifest.MaxSize))
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	src := policy.NewSource(in.name, data)
+	src := policy.NewSource(in.Name, data)
 	var fs []validate.Finding
 	err = src.Each(func(p *policy.Policy) {
 		r.policies++

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/egwct/egwct/internal/manifest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -97,7 +99,7 @@ func TestExitCodes(t *testing.T) {
 	valid, _ := os.ReadFile("examples/valid/payments-egress.yaml")
 	big := filepath.Join(dir, "big.yaml")
 	f, _ := os.Create(big)
-	f.Truncate(maxManifestSize + 1)
+	f.Truncate(manifest.MaxSize + 1)
 	f.Close()
 	tests := []struct {
 		name   string

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/egwct/egwct/pkg/policy"
 )
 
 // The resources egwct reads.
@@ -100,25 +102,46 @@ var pageSize int64 = 500
 
 func (c *Client) list(ctx context.Context, res schema.GroupVersionResource) ([]Object, error) {
 	var out []Object
+	err := c.each(ctx, res, func(u *unstructured.Unstructured) error {
+		o, err := ToObject(u)
+		out = append(out, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ListEndpoints lists the CiliumEndpoints of all namespaces as egwct reads
+// them (EndpointOf), without marshalling them.
+func (c *Client) ListEndpoints(ctx context.Context) ([]*policy.Endpoint, error) {
+	var out []*policy.Endpoint
+	err := c.each(ctx, EndpointResource, func(u *unstructured.Unstructured) error {
+		out = append(out, EndpointOf(u))
+		return nil
+	})
+	return out, err
+}
+
+// each visits every object of a resource, a page at a time.
+func (c *Client) each(ctx context.Context, res schema.GroupVersionResource, visit func(*unstructured.Unstructured) error) error {
 	opts := metav1.ListOptions{Limit: pageSize}
 	for {
 		l, err := c.dyn.Resource(res).List(ctx, opts)
 		if err != nil {
-			return nil, c.wrap("list", res, err)
+			return c.wrap("list", res, err)
 		}
 		for i := range l.Items {
-			o, err := ToObject(&l.Items[i])
-			if err != nil {
-				return nil, err
+			if err := visit(&l.Items[i]); err != nil {
+				return err
 			}
-			out = append(out, o)
 		}
 		if opts.Continue = l.GetContinue(); opts.Continue == "" {
-			break
+			return nil
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }
 
 // ObjectName is the name findings use for an object: cegp/NAME for

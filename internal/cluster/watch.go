@@ -10,16 +10,20 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/egwct/egwct/pkg/policy"
 )
 
 // Watcher keeps every CiliumEgressGatewayPolicy and CiliumEndpoint in
 // memory with informers (one list, then watches), and signals changes.
-// When the API server goes away, the informers retry on their own and the
-// last known objects stay.
+// Each object is read once, when it arrives: an informer transform keeps
+// only egwct's reading of it (an endpoint's labels and addresses, a
+// policy parsed), so memory grows with what egwct needs and an unchanged
+// cluster costs nothing. When the API server goes away, the informers
+// retry on their own and the last known objects stay.
 type Watcher struct {
 	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
 	changed   chan struct{}
@@ -57,6 +61,9 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	}
 	for _, res := range kinds {
 		inf := f.ForResource(res).Informer()
+		if err := inf.SetTransform(slimmer(res == EndpointResource)); err != nil {
+			return nil, &Error{Op: "watch " + res.Resource, Err: err}
+		}
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { notify() },
 			UpdateFunc: func(any, any) { notify() },
@@ -106,25 +113,34 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 // come as one).
 func (w *Watcher) Changed() <-chan struct{} { return w.changed }
 
-// Objects is a snapshot of the objects known now, policies first, each
-// kind sorted by name.
-func (w *Watcher) Objects() ([]Object, error) {
-	var out []Object
-	for _, res := range []schema.GroupVersionResource{PolicyResource, EndpointResource} {
-		var objs []Object
-		for _, it := range w.informers[res].GetStore().List() {
-			u, ok := it.(*unstructured.Unstructured)
-			if !ok {
-				continue
-			}
-			o, err := ToObject(u)
-			if err != nil {
-				return nil, err
-			}
-			objs = append(objs, o)
+// Policies returns the policies known now, sorted by name, and the
+// errors of those that could not be read.
+func (w *Watcher) Policies() ([]*policy.Policy, []error) {
+	var out []*policy.Policy
+	var errs []error
+	for _, it := range w.informers[PolicyResource].GetStore().List() {
+		s, ok := it.(*slim)
+		switch {
+		case !ok:
+			errs = append(errs, errNotSlim)
+		case s.err != nil:
+			errs = append(errs, s.err)
+		case s.policy != nil:
+			out = append(out, s.policy)
 		}
-		sort.Slice(objs, func(i, j int) bool { return objs[i].Name < objs[j].Name })
-		out = append(out, objs...)
 	}
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, errs
+}
+
+// Endpoints returns the endpoints known now, in no particular order.
+func (w *Watcher) Endpoints() []*policy.Endpoint {
+	items := w.informers[EndpointResource].GetStore().List()
+	out := make([]*policy.Endpoint, 0, len(items))
+	for _, it := range items {
+		if s, ok := it.(*slim); ok && s.endpoint != nil {
+			out = append(out, s.endpoint)
+		}
+	}
+	return out
 }

@@ -33,30 +33,39 @@ type Endpoint struct {
 func readEndpoint(n *yaml.Node, pos Position) *Endpoint {
 	meta := yamlnode.Get(n, "metadata")
 	status := yamlnode.Get(n, "status")
-	e := &Endpoint{
-		Name:      yamlnode.Str(yamlnode.Get(meta, "name")),
-		Namespace: yamlnode.Str(yamlnode.Get(meta, "namespace")),
-		Labels:    map[string]string{},
-		Pos:       pos,
-	}
+	var labels, ips []string
 	if ls := yamlnode.Get(yamlnode.Get(status, "identity"), "labels"); ls != nil && ls.Kind == yaml.SequenceNode {
 		for _, l := range ls.Content {
-			k, v := parseIdentityLabel(yamlnode.Str(l))
-			if k != "" {
-				e.Labels[k] = v
+			labels = append(labels, yamlnode.Str(l))
+		}
+	}
+	if as := yamlnode.Get(yamlnode.Get(status, "networking"), "addressing"); as != nil && as.Kind == yaml.SequenceNode {
+		for _, a := range as.Content {
+			for _, f := range []string{"ipv4", "ipv6"} {
+				ips = append(ips, yamlnode.Str(yamlnode.Get(a, f)))
 			}
+		}
+	}
+	return NewEndpoint(yamlnode.Str(yamlnode.Get(meta, "name")), yamlnode.Str(yamlnode.Get(meta, "namespace")), labels, ips, pos)
+}
+
+// NewEndpoint builds an Endpoint from a CiliumEndpoint's fields: its
+// identity labels as Cilium writes them (status.identity.labels,
+// "source:key=value") and the addresses of status.networking.addressing
+// (strings that are not addresses, empty ones included, are skipped).
+func NewEndpoint(name, namespace string, identityLabels, ips []string, pos Position) *Endpoint {
+	e := &Endpoint{Name: name, Namespace: namespace, Labels: make(map[string]string, len(identityLabels)+1), Pos: pos}
+	for _, l := range identityLabels {
+		if k, v := parseIdentityLabel(l); k != "" {
+			e.Labels[k] = v
 		}
 	}
 	if _, ok := e.Labels[PodNamespaceLabel]; !ok && e.Namespace != "" {
 		e.Labels[PodNamespaceLabel] = e.Namespace
 	}
-	if as := yamlnode.Get(yamlnode.Get(status, "networking"), "addressing"); as != nil && as.Kind == yaml.SequenceNode {
-		for _, a := range as.Content {
-			for _, f := range []string{"ipv4", "ipv6"} {
-				if ip, err := netip.ParseAddr(yamlnode.Str(yamlnode.Get(a, f))); err == nil {
-					e.IPs = append(e.IPs, ip)
-				}
-			}
+	for _, s := range ips {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			e.IPs = append(e.IPs, ip)
 		}
 	}
 	return e

@@ -49,6 +49,7 @@ var (
 	RuleAboveNode         = Rule{"above-node-timeout", Error, "the value is longer than the node's timeout for the state: egwct can only shorten"}
 	RuleSourceConflict    = Rule{"source-conflict", Error, "spec.connection-timeouts and the egwct.io/connection-timeouts annotation disagree"}
 	RuleFileTooLarge      = Rule{"file-too-large", Error, "the input file is larger than egwct reads"}
+	RulePolicySpec        = Rule{"policy-spec", Error, "apply and agent cannot read the policy's selectors or destination CIDRs"}
 	RuleBelowPrecision    = Rule{"below-precision", Warning, "the value is not a whole number of seconds, the sweep precision: say what it acts as"}
 	RuleJiffyRounding     = Rule{"jiffy-rounding", Warning, "on a jiffies node the value rounds by a second or more: say what it acts as"}
 	RuleSynAboveEst       = Rule{"syn-above-established", Warning, "the SYN timeout is longer than the established-TCP timeout"}
@@ -66,7 +67,7 @@ var (
 var Rules = []Rule{
 	RuleYAMLSyntax, RuleLineSyntax, RuleNotText, RuleTextTooLarge, RuleUnknownKey, RuleDuplicateKey,
 	RuleServiceTimer, RuleBareNumber, RuleBadDuration, RuleNonPositive, RuleAboveNode, RuleSourceConflict,
-	RuleFileTooLarge, RuleBelowPrecision, RuleJiffyRounding, RuleSynAboveEst, RuleBelowRFC5382,
+	RuleFileTooLarge, RulePolicySpec, RuleBelowPrecision, RuleJiffyRounding, RuleSynAboveEst, RuleBelowRFC5382,
 	RuleUnverifiedVersion, RuleAPIVersion, RuleNodeConfig, RuleProfile, RuleNodeSettings, RuleVersionQuirk,
 	RuleNoEffect,
 }

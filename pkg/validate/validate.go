@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -135,6 +136,19 @@ func (v *Validator) Preamble() []Finding {
 // SyntaxFinding turns a manifest syntax error into a finding.
 func SyntaxFinding(err *policy.SyntaxError) Finding {
 	return newFinding(RuleYAMLSyntax, err.Pos, err.Msg)
+}
+
+// SpecFinding turns an error of reading a policy's selectors or CIDRs
+// into a finding about the policy.
+func SpecFinding(p *policy.Policy, err error) Finding {
+	pos, msg := p.Pos, err.Error()
+	var se *policy.SpecError
+	if errors.As(err, &se) {
+		pos, msg = se.Pos, se.Msg
+	}
+	f := newFinding(RulePolicySpec, pos, msg)
+	f.Policy = p.DisplayName()
+	return f
 }
 
 // FileTooLarge is the finding for an input file over limit bytes.

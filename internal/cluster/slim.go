@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/egwct/egwct/pkg/policy"
+)
+
+// EndpointOf reads what egwct needs of a CiliumEndpoint: its identity
+// labels and addresses. Nothing of the object is kept, so that tens of
+// thousands of endpoints cost little memory, and nothing is marshalled.
+func EndpointOf(u *unstructured.Unstructured) *policy.Endpoint {
+	labels, _, _ := unstructured.NestedStringSlice(u.Object, "status", "identity", "labels")
+	var ips []string
+	addrs, _, _ := unstructured.NestedSlice(u.Object, "status", "networking", "addressing")
+	for _, a := range addrs {
+		m, ok := a.(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, f := range []string{"ipv4", "ipv6"} {
+			if s, ok := m[f].(string); ok {
+				ips = append(ips, s)
+			}
+		}
+	}
+	return policy.NewEndpoint(u.GetName(), u.GetNamespace(), labels, ips, policy.Position{File: ObjectName(u)})
+}
+
+// PolicyOf parses a CiliumEgressGatewayPolicy the way manifest files are
+// parsed, from its YAML (without managedFields), named cegp/NAME.
+func PolicyOf(u *unstructured.Unstructured) (*policy.Policy, error) {
+	o, err := ToObject(u)
+	if err != nil {
+		return nil, err
+	}
+	var p *policy.Policy
+	err = policy.NewSource(o.Name, o.YAML).Each(func(got *policy.Policy) { p = got }, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%s: not a CiliumEgressGatewayPolicy", o.Name)
+	}
+	return p, nil
+}
+
+// slim is what an informer keeps of an object: its metadata for the
+// informer's bookkeeping, and egwct's reading of it.
+type slim struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	endpoint *policy.Endpoint
+	policy   *policy.Policy
+	err      error // the policy could not be read
+}
+
+// DeepCopyObject returns the object itself: slim objects are never
+// changed once made.
+func (s *slim) DeepCopyObject() runtime.Object { return s }
+
+// slimmer returns an informer transform that replaces every object by its
+// slim reading.
+func slimmer(endpoints bool) func(any) (any, error) {
+	return func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil // already slim, or a tombstone
+		}
+		s := &slim{ObjectMeta: metav1.ObjectMeta{
+			Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
+		}}
+		if endpoints {
+			s.endpoint = EndpointOf(u)
+		} else {
+			s.policy, s.err = PolicyOf(u)
+		}
+		return s, nil
+	}
+}
+
+var errNotSlim = errors.New("informer object of an unexpected type")

@@ -1,0 +1,349 @@
+package enforce
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/profiles"
+	"github.com/egwct/egwct/pkg/sweep"
+	"github.com/egwct/egwct/pkg/validate"
+)
+
+// Source gives the agent its objects and says when they changed.
+type Source interface {
+	// Objects returns the objects known now. It is called only after
+	// Changed fired (and once at the start); an error keeps the set in
+	// force.
+	Objects() (Objects, error)
+	// Changed receives a value when Objects may return something new;
+	// several changes may come as one.
+	Changed() <-chan struct{}
+}
+
+// Metrics receives what the agent does. Every method must be safe to
+// call from the agent's goroutine while metrics are served.
+type Metrics interface {
+	// Swept records a successful sweep; names maps its policy slots.
+	Swept(names map[uint32]string, res *sweep.Result, at time.Time)
+	// SweepFailed records a sweep that failed (or could not start).
+	SweepFailed(err error)
+	// Resolved records what became of each policy, replacing the
+	// previous set of policies.
+	Resolved(ps []PolicyStatus, keys int)
+	// ReloadFailed records a change that could not be read or put in
+	// force.
+	ReloadFailed()
+	// MapsReopened records that Cilium re-created its maps.
+	MapsReopened()
+}
+
+// Agent keeps a policy set in force on a node: it resolves its Source's
+// objects when they change, swaps the set in when it differs, and sweeps
+// every Interval. An idle tick only sweeps: nothing is re-read.
+type Agent struct {
+	Env      *Env
+	Source   Source
+	Interval time.Duration
+	// Debounce gathers a burst of changes into one resolve (default
+	// 200ms): the first change starts it.
+	Debounce time.Duration
+	Mode     sweep.Mode
+	Engine   sweep.Engine
+	Log      *slog.Logger
+	// Metrics may be nil.
+	Metrics Metrics
+	// Clock is the wall clock and the agent's timers (default: the real
+	// one).
+	Clock clock.WithTicker
+	// Version is egwct's version, recorded in the pinned status.
+	Version string
+
+	state    *sweep.State
+	sw       *sweep.Sweeper
+	pins     map[string]uint64
+	resolver *Resolver
+	current  *Resolved
+	setHash  uint64
+	told     map[string]string // what was last logged of each policy
+}
+
+// Run keeps the set in force until ctx ends. It returns an error only
+// when egwct's state cannot be opened (another egwct holds it, no bpffs,
+// no privileges); a refused policy, an unreadable change or a failed
+// sweep is logged and counted, and the agent goes on.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.Clock == nil {
+		a.Clock = clock.RealClock{}
+	}
+	if a.Debounce <= 0 {
+		a.Debounce = 200 * time.Millisecond
+	}
+	if a.Metrics == nil {
+		a.Metrics = nopMetrics{}
+	}
+	if a.Log == nil {
+		a.Log = slog.New(slog.DiscardHandler)
+	}
+	st, err := sweep.OpenState(a.Env.BPFFS, true)
+	if err != nil {
+		return err
+	}
+	a.state = st
+	defer func() {
+		if a.sw != nil {
+			a.sw.Close()
+		}
+		st.Close()
+	}()
+	a.resolver = NewResolver(a.Env)
+	a.told = map[string]string{}
+	a.reload()
+	a.Log.Info("agent started", "profile", a.Env.Resolution.Profile.Name, "clock", a.Env.Clock.String(),
+		"mode", a.Mode.String(), "engine", a.Engine.String(), "interval", a.Interval.String(), "policies", len(a.current.Set))
+	ticker := a.Clock.NewTicker(a.Interval)
+	defer ticker.Stop()
+	a.sweep()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			a.Log.Info("agent stopped; egwct's pinned state stays")
+			return nil
+		case <-ticker.C():
+			a.sweep()
+		case <-a.Source.Changed():
+			if debounce == nil {
+				debounce = a.Clock.After(a.Debounce)
+			}
+		case <-debounce:
+			debounce = nil
+			a.reload()
+		}
+	}
+}
+
+// Current is the last resolved set (nil before the first).
+func (a *Agent) Current() *Resolved { return a.current }
+
+// reload resolves the source's objects and puts the set in force when it
+// differs from the one in force.
+func (a *Agent) reload() {
+	objs, err := a.Source.Objects()
+	if err != nil {
+		a.Metrics.ReloadFailed()
+		a.Log.Error("cannot read the policies and endpoints; the set in force stays", "err", err)
+		if a.current == nil {
+			a.current = &Resolved{}
+		}
+		return
+	}
+	res := a.resolver.Resolve(objs)
+	a.tell(objs.Findings, res)
+	h := setHash(res.Set)
+	if a.current != nil && h == a.setHash {
+		a.current = res
+		a.Metrics.Resolved(res.Policies, res.Keys())
+		return
+	}
+	if err := a.state.Replace(res.Set); err != nil {
+		a.Metrics.ReloadFailed()
+		a.Log.Error("the new policy set cannot be put in force; the set in force stays", "err", err, "policies", len(res.Set), "keys", res.Keys())
+		if a.current == nil {
+			a.current = &Resolved{}
+		}
+		return
+	}
+	a.current, a.setHash = res, h
+	a.Metrics.Resolved(res.Policies, res.Keys())
+	a.Log.Info("policy set in force", "policies", len(res.Set), "keys", res.Keys(), "endpoints", res.Endpoints)
+}
+
+// tell logs what changed for each policy since the last resolve, one
+// structured record per finding.
+func (a *Agent) tell(inputs []validate.Finding, res *Resolved) {
+	seen := map[string]bool{}
+	say := func(key, sig string, log func()) {
+		seen[key] = true
+		if a.told[key] != sig {
+			a.told[key] = sig
+			log()
+		}
+	}
+	for _, f := range inputs {
+		if f.Severity != validate.Error {
+			continue
+		}
+		f := f
+		say("input "+f.File, Summary([]validate.Finding{f}), func() {
+			a.Log.Error("input unreadable: policies last seen in it keep their last valid timeouts", findingAttrs(f)...)
+		})
+	}
+	for _, p := range res.Policies {
+		p := p
+		say("policy "+p.Name, fmt.Sprintf("%s %d %s %s", p.Outcome, p.Keys, timeoutsText(p.Timeouts), Summary(p.Findings)), func() {
+			switch p.Outcome {
+			case Applied:
+				a.Log.Info("policy timeouts in force", "policy", p.Name, "keys", p.Keys, "timeouts", timeoutsText(p.Timeouts))
+				return
+			case Kept:
+				a.Log.Warn("policy refused; its last valid timeouts stay in force", "policy", p.Name, "keys", p.Keys, "timeouts", timeoutsText(p.Timeouts), "errors", len(p.Findings))
+			case Refused:
+				a.Log.Warn("policy refused; its flows keep the node's timeouts", "policy", p.Name, "errors", len(p.Findings))
+			}
+			for _, f := range p.Findings {
+				a.Log.Warn("policy finding", append([]any{"outcome", string(p.Outcome)}, findingAttrs(f)...)...)
+			}
+		})
+	}
+	for _, w := range res.Warnings {
+		w := w
+		say("warning "+w.Policy+" "+w.Message, "said", func() { a.Log.Warn(w.Message, "policy", w.Policy) })
+	}
+	for key := range a.told {
+		if !seen[key] {
+			delete(a.told, key)
+			if name, ok := strings.CutPrefix(key, "policy "); ok {
+				a.Log.Info("policy gone or without a timeout text: its flows keep the node's timeouts", "policy", name)
+			}
+		}
+	}
+}
+
+// findingAttrs are a finding's fields as log attributes.
+func findingAttrs(f validate.Finding) []any {
+	out := []any{"rule", f.Rule, "severity", f.Severity.String()}
+	if f.Policy != "" {
+		out = append(out, "policy", f.Policy)
+	}
+	if f.File != "" {
+		out = append(out, "file", f.File, "line", f.Line, "column", f.Column)
+	}
+	if f.Key != "" {
+		out = append(out, "key", f.Key)
+	}
+	out = append(out, "message", f.Message)
+	if f.Suggestion != "" {
+		out = append(out, "suggestion", f.Suggestion)
+	}
+	return out
+}
+
+// timeoutsText is "established=5m0s non-tcp=30s".
+func timeoutsText(ts map[profiles.State]time.Duration) string {
+	var parts []string
+	for _, st := range profiles.States {
+		if d, ok := ts[st]; ok {
+			parts = append(parts, st.String()+"="+d.String())
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// sweep (re)opens the sweeper when needed and sweeps once.
+func (a *Agent) sweep() {
+	if err := a.reopenIfRecreated(); err != nil {
+		a.Metrics.SweepFailed(err)
+		a.Log.Error("cannot open Cilium's maps", "err", err)
+		return
+	}
+	res, err := a.sw.Sweep()
+	if err != nil {
+		a.Metrics.SweepFailed(err)
+		a.Log.Error("sweep failed", "err", err)
+		return
+	}
+	a.Metrics.Swept(a.current.Names(), res, a.Clock.Now())
+	var exp, del uint64
+	for _, cs := range res.Counts {
+		for _, c := range cs {
+			exp += c.Expired
+			del += c.DeletedCT
+		}
+	}
+	a.Log.Debug("sweep", "entries", res.Entries, "expired", exp, "deleted", del, "took", res.Duration)
+}
+
+// reopenIfRecreated (re)loads the sweeper when Cilium re-created a map
+// behind its pin (a new inode), or the first time.
+func (a *Agent) reopenIfRecreated() error {
+	pins := map[string]uint64{}
+	swept := a.Env.swept()
+	for _, s := range a.Env.Resolution.Profile.Maps {
+		if !swept[s.Family] || (s.Role != profiles.RoleCTTCP && s.Role != profiles.RoleCTAny && s.Role != profiles.RoleSNAT) {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(ctmap.PinPath(a.Env.BPFFS, s), &st); err == nil {
+			pins[s.Name] = st.Ino
+		}
+	}
+	if a.sw != nil && equalPins(pins, a.pins) {
+		return nil
+	}
+	if a.sw != nil {
+		a.sw.Close()
+		a.sw = nil
+		a.Log.Info("Cilium re-created its maps; re-opening them")
+		a.Metrics.MapsReopened()
+	}
+	sw, err := sweep.New(a.Env.SweepConfig(a.Mode, a.Engine), a.state)
+	if err != nil {
+		return MapErr(err)
+	}
+	a.sw, a.pins = sw, pins
+	return nil
+}
+
+func equalPins(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// setHash identifies a policy set: names, timeouts and keys in order.
+func setHash(set []sweep.Policy) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, p := range set {
+		h.Write([]byte(p.Name))
+		h.Write([]byte{0})
+		for _, t := range p.Timeouts {
+			binary.LittleEndian.PutUint32(b[:4], t)
+			h.Write(b[:4])
+		}
+		for _, k := range p.Keys {
+			h.Write(k.Pod.AsSlice())
+			h.Write(k.Dest.Addr().AsSlice())
+			ex := byte(0)
+			if k.Excluded {
+				ex = 1
+			}
+			h.Write([]byte{byte(k.Dest.Bits()), ex})
+		}
+		h.Write([]byte{1})
+	}
+	return h.Sum64()
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Swept(map[uint32]string, *sweep.Result, time.Time) {}
+func (nopMetrics) SweepFailed(error)                                 {}
+func (nopMetrics) Resolved([]PolicyStatus, int)                      {}
+func (nopMetrics) ReloadFailed()                                     {}
+func (nopMetrics) MapsReopened()                                     {}
