@@ -210,6 +210,7 @@ type LayoutError struct {
 	Program, Found int
 }
 
+// Error names the profile, the field and both values.
 func (e *LayoutError) Error() string {
 	if e.Found < 0 {
 		return fmt.Sprintf("profile %s has no %s; the sweeper was built to read it (%s %d)", e.Profile, e.Field, e.What, e.Program)
