@@ -15,10 +15,18 @@
  *     which deletes the entry and its two SNAT entries unless the entry was
  *     refreshed meanwhile.
  * Layouts: cilium-datapath.md §2 (key), §3 (ct_entry), §5 (states).
+ *
+ * The structs and enums userspace shares with this program reach Go as
+ * bpf2go -type output (pkg/sweep/gen.go); pkg/sweep's tests read this
+ * object's BTF and check each of them, and the ct_entry layout against
+ * every Cilium profile. The _Static_asserts pin Cilium's layouts and the
+ * sizes masked with SIZE - 1.
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
+
+#define POW2(x) ((x) > 0 && ((x) & ((x) - 1)) == 0)
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -47,6 +55,7 @@ struct ct_key4 {
 	__u8 nexthdr;
 	__u8 flags;
 } __attribute__((packed));
+_Static_assert(sizeof(struct ct_key4) == 14, "struct ipv4_ct_tuple is 14 bytes");
 
 struct ct_key6 {
 	__u32 pod[4];  /* daddr */
@@ -56,6 +65,7 @@ struct ct_key6 {
 	__u8 nexthdr;
 	__u8 flags;
 } __attribute__((packed));
+_Static_assert(sizeof(struct ct_key6) == 38, "struct ipv6_ct_tuple is 38 bytes");
 
 /* The fields of struct ct_entry the sweeper reads (same in every version). */
 struct ct_entry {
@@ -70,15 +80,26 @@ struct ct_entry {
 	__u32 last_tx_report;
 	__u32 last_rx_report;
 };
+_Static_assert(sizeof(struct ct_entry) == 56, "struct ct_entry is 56 bytes");
+_Static_assert(__builtin_offsetof(struct ct_entry, lifetime) == 32, "ct_entry.lifetime");
+_Static_assert(__builtin_offsetof(struct ct_entry, flags) == 36, "ct_entry.flags");
 
-#define TUPLE_F_OUT 0
-#define IPPROTO_TCP 6
-#define CT_RX_CLOSING (1 << 0)
-#define CT_TX_CLOSING (1 << 1)
-#define CT_SEEN_NON_SYN (1 << 4)
+/* Cilium's values the program tests: a tuple's flags and protocol, and
+ * bits of ct_entry.flags. */
+enum ct_const {
+	TUPLE_F_OUT = 0,
+	IPPROTO_TCP = 6,
+	CT_RX_CLOSING = 1 << 0,
+	CT_TX_CLOSING = 1 << 1,
+	CT_SEEN_NON_SYN = 1 << 4,
+};
 
-enum { STATE_SYN, STATE_ESTABLISHED, STATE_CLOSING, STATE_NONTCP, NSTATES };
-enum { MODE_RECLAIM, MODE_MARK };
+/* The CT states, in the order of profiles.State. */
+enum ct_state { STATE_SYN, STATE_ESTABLISHED, STATE_CLOSING, STATE_NONTCP, NSTATES };
+_Static_assert(POW2(NSTATES), "states are masked with NSTATES - 1");
+
+/* What happens to an expired entry, as sweep.Mode. */
+enum sweep_mode { MODE_RECLAIM, MODE_MARK };
 
 /* The policy set: for each address family an open-addressing table of the
  * pods that have rules (linear probing from a multiplicative hash of the
@@ -90,15 +111,19 @@ enum { MODE_RECLAIM, MODE_MARK };
  * set is one array value: swapping it is one update. Userspace (set.go)
  * builds it with the same hash and guarantees every pod lies within
  * MAX_PROBE slots of its home. */
-#define MAX_POLICIES 4096
-#define MAX_RULES 256         /* rules of one pod */
-#define PODS4 (1 << 16)       /* table slots */
-#define RULES4 (1 << 16)
-#define PODS6 (1 << 15)
-#define RULES6 (1 << 15)
-#define MAX_PROBE 16
+enum set_limit {
+	MAX_POLICIES = 4096,
+	MAX_RULES = 256,       /* rules of one pod */
+	PODS4 = 1 << 16,       /* table slots */
+	RULES4 = 1 << 16,
+	PODS6 = 1 << 15,
+	RULES6 = 1 << 15,
+	MAX_PROBE = 16,
+	RULE_EXCLUDED = 1 << 0, /* a flag of struct rule4 and rule6 */
+};
+_Static_assert(POW2(PODS4) && POW2(RULES4) && POW2(PODS6) && POW2(RULES6),
+	       "table indexes are masked with SIZE - 1");
 #define GOLDEN 0x9e3779b1u
-#define RULE_EXCLUDED (1 << 0)
 
 struct pod4 {
 	__u32 addr;
@@ -118,6 +143,7 @@ struct rule4 {
 	__u16 policy;           /* slot of the policy, 1..MAX_POLICIES-1 */
 	__u16 flags;            /* RULE_EXCLUDED: an excludedCIDR */
 };
+_Static_assert(sizeof(struct pod4) == 8 && sizeof(struct rule4) == 12, "IPv4 table entries");
 
 struct rule6 {
 	__u32 net[4];
@@ -129,14 +155,20 @@ struct rule6 {
 struct policy_set {
 	__u32 bits4, bits6;                  /* the tables use 1 << bits slots */
 	__u32 policies, pad;                 /* slots 1..policies are in use */
-	__u32 timeout[MAX_POLICIES][4];      /* per policy and state, lifetime units; 0 = the node's */
+	__u32 timeout[MAX_POLICIES][NSTATES];     /* per policy and state, lifetime units; 0 = the node's */
 	struct pod4 pods4[PODS4];
 	struct pod6 pods6[PODS6];
 	struct rule4 rules4[RULES4];
 	struct rule6 rules6[RULES6];
 };
+_Static_assert(sizeof(struct pod6) == 20 && sizeof(struct rule6) == 36, "IPv6 table entries");
+_Static_assert(sizeof(struct policy_set) == 16 + sizeof(__u32) * MAX_POLICIES * NSTATES +
+	       sizeof(struct pod4) * PODS4 + sizeof(struct pod6) * PODS6 +
+	       sizeof(struct rule4) * RULES4 + sizeof(struct rule6) * RULES6,
+	       "struct policy_set has no padding");
 
 #define NBUCKETS 8
+_Static_assert(POW2(NBUCKETS), "buckets are masked with NBUCKETS - 1");
 
 /* Per policy and state, reset by userspace before each sweep. */
 struct sweep_stats {
@@ -145,6 +177,7 @@ struct sweep_stats {
 	__u64 lost; /* expired but not reported: the ring buffer was full */
 	__u64 idle[NBUCKETS];
 };
+_Static_assert(sizeof(struct sweep_stats) == 8 * (3 + NBUCKETS), "struct sweep_stats");
 
 /* An expired entry, for userspace to delete (reclaim mode): a header,
  * then the CT key (14 bytes for IPv4, 38 for IPv6) and padding to 8. */
@@ -166,6 +199,19 @@ struct candidate6 {
 	struct ct_key6 key;
 	__u8 pad[2];
 };
+_Static_assert(sizeof(struct candidate_hdr) == 8 && sizeof(struct candidate4) == 24 &&
+	       sizeof(struct candidate6) == 48, "candidates are the header, the key and padding to 8");
+
+/* A record of the ring buffer. */
+union candidate {
+	struct candidate_hdr h;
+	struct candidate4 v4;
+	struct candidate6 v6;
+};
+
+#define RINGBUF_SIZE (4 << 20)
+_Static_assert(POW2(RINGBUF_SIZE) && RINGBUF_SIZE >= 4096,
+	       "a ring buffer is a power-of-2 multiple of the page size");
 
 /* One slot holding the current policy set: swapping it is atomic. */
 struct {
@@ -191,8 +237,21 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, RINGBUF_SIZE);
+	__type(value, union candidate); /* for BTF only: cilium/ebpf drops it */
 } egwct_expired SEC(".maps");
+
+/* The shared types no map or function signature names, so that their BTF
+ * is in the object for bpf2go and the tests (clang emits the target of a
+ * pointer member only as a declaration): never read or written. */
+struct shared_types {
+	enum ct_const ct;
+	enum ct_state state;
+	enum sweep_mode mode;
+	enum set_limit limit;
+	struct policy_set set[];
+};
+struct shared_types shared_types __attribute__((unused));
 
 /* Set before load. */
 volatile const __u32 mode = MODE_RECLAIM;

@@ -3,15 +3,20 @@ package sweep
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sort"
+	"unsafe"
 )
 
 // The policy set as the sweeper reads it: struct policy_set of
-// bpf/sweep.bpf.c, one array value swapped in with one update. For each
-// address family an open-addressing table of the pods with rules (linear
-// probing from a multiplicative hash of the address) and each pod's rules,
-// longest destination prefix first, one after the other.
+// bpf/sweep.bpf.c (sweeperPolicySet, generated from the program's BTF),
+// one array value swapped in with one update. For each address family an
+// open-addressing table of the pods with rules (linear probing from a
+// multiplicative hash of the address) and each pod's rules, longest
+// destination prefix first, one after the other. The limits are the
+// program's enum set_limit; they stay untyped constants here, and a
+// difference from the program does not compile (below).
 const (
 	MaxPolicies = 4096    // policy slots, 0 is "no policy"
 	MaxRules    = 256     // destination CIDRs of one pod, over all policies
@@ -20,23 +25,19 @@ const (
 	MaxPods     = 1 << 15 // IPv4 pods with rules: half the table's slots
 	MaxPods6    = 1 << 14 // IPv6 pods with rules
 
-	pods4Slots = 2 * MaxPods
-	pods6Slots = 2 * MaxPods6
-	maxProbe   = 16 // MAX_PROBE: a pod lies at most this many slots from its home
-	golden     = 0x9e3779b1
-
-	pod4Size, pod6Size   = 8, 20
-	rule4Size, rule6Size = 12, 36
-	offPolicies          = 8
-	offTimeout           = 16
-	offPods4             = offTimeout + MaxPolicies*16
-	offPods6             = offPods4 + pods4Slots*pod4Size
-	offRules4            = offPods6 + pods6Slots*pod6Size
-	offRules6            = offRules4 + MaxKeys*rule4Size
-	setSize              = offRules6 + MaxKeys6*rule6Size
-
-	ruleExcluded = 1
+	maxProbe     = uint32(sweeperSetLimitMAX_PROBE) // a pod lies at most this many slots from its home
+	ruleExcluded = uint32(sweeperSetLimitRULE_EXCLUDED)
+	golden       = 0x9e3779b1 // GOLDEN
 )
+
+// Each index is 0 exactly when the constant is the program's.
+var _ = [1]struct{}{}[MaxPolicies-int(sweeperSetLimitMAX_POLICIES)]
+var _ = [1]struct{}{}[MaxRules-int(sweeperSetLimitMAX_RULES)]
+var _ = [1]struct{}{}[MaxKeys-len(sweeperPolicySet{}.Rules4)]
+var _ = [1]struct{}{}[MaxKeys6-len(sweeperPolicySet{}.Rules6)]
+var _ = [1]struct{}{}[2*MaxPods-len(sweeperPolicySet{}.Pods4)]
+var _ = [1]struct{}{}[2*MaxPods6-len(sweeperPolicySet{}.Pods6)]
+var _ = [1]struct{}{}[MaxPolicies-len(sweeperPolicySet{}.Timeout)]
 
 var le = binary.LittleEndian
 
@@ -44,29 +45,76 @@ var le = binary.LittleEndian
 // slots, as the program computes it.
 func home(h uint32, bits uint) uint32 { return uint32(uint64(h*golden) << bits >> 32) }
 
-// addrHash is what the program hashes: the address's first 32-bit word as
-// it loads it (little-endian), or the four words xored for IPv6.
-func addrHash(a []byte) uint32 {
+// addrHash is what the program hashes: the address's first 32-bit word,
+// or the four words xored for IPv6.
+func addrHash(words []uint32) uint32 {
 	h := uint32(0)
-	for i := 0; i < len(a); i += 4 {
-		h ^= le.Uint32(a[i:])
+	for _, w := range words {
+		h ^= w
 	}
 	return h
 }
 
-// family is one address family's part of the set.
+// words are an address (or a mask) in network order as the program loads
+// it: 32-bit little-endian words.
+func words(b []byte) []uint32 {
+	w := make([]uint32, len(b)/4)
+	for i := range w {
+		w[i] = le.Uint32(b[4*i:])
+	}
+	return w
+}
+
+// wordBytes is the inverse of words.
+func wordBytes(w []uint32) []byte {
+	b := make([]byte, 4*len(w))
+	for i, x := range w {
+		le.PutUint32(b[4*i:], x)
+	}
+	return b
+}
+
+// family is one address family's part of the set: its limits and its
+// fields of sweeperPolicySet.
 type family struct {
-	name                        string
-	addrLen                     int
-	offBits                     int
-	offPods, podSize, maxSlots  int
-	offRules, ruleSize, maxKeys int
-	maxPods                     int
+	name             string
+	slots            int // pod table slots
+	maxKeys, maxPods int
+	bits             func(*sweeperPolicySet) *uint32
+	clearPods        func(*sweeperPolicySet)
+	// pod and rule are the fields of a table slot and of a rule; an
+	// address or mask is its 32-bit words.
+	pod  func(s *sweeperPolicySet, i int) (addr []uint32, first, n *uint16)
+	rule func(s *sweeperPolicySet, i int) (net, mask []uint32, policy, flags *uint16)
 }
 
 var (
-	fam4 = family{"IPv4", 4, 0, offPods4, pod4Size, pods4Slots, offRules4, rule4Size, MaxKeys, MaxPods}
-	fam6 = family{"IPv6", 16, 4, offPods6, pod6Size, pods6Slots, offRules6, rule6Size, MaxKeys6, MaxPods6}
+	fam4 = family{
+		name: "IPv4", slots: len(sweeperPolicySet{}.Pods4), maxKeys: MaxKeys, maxPods: MaxPods,
+		bits:      func(s *sweeperPolicySet) *uint32 { return &s.Bits4 },
+		clearPods: func(s *sweeperPolicySet) { clear(s.Pods4[:]) },
+		pod: func(s *sweeperPolicySet, i int) ([]uint32, *uint16, *uint16) {
+			p := &s.Pods4[i]
+			return unsafe.Slice(&p.Addr, 1), &p.First, &p.N
+		},
+		rule: func(s *sweeperPolicySet, i int) ([]uint32, []uint32, *uint16, *uint16) {
+			r := &s.Rules4[i]
+			return unsafe.Slice(&r.Net, 1), unsafe.Slice(&r.Mask, 1), &r.Policy, &r.Flags
+		},
+	}
+	fam6 = family{
+		name: "IPv6", slots: len(sweeperPolicySet{}.Pods6), maxKeys: MaxKeys6, maxPods: MaxPods6,
+		bits:      func(s *sweeperPolicySet) *uint32 { return &s.Bits6 },
+		clearPods: func(s *sweeperPolicySet) { clear(s.Pods6[:]) },
+		pod: func(s *sweeperPolicySet, i int) ([]uint32, *uint16, *uint16) {
+			p := &s.Pods6[i]
+			return p.Addr[:], &p.First, &p.N
+		},
+		rule: func(s *sweeperPolicySet, i int) ([]uint32, []uint32, *uint16, *uint16) {
+			r := &s.Rules6[i]
+			return r.Net[:], r.Mask[:], &r.Policy, &r.Flags
+		},
+	}
 )
 
 func familyOf(a netip.Addr) *family {
@@ -104,7 +152,7 @@ type setRule struct {
 // encodeSet builds the value of struct policy_set for a policy set
 // (slots 1..len(set) in order). Keys whose pod and destination are of
 // different families never match a flow and are left out.
-func encodeSet(set []Policy) ([]byte, error) {
+func encodeSet(set []Policy) (*sweeperPolicySet, error) {
 	if len(set) >= MaxPolicies {
 		return nil, fmt.Errorf("%d policies; egwct holds at most %d", len(set), MaxPolicies-1)
 	}
@@ -133,12 +181,10 @@ func encodeSet(set []Policy) ([]byte, error) {
 		}
 	}
 
-	b := make([]byte, setSize)
-	le.PutUint32(b[offPolicies:], uint32(len(set)))
+	v := new(sweeperPolicySet)
+	v.Policies = uint32(len(set))
 	for i, p := range set {
-		for st, t := range p.Timeouts {
-			le.PutUint32(b[offTimeout+(i+1)*16+st*4:], t)
-		}
+		v.Timeout[i+1] = p.Timeouts
 	}
 	for _, f := range []*family{&fam4, &fam6} {
 		ps := pods[f]
@@ -153,56 +199,55 @@ func encodeSet(set []Policy) ([]byte, error) {
 			// that holds the destination.
 			sort.SliceStable(rs, func(i, j int) bool { return rs[i].dest.Bits() > rs[j].dest.Bits() })
 			for _, r := range rs {
-				o := f.offRules + next*f.ruleSize
-				copy(b[o:], addrBytes(r.dest.Addr()))
-				copy(b[o+f.addrLen:], maskBytes(r.dest.Bits(), f.addrLen))
-				le.PutUint16(b[o+2*f.addrLen:], r.slot)
+				net, mask, policy, flags := f.rule(v, next)
+				a := addrBytes(r.dest.Addr())
+				copy(net, words(a))
+				copy(mask, words(maskBytes(r.dest.Bits(), len(a))))
+				*policy = r.slot
 				if r.excluded {
-					le.PutUint16(b[o+2*f.addrLen+2:], ruleExcluded)
+					*flags = uint16(ruleExcluded)
 				}
 				next++
 			}
 		}
-		if err := f.place(b, ps, byPod); err != nil {
+		if err := f.place(v, ps, byPod); err != nil {
 			return nil, err
 		}
 	}
-	return b, nil
+	return v, nil
 }
 
 // place fills the family's pod table: the smallest table at most half
 // full in which every pod lies within maxProbe slots of its home.
-func (f *family) place(b []byte, pods []netip.Addr, byPod map[netip.Addr][]setRule) error {
+func (f *family) place(v *sweeperPolicySet, pods []netip.Addr, byPod map[netip.Addr][]setRule) error {
 	bits := uint(0)
 	for 1<<bits < 2*len(pods) {
 		bits++
 	}
-	for ; 1<<bits <= f.maxSlots; bits++ {
-		table := b[f.offPods : f.offPods+f.maxSlots*f.podSize]
-		clear(table)
-		if f.fill(table, bits, pods, byPod) {
-			le.PutUint32(b[f.offBits:], uint32(bits))
+	for ; 1<<bits <= f.slots; bits++ {
+		f.clearPods(v)
+		if f.fill(v, bits, pods, byPod) {
+			*f.bits(v) = uint32(bits)
 			return nil
 		}
 	}
 	return fmt.Errorf("%d %s pods: no table places every pod within %d slots of its home", len(pods), f.name, maxProbe)
 }
 
-func (f *family) fill(table []byte, bits uint, pods []netip.Addr, byPod map[netip.Addr][]setRule) bool {
+func (f *family) fill(v *sweeperPolicySet, bits uint, pods []netip.Addr, byPod map[netip.Addr][]setRule) bool {
 	mask := uint32(1)<<bits - 1
 	first := 0
 	for _, pod := range pods {
-		a := addrBytes(pod)
+		a := words(addrBytes(pod))
 		h := home(addrHash(a), bits)
 		placed := false
 		for i := uint32(0); i < maxProbe; i++ {
-			o := int((h+i)&mask) * f.podSize
-			if le.Uint16(table[o+f.addrLen+2:]) != 0 {
+			addr, pfirst, n := f.pod(v, int((h+i)&mask))
+			if *n != 0 {
 				continue
 			}
-			copy(table[o:], a)
-			le.PutUint16(table[o+f.addrLen:], uint16(first))
-			le.PutUint16(table[o+f.addrLen+2:], uint16(len(byPod[pod])))
+			copy(addr, a)
+			*pfirst, *n = uint16(first), uint16(len(byPod[pod]))
 			placed = true
 			break
 		}
@@ -216,40 +261,29 @@ func (f *family) fill(table []byte, bits uint, pods []netip.Addr, byPod map[neti
 
 // decodeSet reads the keys of a policy set value back, with their slot,
 // timeouts and flags.
-func decodeSet(b []byte) (map[Key]policyVal, error) {
-	if len(b) != setSize {
-		return nil, fmt.Errorf("policy set: %d bytes, want %d", len(b), setSize)
-	}
+func decodeSet(v *sweeperPolicySet) map[Key]policyVal {
 	out := map[Key]policyVal{}
 	for _, f := range []*family{&fam4, &fam6} {
-		for s := 0; s < f.maxSlots; s++ {
-			o := f.offPods + s*f.podSize
-			n := int(le.Uint16(b[o+f.addrLen+2:]))
-			if n == 0 {
+		for s := 0; s < f.slots; s++ {
+			addr, first, n := f.pod(v, s)
+			if *n == 0 {
 				continue
 			}
-			pod, _ := netip.AddrFromSlice(b[o : o+f.addrLen])
-			first := int(le.Uint16(b[o+f.addrLen:]))
-			for j := first; j < first+n && j < f.maxKeys; j++ {
-				r := b[f.offRules+j*f.ruleSize:]
-				net, _ := netip.AddrFromSlice(r[:f.addrLen])
+			pod, _ := netip.AddrFromSlice(wordBytes(addr))
+			for j := int(*first); j < int(*first)+int(*n) && j < f.maxKeys; j++ {
+				net, mask, policy, flags := f.rule(v, j)
+				addr, _ := netip.AddrFromSlice(wordBytes(net))
 				ones := 0
-				for _, x := range r[f.addrLen : 2*f.addrLen] {
-					for ; x&0x80 != 0; x <<= 1 {
-						ones++
-					}
+				for _, m := range mask {
+					ones += bits.OnesCount32(m)
 				}
-				id := uint32(le.Uint16(r[2*f.addrLen:]))
-				flags := uint32(le.Uint16(r[2*f.addrLen+2:]))
-				v := policyVal{ID: id, Flags: flags}
-				if id < MaxPolicies {
-					for st := range v.Timeout {
-						v.Timeout[st] = le.Uint32(b[offTimeout+int(id)*16+st*4:])
-					}
+				pv := policyVal{ID: uint32(*policy), Flags: uint32(*flags)}
+				if pv.ID < MaxPolicies {
+					pv.Timeout = v.Timeout[pv.ID]
 				}
-				out[Key{Pod: pod, Dest: netip.PrefixFrom(net, ones), Excluded: flags&ruleExcluded != 0}] = v
+				out[Key{Pod: pod, Dest: netip.PrefixFrom(addr, ones), Excluded: pv.Flags&ruleExcluded != 0}] = pv
 			}
 		}
 	}
-	return out, nil
+	return out
 }

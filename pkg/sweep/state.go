@@ -258,12 +258,12 @@ func (s *State) CurrentKeys() (map[Key]policyVal, error) {
 	if err != nil || value == nil {
 		return map[Key]policyVal{}, err
 	}
-	return decodeSet(value)
+	return decodeSet(value), nil
 }
 
 // currentSet reads the value of the policy set in force; nil before the
 // first Replace.
-func (s *State) currentSet() ([]byte, error) {
+func (s *State) currentSet() (*sweeperPolicySet, error) {
 	var id ebpf.MapID
 	if err := s.policies.Lookup(uint32(0), &id); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -276,7 +276,7 @@ func (s *State) currentSet() ([]byte, error) {
 		return nil, err
 	}
 	defer inner.Close()
-	value := make([]byte, setSize)
+	value := new(sweeperPolicySet)
 	if err := inner.Lookup(uint32(0), value); err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func (s *State) policySlots() (uint32, error) {
 			return 0, err
 		}
 		if value != nil {
-			s.slots = min(le.Uint32(value[offPolicies:]), MaxPolicies-1)
+			s.slots = min(value.Policies, MaxPolicies-1)
 		}
 	}
 	return s.slots, nil

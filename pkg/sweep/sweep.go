@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -26,9 +28,9 @@ type Mode uint32
 const (
 	// Reclaim deletes the CT entry and its two SNAT entries, as Cilium's
 	// GC would, so the port is free at once.
-	Reclaim Mode = 0
+	Reclaim = Mode(sweeperSweepModeMODE_RECLAIM)
 	// Mark only sets lifetime in the past for Cilium's next GC pass.
-	Mark Mode = 1
+	Mark = Mode(sweeperSweepModeMODE_MARK)
 )
 
 func (m Mode) String() string {
@@ -134,7 +136,19 @@ func famIndex(fam int) int { return fam / 6 }
 // opens Cilium's CT and SNAT maps, refusing maps whose shape does not
 // match the profile: the IPv4 maps always, the IPv6 maps on profiles with
 // an IPv6 egress gateway (1.18+) when the node has them.
+//
+// A profile whose ct_entry or CT key layout is not the one the program was
+// built for is refused with a *LayoutError before anything is opened.
 func New(cfg Config, state *State) (*Sweeper, error) {
+	if cfg.Profile == nil {
+		return nil, errors.New("sweeper: no profile")
+	}
+	if state == nil || state.spec == nil {
+		return nil, errors.New("sweeper: egwct's state is not open for writing")
+	}
+	if err := checkLayout(state.spec, cfg.Profile); err != nil {
+		return nil, err
+	}
 	s := &Sweeper{cfg: cfg, state: state}
 	for _, fam := range Families(cfg.Profile) {
 		for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
@@ -177,6 +191,108 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// LayoutError is returned by New when a profile describes one of Cilium's
+// structs differently from the program's BTF: the program would read the
+// wrong bytes, so it is not loaded.
+type LayoutError struct {
+	// Profile is the profile's name.
+	Profile string
+	// Field names what differs: "ct_entry" (its size), "ct_entry.lifetime",
+	// "ct_entry.flags:seen_non_syn" (a flag bit), or a CT map's key
+	// ("cilium_ct4_global key").
+	Field string
+	// What is "size", "offset" or "mask".
+	What string
+	// Program is the program's value, Found the profile's; Found is -1
+	// when the profile has no such field.
+	Program, Found int
+}
+
+// Error names the profile, the field and both values.
+func (e *LayoutError) Error() string {
+	if e.Found < 0 {
+		return fmt.Sprintf("profile %s has no %s; the sweeper was built to read it (%s %d)", e.Profile, e.Field, e.What, e.Program)
+	}
+	return fmt.Sprintf("profile %s does not match the sweeper: %s %s is %d in the profile, the sweeper was built for %d",
+		e.Profile, e.Field, e.What, e.Found, e.Program)
+}
+
+// checkLayout compares what the program's BTF says of Cilium's structs
+// with the profile: the size and every named field of struct ct_entry
+// (offset and size), the flag bits of enum ct_const, and the key size of
+// the CT maps the program walks. (The maps' value size against the
+// profile is ctmap.Open's check.)
+func checkLayout(spec *ebpf.CollectionSpec, p *profiles.Profile) error {
+	bad := func(field, what string, program, found int) error {
+		return &LayoutError{Profile: p.Name, Field: field, What: what, Program: program, Found: found}
+	}
+	var entry *btf.Struct
+	if err := spec.Types.TypeByName("ct_entry", &entry); err != nil {
+		return fmt.Errorf("the sweeper's BTF: %w", err)
+	}
+	l := p.CTEntry
+	if int(entry.Size) != l.Size {
+		return bad("ct_entry", "size", int(entry.Size), l.Size)
+	}
+	for _, m := range entry.Members {
+		if strings.HasPrefix(m.Name, "pad") {
+			continue
+		}
+		off, size := int(m.Offset.Bytes()), 0
+		if n, err := btf.Sizeof(m.Type); err == nil {
+			size = n
+		}
+		name := "ct_entry." + m.Name
+		f, ok := l.Field(m.Name)
+		switch {
+		case !ok:
+			return bad(name, "offset", off, -1)
+		case f.Offset != off:
+			return bad(name, "offset", off, f.Offset)
+		case f.Size != size:
+			return bad(name, "size", size, f.Size)
+		}
+		if m.Name == "flags" && l.FlagsOffset != off {
+			return bad(name, "offset", off, l.FlagsOffset)
+		}
+	}
+	var consts *btf.Enum
+	if err := spec.Types.TypeByName("ct_const", &consts); err != nil {
+		return fmt.Errorf("the sweeper's BTF: %w", err)
+	}
+	for _, v := range consts.Values {
+		bit, ok := strings.CutPrefix(v.Name, "CT_")
+		if !ok {
+			continue
+		}
+		bit = strings.ToLower(bit)
+		name := "ct_entry.flags:" + bit
+		mask, ok := l.Bit(bit)
+		switch {
+		case !ok:
+			return bad(name, "mask", int(v.Value), -1)
+		case uint64(mask) != v.Value:
+			return bad(name, "mask", int(v.Value), int(mask))
+		}
+	}
+	for _, fam := range Families(p) {
+		var key *btf.Struct
+		if err := spec.Types.TypeByName(fmt.Sprintf("ct_key%d", fam), &key); err != nil {
+			return fmt.Errorf("the sweeper's BTF: %w", err)
+		}
+		for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
+			m, ok := p.Map(role, fam)
+			if !ok {
+				continue // New says which map is missing
+			}
+			if int(m.KeySize) != int(key.Size) {
+				return bad(m.Name+" key", "size", int(key.Size), int(m.KeySize))
+			}
+		}
+	}
+	return nil
 }
 
 // load loads the programs of the engine in use for the maps opened, and
@@ -515,8 +631,15 @@ func (s *Sweeper) collect(res *Result) error {
 	return nil
 }
 
-// candidateHdr is the size of struct candidate_hdr: the CT key follows.
-const candidateHdr = 8
+// A ring-buffer record is a struct candidate_hdr, then the CT key: where
+// its fields are, from the generated type.
+const (
+	candLifetime = int(unsafe.Offsetof(sweeperCandidateHdr{}.Lifetime))
+	candPolicy   = int(unsafe.Offsetof(sweeperCandidateHdr{}.Policy))
+	candState    = int(unsafe.Offsetof(sweeperCandidateHdr{}.State))
+	candFamily   = int(unsafe.Offsetof(sweeperCandidateHdr{}.Family))
+	candKey      = int(unsafe.Sizeof(sweeperCandidateHdr{}))
+)
 
 // drain deletes what the program reports expired while the walk runs, so
 // that the ring buffer never fills on a big node, until stop is closed;
@@ -559,20 +682,20 @@ func (s *Sweeper) drain(stop <-chan struct{}) (map[uint32]*[4]Counts, error) {
 // refreshed it), and then its SNAT egress and reverse entries, exactly the
 // set Cilium's GC deletes for an outbound entry.
 func (s *Sweeper) reclaimOne(raw []byte, counts map[uint32]*[4]Counts) error {
-	if len(raw) < candidateHdr {
+	if len(raw) < candKey {
 		return nil
 	}
-	lifetime := binary.LittleEndian.Uint32(raw[0:])
-	slot := uint32(binary.LittleEndian.Uint16(raw[4:]))
-	state, fam := raw[6], int(raw[7])
+	lifetime := binary.LittleEndian.Uint32(raw[candLifetime:])
+	slot := uint32(binary.LittleEndian.Uint16(raw[candPolicy:]))
+	state, fam := raw[candState], int(raw[candFamily])
 	size := ctmap.TupleSize4
 	if fam == 6 {
 		size = ctmap.TupleSize6
 	}
-	if state > 3 || slot >= MaxPolicies || (fam != 4 && fam != 6) || len(raw) < candidateHdr+size {
+	if state >= uint8(sweeperCtStateNSTATES) || slot >= MaxPolicies || (fam != 4 && fam != 6) || len(raw) < candKey+size {
 		return nil
 	}
-	key := raw[candidateHdr : candidateHdr+size]
+	key := raw[candKey : candKey+size]
 	if counts[slot] == nil {
 		counts[slot] = new([4]Counts)
 	}

@@ -13,6 +13,145 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sweeperCandidate struct {
+	_ structs.HostLayout
+	H sweeperCandidateHdr
+	_ [40]byte
+}
+
+type sweeperCandidateHdr struct {
+	_        structs.HostLayout
+	Lifetime uint32
+	Policy   uint16
+	State    uint8
+	Family   uint8
+}
+
+type sweeperCtConst uint32
+
+const (
+	sweeperCtConstTUPLE_F_OUT     sweeperCtConst = 0
+	sweeperCtConstIPPROTO_TCP     sweeperCtConst = 6
+	sweeperCtConstCT_RX_CLOSING   sweeperCtConst = 1
+	sweeperCtConstCT_TX_CLOSING   sweeperCtConst = 2
+	sweeperCtConstCT_SEEN_NON_SYN sweeperCtConst = 16
+)
+
+type sweeperCtState uint32
+
+const (
+	sweeperCtStateSTATE_SYN         sweeperCtState = 0
+	sweeperCtStateSTATE_ESTABLISHED sweeperCtState = 1
+	sweeperCtStateSTATE_CLOSING     sweeperCtState = 2
+	sweeperCtStateSTATE_NONTCP      sweeperCtState = 3
+	sweeperCtStateNSTATES           sweeperCtState = 4
+)
+
+type sweeperPod4 struct {
+	_     structs.HostLayout
+	Addr  uint32
+	First uint16
+	N     uint16
+}
+
+type sweeperPod6 struct {
+	_     structs.HostLayout
+	Addr  [4]uint32
+	First uint16
+	N     uint16
+}
+
+type sweeperPolicySet struct {
+	_        structs.HostLayout
+	Bits4    uint32
+	Bits6    uint32
+	Policies uint32
+	Pad      uint32
+	Timeout  [4096][4]uint32
+	Pods4    [65536]sweeperPod4
+	Pods6    [32768]sweeperPod6
+	Rules4   [65536]sweeperRule4
+	Rules6   [32768]sweeperRule6
+}
+
+type sweeperRule4 struct {
+	_      structs.HostLayout
+	Net    uint32
+	Mask   uint32
+	Policy uint16
+	Flags  uint16
+}
+
+type sweeperRule6 struct {
+	_      structs.HostLayout
+	Net    [4]uint32
+	Mask   [4]uint32
+	Policy uint16
+	Flags  uint16
+}
+
+type sweeperSetLimit uint32
+
+const (
+	sweeperSetLimitMAX_POLICIES  sweeperSetLimit = 4096
+	sweeperSetLimitMAX_RULES     sweeperSetLimit = 256
+	sweeperSetLimitPODS4         sweeperSetLimit = 65536
+	sweeperSetLimitRULES4        sweeperSetLimit = 65536
+	sweeperSetLimitPODS6         sweeperSetLimit = 32768
+	sweeperSetLimitRULES6        sweeperSetLimit = 32768
+	sweeperSetLimitMAX_PROBE     sweeperSetLimit = 16
+	sweeperSetLimitRULE_EXCLUDED sweeperSetLimit = 1
+)
+
+type sweeperSharedTypes struct {
+	_     structs.HostLayout
+	Ct    uint32
+	State uint32
+	Mode  uint32
+	Limit uint32
+	Set   [0]struct {
+		_        structs.HostLayout
+		Bits4    uint32
+		Bits6    uint32
+		Policies uint32
+		Pad      uint32
+		Timeout  [4096][4]uint32
+		Pods4    [65536]struct {
+			_     structs.HostLayout
+			Addr  uint32
+			First uint16
+			N     uint16
+		}
+		Pods6 [32768]struct {
+			_     structs.HostLayout
+			Addr  [4]uint32
+			First uint16
+			N     uint16
+		}
+		Rules4 [65536]struct {
+			_      structs.HostLayout
+			Net    uint32
+			Mask   uint32
+			Policy uint16
+			Flags  uint16
+		}
+		Rules6 [32768]struct {
+			_      structs.HostLayout
+			Net    [4]uint32
+			Mask   [4]uint32
+			Policy uint16
+			Flags  uint16
+		}
+	}
+}
+
+type sweeperSweepMode uint32
+
+const (
+	sweeperSweepModeMODE_RECLAIM sweeperSweepMode = 0
+	sweeperSweepModeMODE_MARK    sweeperSweepMode = 1
+)
+
 type sweeperSweepStats struct {
 	_       structs.HostLayout
 	Seen    uint64
@@ -43,6 +182,7 @@ const (
 	sweeperVarMode          = "mode"
 	sweeperVarNodeTimeout   = "node_timeout"
 	sweeperVarNow           = "now"
+	sweeperVarSharedTypes   = "shared_types"
 )
 
 // loadSweeper returns the embedded CollectionSpec for sweeper.
@@ -117,6 +257,7 @@ type sweeperVariableSpecs struct {
 	Mode        *ebpf.VariableSpec `ebpf:"mode"`
 	NodeTimeout *ebpf.VariableSpec `ebpf:"node_timeout"`
 	Now         *ebpf.VariableSpec `ebpf:"now"`
+	SharedTypes *ebpf.VariableSpec `ebpf:"shared_types"`
 }
 
 // sweeperObjects contains all objects after they have been loaded into the kernel.
@@ -168,6 +309,7 @@ type sweeperVariables struct {
 	Mode        *ebpf.Variable `ebpf:"mode"`
 	NodeTimeout *ebpf.Variable `ebpf:"node_timeout"`
 	Now         *ebpf.Variable `ebpf:"now"`
+	SharedTypes *ebpf.Variable `ebpf:"shared_types"`
 }
 
 // sweeperPrograms contains all programs after they have been loaded into the kernel.
