@@ -71,14 +71,14 @@ type Policy struct {
 type Metrics struct {
 	reg *prometheus.Registry
 
-	mu       sync.Mutex
-	health   readiness
-	last     map[seriesKey]*sweep.Counts // the last sweep, by policy label and state
-	counters map[seriesKey]*policyCounters
-	valid    map[string]bool // policy label → valid
-	ports    []PortUse
-	engine   string // "" until Engine is called
-	cluster  *bool  // nil until ClusterUp is called
+	mu            sync.Mutex
+	health        readiness
+	last          map[seriesKey]*sweep.Counts // the last sweep, by policy label and state
+	counters      map[seriesKey]*policyCounters
+	valid         map[string]bool // policy label → valid
+	ports         []PortUse
+	engine        string // "" until Engine is called
+	cluster       *bool  // nil until ClusterUp is called
 	top, capacity int
 
 	sweeps, sweepErrors, reloadErrors prometheus.Counter
