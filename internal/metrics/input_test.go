@@ -101,3 +101,27 @@ func TestIdleHistogram(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentUse records and scrapes from several goroutines at once
+// (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	m := newMetrics(t, Options{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			_ = m.Policies([]Policy{{Name: "a", Valid: i%2 == 0, InForce: true}})
+			_ = m.Sweep(map[uint32]string{1: "a"}, result(0, 1), at)
+			m.SweepFailed(nil)
+			m.Engine("iterator")
+			m.ClusterUp(i%2 == 0)
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		if _, err := m.Gatherer().Gather(); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.Ready()
+	}
+	<-done
+}

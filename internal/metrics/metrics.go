@@ -76,6 +76,7 @@ type Metrics struct {
 	last          map[seriesKey]*sweep.Counts // the last sweep, by policy label and state
 	counters      map[seriesKey]*policyCounters
 	valid         map[string]bool // policy label → valid
+	setKnown      bool            // Policies was called
 	ports         []PortUse
 	engine        string // "" until Engine is called
 	cluster       *bool  // nil until ClusterUp is called
@@ -204,7 +205,8 @@ func policyLabel(names map[uint32]string, slot uint32) string {
 // the result's policy slots to policy names (slot 0, the entries of no
 // policy, is labelled NoPolicy; a slot missing from names is labelled
 // "(slot N)"). The series of the last sweep are replaced, the counters of
-// each policy and state grow, and /readyz turns ready.
+// each policy and state grow (once Policies was called, only those of the
+// policies of its set), and /readyz turns ready.
 func (m *Metrics) Sweep(names map[uint32]string, res *sweep.Result, at time.Time) error {
 	if res == nil {
 		return errors.New("metrics: no sweep result to record")
@@ -231,6 +233,9 @@ func (m *Metrics) Sweep(names map[uint32]string, res *sweep.Result, at time.Time
 	for k, c := range last {
 		if k.policy == NoPolicy {
 			continue // nothing expires without a policy
+		}
+		if _, ok := m.valid[k.policy]; m.setKnown && !ok {
+			continue // not in the set: its counters were removed
 		}
 		t := m.counters[k]
 		if t == nil {
@@ -304,7 +309,7 @@ func (m *Metrics) Policies(ps []Policy) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.valid = valid
+	m.valid, m.setKnown = valid, true
 	for k := range m.counters {
 		if _, ok := valid[k.policy]; !ok {
 			delete(m.counters, k)

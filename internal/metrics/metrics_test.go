@@ -409,3 +409,30 @@ func (f filterGatherer) Gather() ([]*dto.MetricFamily, error) {
 	}
 	return fams, err
 }
+
+// TestCountersOnlyForTheSet: once a policy set is known, a sweep does not
+// bring back the counters of a policy outside it.
+func TestCountersOnlyForTheSet(t *testing.T) {
+	m := newMetrics(t, Options{})
+	names := map[uint32]string{1: "a", 2: "b"}
+	if err := m.Sweep(names, result(1, 2), at); err != nil {
+		t.Fatal(err)
+	}
+	_, fams := scrape(t, m)
+	if got := labelsOf(fams, "egwct_ct_expired_total", "policy"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("before any set: %q", got)
+	}
+	if err := m.Policies([]Policy{{Name: "a", Valid: true, InForce: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sweep(names, result(1, 2), at); err != nil {
+		t.Fatal(err)
+	}
+	_, fams = scrape(t, m)
+	if got := labelsOf(fams, "egwct_ct_expired_total", "policy"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("with the set {a}: %q", got)
+	}
+	if got := labelsOf(fams, "egwct_ct_entries", "policy"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("the last sweep saw a and b: %q", got)
+	}
+}
