@@ -382,8 +382,10 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		// A series that cannot be collected must not hide all others.
+		// A series that cannot be collected must not hide all others;
+		// promhttp_metric_handler_errors_total counts such errors.
 		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      m.reg,
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "ok")

@@ -123,6 +123,7 @@ func realistic(t *testing.T, m *Metrics) {
 func TestLintClean(t *testing.T) {
 	m := newMetrics(t, Options{})
 	realistic(t, m)
+	m.Handler() // registers promhttp_metric_handler_errors_total
 	problems, err := testutil.GatherAndLint(m.Gatherer())
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +139,7 @@ func TestLintClean(t *testing.T) {
 		"egwct_cluster_errors_total", "egwct_cluster_up", "egwct_policies", "egwct_policy_keys", "egwct_policy_valid",
 		"egwct_last_sweep_timestamp_seconds", "egwct_sweep_entries", "egwct_sweep_duration_seconds",
 		"egwct_sweep_engine_info", "egwct_snat_ports_in_use", "egwct_snat_port_capacity",
-		"go_goroutines", "go_memstats_alloc_bytes", "process_start_time_seconds", "process_resident_memory_bytes",
+		"go_goroutines", "go_memstats_alloc_bytes", "promhttp_metric_handler_errors_total", "process_start_time_seconds", "process_resident_memory_bytes",
 	} {
 		if fams[name] == nil {
 			t.Errorf("no %s in the output", name)
