@@ -100,10 +100,10 @@ type policyCounters struct {
 	expired, deletedCT, deletedNAT, refreshed, lost uint64
 }
 
-// SweepDurationBuckets are the upper bounds, in seconds, of
+// sweepDurationBuckets are the upper bounds, in seconds, of
 // egwct_sweep_duration_seconds: a sweep costs about 0.4 s per million CT
 // entries.
-var SweepDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+var sweepDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
 // New returns the metrics of an agent built as b, with their own registry
 // holding the Go and process collectors. It refuses negative options.
@@ -147,7 +147,7 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "egwct_sweep_duration_seconds",
 		Help:    "Duration of successful sweeps.",
-		Buckets: SweepDurationBuckets,
+		Buckets: sweepDurationBuckets,
 	})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "egwct_build_info",
