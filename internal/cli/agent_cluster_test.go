@@ -257,7 +257,7 @@ func TestAgentFollowsCluster(t *testing.T) {
 			t.Errorf("%s: %d swaps", step.name, n)
 		}
 	}
-	if m := metrics(); !strings.Contains(m, "egwct_cluster_up 1") || strings.Contains(m, "egwct_cluster_errors_total") {
+	if m := metrics(); !strings.Contains(m, "egwct_cluster_up 1") || !strings.Contains(m, "egwct_cluster_errors_total 0") {
 		t.Errorf("metrics:\n%s", m)
 	}
 }

@@ -167,7 +167,9 @@ func TestAgent(t *testing.T) {
 			os.WriteFile(pf, bytes.Replace(data, []byte("bpfCtTimeoutRegularTcp: 15m"), []byte("bpfCtTimeoutRegularTCP: 10m"), 1), 0o644)
 			eventually(t, "a refused reload", func() bool {
 				return strings.Contains(logs.String(), `msg="policy refused; its last valid timeouts stay in force" policy=payments-egress`) &&
-					strings.Contains(logs.String(), "timeouts=\"established=10m0s")
+					strings.Contains(logs.String(), "timeouts=\"established=10m0s") &&
+					strings.Contains(metrics(), `egwct_policy_valid{policy="payments-egress"} 0`) &&
+					strings.Contains(metrics(), `egwct_policy_valid{policy="billing-egress"} 1`)
 			})
 
 			// Cilium re-creates its TCP CT map: the agent sweeps the new one.
