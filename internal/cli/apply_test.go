@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -212,4 +214,59 @@ func TestApplyRefuses(t *testing.T) {
 	if _, err := os.Stat(sweep.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
 		t.Error("a refused apply wrote egwct's state")
 	}
+}
+
+// TestDryRunBesideAgent: a dry run beside a running agent (which holds
+// egwct's lock) previews against the set in force, and leaves every pin
+// under the bpffs as it was.
+func TestDryRunBesideAgent(t *testing.T) {
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "2000"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	node := []string{"--bpffs", dir, "--cilium-state-dir", dir + ".state", "--cilium-version", "1.18.3"}
+	manifests := filepath.Join(dir+".state", "manifests")
+	if code, out, errOut := run(t, "", append([]string{"apply", "-f", manifests}, node...)...); code != 0 {
+		t.Fatalf("apply: %s %s", out, errOut)
+	}
+	// The agent: egwct's state opened for changes, its lock held.
+	st, err := sweep.OpenState(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before := pins(t, dir)
+	code, out, errOut := run(t, "", append([]string{"apply", "--dry-run", "-f", manifests}, node...)...)
+	if code != 0 || !strings.Contains(out, "(+0 added, -0 removed against the set in force)") {
+		t.Fatalf("dry run beside the agent: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if after := pins(t, dir); !slices.Equal(before, after) {
+		t.Errorf("the dry run changed the pins:\nbefore %v\nafter  %v", before, after)
+	}
+	// A real apply is refused while the agent runs.
+	if code, _, errOut := run(t, "", append([]string{"apply", "-f", manifests}, node...)...); code != 3 || !strings.Contains(errOut, "locked") {
+		t.Errorf("apply beside the agent: exit %d %s", code, errOut)
+	}
+}
+
+// pins lists every file under a bpffs with its inode and size.
+func pins(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %d %v", path, info.Sys().(*syscall.Stat_t).Ino, info.Mode()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -130,6 +130,33 @@ func TestExitCodes(t *testing.T) {
 		{name: "profiles show unknown", args: []string{"profiles", "show", "1.9"}, code: 2, stderr: "no profile"},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "egwct "},
 		{name: "completion", args: []string{"completion", "bash"}, code: 0, stdout: "bash completion"},
+
+		// Every node command: usage (2), findings (1), environment (3).
+		{name: "apply missing file", args: []string{"apply", "-f", "/nonexistent.yaml", "--cilium-version", "1.18", "--bpffs", dir}, code: 3, stderr: "/nonexistent.yaml"},
+		{name: "apply no input", args: []string{"apply", "--cilium-version", "1.18"}, code: 2, stderr: "no input"},
+		{name: "apply extra argument", args: []string{"apply", "-f", "examples/valid", "extra"}, code: 2},
+		{name: "apply bad mode", args: []string{"apply", "-f", "examples/valid", "--cilium-version", "1.18", "--mode", "x"}, code: 2, stderr: "--mode"},
+		{name: "apply bad engine", args: []string{"apply", "-f", "examples/valid", "--cilium-version", "1.18", "--engine", "x"}, code: 2, stderr: "--engine"},
+		{name: "apply no version", args: []string{"apply", "-f", "examples/valid"}, code: 2, stderr: "--cilium-version is required"},
+		{name: "apply errors", args: []string{"apply", "-f", "examples/invalid", "--cilium-version", "1.18.3", "--bpffs", dir}, code: 1, stderr: "[unknown-key]"},
+		{name: "apply maps missing", args: []string{"apply", "-f", "examples/valid", "--cilium-version", "1.18.3", "--bpffs", dir}, code: 3, stderr: "map not pinned"},
+		{name: "dry run maps missing", args: []string{"apply", "--dry-run", "-f", "examples/valid", "--cilium-version", "1.18.3", "--bpffs", dir}, code: 3, stderr: "map not pinned"},
+		{name: "agent missing file", args: []string{"agent", "-f", "/nonexistent.yaml", "--cilium-version", "1.18", "--bpffs", dir, "--metrics-addr", ""}, code: 3, stderr: "/nonexistent.yaml"},
+		{name: "agent no input", args: []string{"agent", "--cilium-version", "1.18"}, code: 2, stderr: "no input"},
+		{name: "agent stdin", args: []string{"agent", "-f", "-", "--cilium-version", "1.18"}, code: 2, stderr: "standard input"},
+		{name: "agent interval", args: []string{"agent", "-f", "examples/valid", "--interval", "1ms"}, code: 2, stderr: "--interval"},
+		{name: "agent log format", args: []string{"agent", "-f", "examples/valid", "--log-format", "xml", "--cilium-version", "1.18"}, code: 2, stderr: "--log-format"},
+		{name: "agent metrics address", args: []string{"agent", "-f", "examples/valid", "--cilium-version", "1.18", "--bpffs", dir, "--metrics-addr", "256.0.0.1:1"}, code: 3, stderr: "--metrics-addr"},
+		{name: "ct list no version", args: []string{"ct", "list"}, code: 2, stderr: "--cilium-version is required"},
+		{name: "ct list maps missing", args: []string{"ct", "list", "--cilium-version", "1.18", "--bpffs", dir}, code: 3, stderr: "map not pinned"},
+		{name: "nat list maps missing", args: []string{"nat", "list", "--cilium-version", "1.18", "--bpffs", dir}, code: 3, stderr: "no SNAT map"},
+		{name: "egress list maps missing", args: []string{"egress", "list", "--cilium-version", "1.18", "--bpffs", dir}, code: 3, stderr: "no egress-gateway policy map"},
+		{name: "lab up no bpffs", args: []string{"lab", "up", "--cilium-version", "1.18"}, code: 2, stderr: "bpffs"},
+		{name: "lab down no lab", args: []string{"lab", "down", "--bpffs", dir + "/none"}, code: 3, stderr: "no lab"},
+		{name: "lab drive no lab", args: []string{"lab", "drive", "--bpffs", dir + "/none"}, code: 3, stderr: "no lab"},
+		{name: "top no version", args: []string{"top", "--once"}, code: 2, stderr: "--cilium-version"},
+		{name: "profiles bad output", args: []string{"profiles", "list", "-o", "xml"}, code: 2, stderr: "unknown output format"},
+		{name: "version extra argument", args: []string{"version", "extra"}, code: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
