@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/enforce"
 	"github.com/egwct/egwct/internal/lab"
 	"github.com/egwct/egwct/pkg/ctmap"
@@ -37,7 +39,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -197,5 +199,60 @@ func TestAgent(t *testing.T) {
 				t.Errorf("a sweep failed: %s", logs.String())
 			}
 		})
+	}
+}
+
+// TestAgentNotReadyWhileSweepsFail: on a node without Cilium's maps the
+// agent runs (the maps may come), but /readyz fails with the reason and
+// /healthz still answers; sweep failures are counted.
+func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
+	dir := labDir(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bpffs.Mount(dir); err != nil {
+		t.Fatal(err)
+	}
+	manifests := t.TempDir()
+	os.WriteFile(filepath.Join(manifests, "p.yaml"), []byte(burstPolicy), 0o644)
+	logs := &syncBuffer{}
+	addr := freeAddr(t)
+	o := &agentOptions{
+		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},
+		Interval:    100 * time.Millisecond,
+		MetricsAddr: addr,
+		LogFormat:   "json",
+	}
+	o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: "1.18.3", StateDir: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runAgent(ctx, o) }()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually(t, "failed sweeps to be counted", func() bool {
+		code, body := get("/metrics")
+		return code == 200 && strings.Contains(body, "egwct_sweep_errors_total 3")
+	})
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "cilium_ct4_global") {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("log line %d is not JSON: %s", i+1, line)
+		}
 	}
 }

@@ -613,7 +613,7 @@ func TestLabDrive(t *testing.T) {
 // labDir is a folder for a lab's own bpffs mount (and, beside it, its state
 // directory); the mount is removed after the test even if lab down is not
 // reached.
-func labDir(t *testing.T) string {
+func labDir(t testing.TB) string {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := filepath.Join(t.TempDir(), "lab")

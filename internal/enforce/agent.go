@@ -126,6 +126,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-debounce:
 			debounce = nil
+			// Changes signalled meanwhile are read now, not once more.
+			select {
+			case <-a.Source.Changed():
+			default:
+			}
 			a.reload()
 		}
 	}
