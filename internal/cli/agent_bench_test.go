@@ -204,6 +204,10 @@ status:
 	return &u
 }
 
+// benchRuns numbers the agents measured, so that each one's changes are
+// new to the cluster (the same address twice would be no change).
+var benchRuns int
+
 // measureAgent runs the agent binary and returns its figures.
 func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]float64 {
 	b.Helper()
@@ -270,9 +274,10 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 	dyn := env.Dynamic(b)
 	ctx := context.Background()
 	var cepMs, cegpMs []float64
+	benchRuns++
 	for k := range 5 {
 		i := k * benchApps % n // selected by pol-0
-		ip := fmt.Sprintf("10.200.%d.%d", k, 1+k)
+		ip := fmt.Sprintf("10.200.%d.%d", benchRuns, 1+k)
 		eps := dyn.Resource(cluster.EndpointResource).Namespace(fmt.Sprintf("ns-%d", i%50))
 		u, err := eps.Get(ctx, fmt.Sprintf("ep-%d", i), metav1.GetOptions{})
 		if err != nil {
@@ -291,7 +296,7 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 		if err != nil {
 			b.Fatal(err)
 		}
-		cidr := fmt.Sprintf("192.0.%d.0/24", 100+k)
+		cidr := fmt.Sprintf("192.%d.%d.0/24", benchRuns, 100+k)
 		_ = unstructured.SetNestedStringSlice(p.Object, []string{cidr}, "spec", "destinationCIDRs")
 		t0 = time.Now()
 		if _, err := pols.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
