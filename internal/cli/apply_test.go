@@ -141,7 +141,7 @@ func countIPv6(t *testing.T, node []string) int {
 	}
 	n := 0
 	for _, r := range jsonLines(t, out) {
-		if ip, _ := r["src_ip"].(string); strings.Contains(ip, ":") {
+		if ip, _ := r["srcIP"].(string); strings.Contains(ip, ":") {
 			n++
 		}
 	}

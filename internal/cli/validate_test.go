@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"flag"
+	"github.com/egwct/egwct/internal/printer"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +78,7 @@ func TestValidateJSONSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.SchemaVersion != 1 || rep.Summary.Errors != 5 || len(rep.Findings) == 0 {
+	if rep.SchemaVersion != printer.SchemaVersion || rep.Summary.Errors != 5 || len(rep.Findings) == 0 {
 		t.Fatalf("report = %+v", rep)
 	}
 	for _, f := range rep.Findings {
