@@ -101,8 +101,8 @@ func TestLabLifecycle(t *testing.T) {
 				for _, r := range cts {
 					raw := r["raw"].(map[string]any)
 					for _, f := range p.CTEntry.Fields {
-						if _, ok := raw[f.Name]; !ok {
-							t.Fatalf("raw lacks %s: %v", f.Name, raw)
+						if _, ok := raw[camelCase(f.Name)]; !ok {
+							t.Fatalf("raw lacks %s: %v", camelCase(f.Name), raw)
 						}
 					}
 					flags := uint16(raw["flags"].(float64))

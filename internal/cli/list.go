@@ -366,12 +366,16 @@ func (o *output) rawKeys(layout profiles.CTEntryLayout) []string {
 	return o.keys
 }
 
-// camelCase turns a C field name (rx_bytes, last_rx_report) into the
-// JSON casing of every egwct document (rxBytes, lastRxReport).
+// camelCase turns a C field name (rx_bytes, src_sec_id) into the JSON
+// casing of every egwct document, kubectl's: rxBytes, srcSecID.
 func camelCase(s string) string {
 	parts := strings.Split(s, "_")
 	for i := 1; i < len(parts); i++ {
-		if p := parts[i]; p != "" {
+		switch p := parts[i]; p {
+		case "id", "ip", "nat", "ct":
+			parts[i] = strings.ToUpper(p)
+		case "":
+		default:
 			parts[i] = strings.ToUpper(p[:1]) + p[1:]
 		}
 	}

@@ -3,12 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"flag"
-	"github.com/egwct/egwct/internal/printer"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/egwct/egwct/internal/printer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
