@@ -120,7 +120,7 @@ type Printer struct {
 	Format string
 	// NoHeaders drops the header of tables.
 	NoHeaders bool
-	jp        *jsonpath.JSONPath
+	jsonPath  string // parsed again for each document: a JSONPath keeps range state
 	tmpl      *template.Template
 }
 
@@ -158,10 +158,10 @@ func (f *Flags) Printer() (*Printer, error) {
 	}
 	switch format {
 	case JSONPath:
-		p.jp = jsonpath.New("output")
-		if err := p.jp.Parse(text); err != nil {
+		if err := jsonpath.New("output").Parse(text); err != nil {
 			return nil, usagef("-o jsonpath: %v", err)
 		}
+		p.jsonPath = text
 	case GoTemplate:
 		t, err := template.New("output").Option("missingkey=error").Parse(text)
 		if err != nil {
@@ -262,8 +262,12 @@ func (p *Printer) PrintJSON(w io.Writer, data []byte) error {
 			return err
 		}
 		var b bytes.Buffer
-		if p.jp != nil {
-			if err := p.jp.Execute(&b, obj); err != nil {
+		if p.Format == JSONPath {
+			// Missing keys print nothing, as kubectl's default: a range over
+			// an empty list must not fail.
+			jp := jsonpath.New("output").AllowMissingKeys(true)
+			_ = jp.Parse(p.jsonPath) // parsed before
+			if err := jp.Execute(&b, obj); err != nil {
 				return usagef("-o jsonpath: %v", err)
 			}
 		} else if err := p.tmpl.Execute(&b, obj); err != nil {
@@ -286,6 +290,7 @@ func JSONToYAML(data []byte) ([]byte, error) {
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
+	enc.CompactSeqIndent() // "- " under its key, as kubectl and the streams print lists
 	if err := enc.Encode(&n); err != nil {
 		return nil, err
 	}
