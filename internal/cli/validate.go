@@ -195,6 +195,9 @@ func runValidate(o *validateOptions) error {
 		}
 	}
 	if err := printReport(o.io, p, rep); err != nil {
+		if _, ok := err.(*exitError); ok {
+			return err // a template that fails on the report
+		}
 		return envError(err)
 	}
 	if rep.errors > 0 || (o.Strict && rep.warnings > 0) {
