@@ -41,8 +41,12 @@ type SweepSummary struct {
 
 // AppliedPolicy is one policy's part of a sweep.
 type AppliedPolicy struct {
-	Policy  string `json:"policy"`
-	Keys    int    `json:"keys"`
+	// Policy is the policy's display name (namespace/name or name).
+	Policy string `json:"policy"`
+	// Keys is how many (source, CIDR) keys the policy resolved to.
+	Keys int `json:"keys"`
+	// Entries counts the CT entries of the policy the sweep saw, and
+	// Expired those it expired.
 	Entries uint64 `json:"entries"`
 	Expired uint64 `json:"expired"`
 	// DeletedCT and DeletedNAT count the CT and SNAT entries removed.
@@ -117,6 +121,7 @@ type ApplyPlan struct {
 
 // PlannedPolicy is what a sweep now would do to one policy's entries.
 type PlannedPolicy struct {
+	// Policy and Keys are as in AppliedPolicy.
 	Policy string `json:"policy"`
 	Keys   int    `json:"keys"`
 	// ExpireNow is how many entries a sweep now would expire, in all and
@@ -127,6 +132,7 @@ type PlannedPolicy struct {
 
 // StateCounts are counts by CT state.
 type StateCounts struct {
+	// Syn, Established, Closing and NonTCP are the states of profiles.State.
 	Syn         int `json:"syn"`
 	Established int `json:"established"`
 	Closing     int `json:"closing"`
@@ -150,6 +156,8 @@ func NewPlannedPolicy(name string, keys int, expire [4]int) PlannedPolicy {
 
 // PortsFreed is the SNAT ports freed on one egress IP.
 type PortsFreed struct {
+	// EgressIP is the SNAT address; Ports how many of its ports a reclaim
+	// sweep would free.
 	EgressIP string `json:"egressIP"`
 	Ports    int    `json:"ports"`
 }
