@@ -10,6 +10,7 @@ import (
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/enforce"
 	"github.com/egwct/egwct/internal/manifest"
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/sweep"
 )
@@ -21,7 +22,7 @@ type applyOptions struct {
 	Mode    string
 	Engine  string
 	DryRun  bool
-	Output  string
+	print   printer.Flags
 	cluster clusterOptions
 }
 
@@ -75,7 +76,8 @@ a missing permission (nothing changed).`,
 	f.StringVar(&o.Mode, "mode", "reclaim", "what to do with expired entries: reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
 	registerEngine(cmd, &o.Engine)
 	f.BoolVar(&o.DryRun, "dry-run", false, "change nothing; print the key diff and the impact of a sweep now")
-	f.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	o.print = *printer.NewFlags(printer.ApplySpec)
+	o.print.Register(cmd)
 	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints")
 	return cmd
 }
@@ -88,8 +90,9 @@ func runApply(o *applyOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != "table" && o.Output != "json" {
-		return usageErrorf("-o must be table or json")
+	p, err := newPrinter(&o.print)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	var ci *cluster.Cilium
@@ -132,7 +135,7 @@ func runApply(o *applyOptions) error {
 		if err != nil {
 			return err
 		}
-		return o.printPlan(plan)
+		return printErr(p.Print(o.io.Out, planDoc(plan).View()))
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -143,7 +146,7 @@ func runApply(o *applyOptions) error {
 	}
 	fmt.Fprintf(o.io.ErrOut, "# applied %d policies in %s mode; %s; sweep of %d entries took %s\n",
 		len(res.Set), mode, n.describe(), ar.Sweep.Entries, ar.Sweep.Duration.Round(1e5))
-	return o.printResult(res, ar)
+	return printErr(p.Print(o.io.Out, resultDoc(res, ar).View()))
 }
 
 // objects reads the manifests and, with --from-cluster, the cluster's

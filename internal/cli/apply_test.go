@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
@@ -81,8 +82,8 @@ func applyLab(t *testing.T, version, clock, mode, engine string, flows int) {
 	if code != 0 {
 		t.Fatalf("apply: %d %s", code, errOut)
 	}
-	var rows []applyRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	var rows []printer.AppliedPolicy
+	if err := unmarshalApply(out, &rows); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	var expired, ct, nat uint64
@@ -137,7 +138,7 @@ func countIPv6(t *testing.T, node []string) int {
 	}
 	n := 0
 	for _, r := range jsonLines(t, out) {
-		if ip, _ := r["src_ip"].(string); strings.Contains(ip, ":") {
+		if ip, _ := r["srcIP"].(string); strings.Contains(ip, ":") {
 			n++
 		}
 	}
@@ -269,4 +270,17 @@ func pins(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// unmarshalApply reads the policies of apply's JSON document.
+func unmarshalApply(out string, rows *[]printer.AppliedPolicy) error {
+	var doc printer.ApplyResult
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return err
+	}
+	if doc.Kind != printer.KindApplyResult {
+		return fmt.Errorf("kind %q", doc.Kind)
+	}
+	*rows = doc.Policies
+	return nil
 }

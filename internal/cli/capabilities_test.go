@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/egwct/egwct/internal/printer"
 )
 
 // deployCapabilities reads the capabilities the DaemonSet in
@@ -81,8 +82,8 @@ func TestDeployCapabilitiesSuffice(t *testing.T) {
 	}
 
 	code, out, errOut := apply(caps)
-	var rows []applyRow
-	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) == 0 {
+	var rows []printer.AppliedPolicy
+	if code != 0 || unmarshalApply(out, &rows) != nil || len(rows) == 0 {
 		t.Fatalf("apply with %v: exit %d: %s %s", caps, code, out, errOut)
 	}
 	var deleted uint64

@@ -24,6 +24,17 @@ func (c *clusterOptions) register(cmd *cobra.Command, what string) {
 	f.BoolVar(&c.From, "from-cluster", false, "read "+what+" from the cluster (read-only: get, list and watch)")
 	f.StringVar(&c.Namespace, "cilium-namespace", cluster.DefaultCiliumNamespace, "with --from-cluster: the namespace of the cilium DaemonSet and cilium-config ConfigMap, read when --cilium-version is not given")
 	c.flags.Register(f)
+	// egwct reads cluster-wide objects; -n names Cilium's namespace, as in
+	// the cilium CLI.
+	f.Lookup("namespace").Usage = "the namespace of Cilium (the same as --cilium-namespace, which it overrides)"
+}
+
+// ciliumNamespace is -n if given, else --cilium-namespace.
+func (c *clusterOptions) ciliumNamespace() string {
+	if c.flags.Namespace != "" {
+		return c.flags.Namespace
+	}
+	return c.Namespace
 }
 
 // client connects with the kubeconfig flags; failures are environment
@@ -95,7 +106,7 @@ func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
 	if err != nil {
 		return nil, err
 	}
-	ci, err := cl.Cilium(ctx, c.Namespace)
+	ci, err := cl.Cilium(ctx, c.ciliumNamespace())
 	if err != nil {
 		return nil, envError(err)
 	}

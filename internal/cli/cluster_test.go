@@ -10,6 +10,7 @@ import (
 
 	"github.com/egwct/egwct/internal/k8stest"
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/printer"
 )
 
 func TestMain(m *testing.M) {
@@ -223,8 +224,8 @@ func TestApplyFromClusterEqualsFiles(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("apply --from-cluster: exit %d: %s", code, errOut)
 	}
-	var rows []applyRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	var rows []printer.AppliedPolicy
+	if err := unmarshalApply(out, &rows); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	var expired, keys uint64

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
@@ -27,20 +27,22 @@ import (
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
-// jsonLines parses `-o json` output.
+// jsonLines parses the list document of `ct|nat|egress list -o json`
+// and returns its items.
 func jsonLines(t *testing.T, out string) []map[string]any {
 	t.Helper()
-	var recs []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("not JSON: %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
+	var doc struct {
+		SchemaVersion int              `json:"schemaVersion"`
+		Kind          string           `json:"kind"`
+		Items         []map[string]any `json:"items"`
 	}
-	return recs
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not JSON: %q: %v", out, err)
+	}
+	if doc.SchemaVersion != printer.SchemaVersion || !strings.HasSuffix(doc.Kind, "List") || doc.Items == nil {
+		t.Fatalf("not a list document: %.200s", out)
+	}
+	return doc.Items
 }
 
 // TestLabLifecycle builds a lab of every profile with both clocks, lists
@@ -99,8 +101,8 @@ func TestLabLifecycle(t *testing.T) {
 				for _, r := range cts {
 					raw := r["raw"].(map[string]any)
 					for _, f := range p.CTEntry.Fields {
-						if _, ok := raw[f.Name]; !ok {
-							t.Fatalf("raw lacks %s: %v", f.Name, raw)
+						if _, ok := raw[camelCase(f.Name)]; !ok {
+							t.Fatalf("raw lacks %s: %v", camelCase(f.Name), raw)
 						}
 					}
 					flags := uint16(raw["flags"].(float64))
@@ -117,7 +119,7 @@ func TestLabLifecycle(t *testing.T) {
 					if r["state"] != want {
 						t.Fatalf("state %v for flags %#x proto %v", r["state"], flags, r["proto"])
 					}
-					pod := netip.MustParseAddr(r["src_ip"].(string))
+					pod := netip.MustParseAddr(r["srcIP"].(string))
 					if !(netip.MustParsePrefix("10.1.0.0/16").Contains(pod) || netip.MustParsePrefix("fd00:10:1::/64").Contains(pod)) || r["tuple_flags"] == "IN" {
 						t.Fatalf("orientation: %v", r)
 					}
@@ -182,7 +184,7 @@ func checkCTNAT(t *testing.T, cts, nats []map[string]any) {
 	ctKeys := map[string]bool{}
 	var outbound []ctmap.Tuple
 	for _, r := range cts {
-		key := r["raw"].(map[string]any)["key_hex"].(string)
+		key := r["raw"].(map[string]any)["keyHex"].(string)
 		ctKeys[key] = true
 		if r["tuple_flags"] == "OUT" {
 			k, _ := ctmap.DecodeTuple(mustHex(t, key))
@@ -193,13 +195,13 @@ func checkCTNAT(t *testing.T, cts, nats []map[string]any) {
 	natValue := map[string]ctmap.NATEntry{} // by key
 	for _, r := range nats {
 		raw := r["raw"].(map[string]any)
-		v, err := ctmap.DecodeNATEntry(mustHex(t, raw["value_hex"].(string)))
+		v, err := ctmap.DecodeNATEntry(mustHex(t, raw["valueHex"].(string)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		natValue[raw["key_hex"].(string)] = v
+		natValue[raw["keyHex"].(string)] = v
 		if r["direction"] == "reverse" {
-			reverse[fmt.Sprintf("%v:%v>%v:%v", r["dst_ip"], r["dst_port"], r["src_ip"], r["src_port"])] = true
+			reverse[fmt.Sprintf("%v:%v>%v:%v", r["dstIP"], r["dstPort"], r["srcIP"], r["srcPort"])] = true
 		}
 	}
 	for _, k := range outbound {
@@ -217,11 +219,11 @@ func checkCTNAT(t *testing.T, cts, nats []map[string]any) {
 		if r["direction"] != "egress" {
 			continue
 		}
-		k, _ := ctmap.DecodeTuple(mustHex(t, r["raw"].(map[string]any)["key_hex"].(string)))
+		k, _ := ctmap.DecodeTuple(mustHex(t, r["raw"].(map[string]any)["keyHex"].(string)))
 		if !ctKeys[fmt.Sprintf("%x", k.SwapAddrs().Bytes())] {
 			t.Fatalf("egress NAT entry %v has no CT entry", r)
 		}
-		if !reverse[fmt.Sprintf("%v:%v>%v:%v", r["to_ip"], r["to_port"], r["dst_ip"], r["dst_port"])] {
+		if !reverse[fmt.Sprintf("%v:%v>%v:%v", r["toIP"], r["toPort"], r["dstIP"], r["dstPort"])] {
 			t.Fatalf("egress NAT entry %v has no reverse entry", r)
 		}
 	}
@@ -275,12 +277,12 @@ func checkEgressMaps(t *testing.T, p *profiles.Profile, state string, recs []map
 		if got[m] == nil {
 			got[m] = map[key]bool{}
 		}
-		k := key{r["src_ip"].(string), r["dst_cidr"].(string), r["excluded"].(bool)}
+		k := key{r["srcIP"].(string), r["dstCIDR"].(string), r["excluded"].(bool)}
 		if got[m][k] {
 			t.Fatalf("%s: %v twice", m, k)
 		}
 		got[m][k] = true
-		if gw := r["gateway_ip"]; (k.excluded && gw != "0.0.0.1") || (!k.excluded && gw != lab.NodeIP.String()) {
+		if gw := r["gatewayIP"]; (k.excluded && gw != "0.0.0.1") || (!k.excluded && gw != lab.NodeIP.String()) {
 			t.Fatalf("%s: entry %v", m, r)
 		}
 	}
@@ -418,20 +420,20 @@ func TestCTListTimes(t *testing.T) {
 				t.Fatalf("%d records", len(recs))
 			}
 			for _, r := range recs {
-				if r["src_ip"] != "10.0.1.5" || r["dst_ip"] != "93.184.216.34" || r["dst_port"] != 443.0 || r["state"] != "established" {
+				if r["srcIP"] != "10.0.1.5" || r["dstIP"] != "93.184.216.34" || r["dstPort"] != 443.0 || r["state"] != "established" {
 					t.Errorf("record %v", r)
 				}
 				want := tt.remaining
-				if r["src_port"] == 43211.0 {
+				if r["srcPort"] == 43211.0 {
 					want = tt.expiredLeft
 				}
 				// One clock unit of slack: the clock may tick between writing and listing.
-				if got := r["remaining_s"].(float64); math.Abs(got-want) > tt.clock.Unit().Seconds()+0.01 {
+				if got := r["remainingSeconds"].(float64); math.Abs(got-want) > tt.clock.Unit().Seconds()+0.01 {
 					t.Errorf("remaining %v, want %v", got, want)
 				}
 			}
 			code, out, _ = run(t, "", append(args, "--expired")...)
-			if recs := jsonLines(t, out); code != 0 || len(recs) != 1 || recs[0]["src_port"] != 43211.0 {
+			if recs := jsonLines(t, out); code != 0 || len(recs) != 1 || recs[0]["srcPort"] != 43211.0 {
 				t.Errorf("--expired gave %v", recs)
 			}
 			clearMap(m)
@@ -462,7 +464,7 @@ func TestCTListIPv6(t *testing.T) {
 	}
 	code, out, errOut := run(t, "", "ct", "list", "-o", "json", "--bpffs", fs, "--cilium-state-dir", t.TempDir(), "--cilium-version", "1.18")
 	recs := jsonLines(t, out)
-	if code != 0 || len(recs) != 1 || recs[0]["map"] != "cilium_ct6_global" || recs[0]["src_ip"] != "fd00::5" || recs[0]["dst_ip"] != "2001:db8::22" {
+	if code != 0 || len(recs) != 1 || recs[0]["map"] != "cilium_ct6_global" || recs[0]["srcIP"] != "fd00::5" || recs[0]["dstIP"] != "2001:db8::22" {
 		t.Fatalf("exit %d %v %s", code, recs, errOut)
 	}
 }
@@ -488,11 +490,11 @@ func TestListFilters(t *testing.T) {
 	}{
 		{[]string{"--state", "closing"}, func(r map[string]any) bool { return r["state"] == "closing" }},
 		{[]string{"--proto", "udp"}, func(r map[string]any) bool { return r["proto"] == "UDP" }},
-		{[]string{"--expired"}, func(r map[string]any) bool { return r["remaining_s"].(float64) < 0 }},
-		{[]string{"--idle-over", "30m"}, func(r map[string]any) bool { return r["idle_s"].(float64) >= 1800 }},
-		{[]string{"--src", "10.1.0.0/28"}, func(r map[string]any) bool { return strings.HasPrefix(r["src_ip"].(string), "10.1.0.") }},
+		{[]string{"--expired"}, func(r map[string]any) bool { return r["remainingSeconds"].(float64) < 0 }},
+		{[]string{"--idle-over", "30m"}, func(r map[string]any) bool { return r["idleSeconds"].(float64) >= 1800 }},
+		{[]string{"--src", "10.1.0.0/28"}, func(r map[string]any) bool { return strings.HasPrefix(r["srcIP"].(string), "10.1.0.") }},
 		{[]string{"--dst", "198.18.0.0/15", "--state", "established"}, func(r map[string]any) bool {
-			return strings.HasPrefix(r["dst_ip"].(string), "198.1") && r["state"] == "established"
+			return strings.HasPrefix(r["dstIP"].(string), "198.1") && r["state"] == "established"
 		}},
 	} {
 		code, out, errOut := run(t, "", append(node, tt.args...)...)
@@ -566,7 +568,7 @@ func TestLabDrive(t *testing.T) {
 			}
 			ipv6 := func(recs []map[string]any) (n int) {
 				for _, r := range recs {
-					if strings.Contains(r["src_ip"].(string), ":") {
+					if strings.Contains(r["srcIP"].(string), ":") {
 						n++
 					}
 				}
@@ -640,8 +642,12 @@ func TestCTJSONPathsAgree(t *testing.T) {
 	var outs []string
 	for _, format := range []string{"json", "yaml"} {
 		var buf strings.Builder
-		out := newOutput(&buf, format, false, nil, nil)
-		o := &listOptions{proto: -1, state: -1}
+		pr, err := newPrinter(&printer.Flags{Spec: listSpec, Output: format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := newOutput(&buf, pr, "CTEntryList", nil, nil)
+		o := &listOptions{proto: -1, state: -1, printer: pr}
 		if err := o.ctEntry(out, m, c.Key.Bytes(), &c, times, layout); err != nil {
 			t.Fatal(err)
 		}
@@ -654,12 +660,12 @@ func TestCTJSONPathsAgree(t *testing.T) {
 	if err := dec.Decode(&viaJSON); err != nil {
 		t.Fatal(err)
 	}
-	var viaRecord []map[string]any
+	var viaRecord map[string]any
 	if err := yaml.Unmarshal([]byte(outs[1]), &viaRecord); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := json.Marshal(viaJSON)
-	b, _ := json.Marshal(viaRecord[0])
+	b, _ := json.Marshal(viaRecord)
 	if string(a) != string(b) {
 		t.Errorf("json and yaml differ:\n%s\n%s", a, b)
 	}

@@ -13,33 +13,36 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/spf13/cobra"
 
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
 // listOptions are shared by ct list, nat list and egress list.
 type listOptions struct {
-	io        *IO
-	node      nodeFlags
-	Output    string
-	NoHeaders bool
-	Src, Dst  string
-	Proto     string
-	State     string
-	IdleOver  time.Duration
-	Expired   bool
+	io       *IO
+	node     nodeFlags
+	print    printer.Flags
+	Src, Dst string
+	Proto    string
+	State    string
+	IdleOver time.Duration
+	Expired  bool
 
 	src, dst netip.Prefix
 	proto    int // -1: any
 	state    int // -1: any
+	printer  *printer.Printer
 }
+
+// listSpec are the -o formats of ct, nat and egress list.
+var listSpec = printer.Spec{Default: printer.Table,
+	Formats: []string{printer.Table, printer.Wide, printer.JSON, printer.YAML, printer.JSONPath, printer.GoTemplate}}
 
 func (o *listOptions) registerOutput(cmd *cobra.Command) {
 	o.node.register(cmd)
-	f := cmd.Flags()
-	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json (one object per line) or yaml")
-	f.BoolVar(&o.NoHeaders, "no-headers", false, "omit the header line of table output")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "wide", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	o.print = *printer.NewFlags(listSpec)
+	o.print.Register(cmd)
 }
 
 func (o *listOptions) registerFilters(cmd *cobra.Command, states bool) {
@@ -57,12 +60,10 @@ func (o *listOptions) registerFilters(cmd *cobra.Command, states bool) {
 
 // parseFilters checks the flags before any map is opened.
 func (o *listOptions) parseFilters() error {
-	switch o.Output {
-	case "table", "wide", "json", "yaml":
-	default:
-		return usageErrorf("unknown output format %q: use table, wide, json or yaml", o.Output)
-	}
 	var err error
+	if o.printer, err = newPrinter(&o.print); err != nil {
+		return err
+	}
 	if o.src, err = parsePrefix("--src", o.Src); err != nil {
 		return err
 	}
@@ -129,66 +130,70 @@ func matchPrefix(p netip.Prefix, a netip.Addr) bool {
 	return !p.IsValid() || p.Contains(a)
 }
 
-// output writes records in the chosen format; tables are buffered, the
-// other formats stream.
+// output writes records in the chosen format: tables are buffered, the
+// other formats stream as one list document.
 type output struct {
-	format string
 	w      *bufio.Writer
 	table  *tablewriter.Table
+	stream *printer.Stream
 	buf    []byte
 	rec    record
 	sub    record
-	n      int
+	narrow int // the columns of table (not wide) output
+	rows   int
 	keys   []string
+	names  []string
 }
 
-func newOutput(w io.Writer, format string, noHeaders bool, header, wide []string) *output {
-	o := &output{format: format, w: bufio.NewWriterSize(w, 64<<10)}
-	if format == "table" || format == "wide" {
-		cols := header
-		if format == "wide" {
-			cols = append(append([]string(nil), header...), wide...)
-		}
-		hdr := make([]any, len(cols))
-		for i, c := range cols {
-			hdr[i] = c
-		}
-		o.table = newTable(o.w, hdr...)
-		if noHeaders {
-			o.table = newTable(o.w)
-		}
+func newOutput(w io.Writer, p *printer.Printer, kind string, header, wide []string) *output {
+	o := &output{}
+	if !p.Tabular() {
+		o.stream = p.Stream(w, kind)
+		return o
 	}
+	o.w = bufio.NewWriterSize(w, 64<<10)
+	cols := header
+	if p.Wide() {
+		cols = append(append([]string(nil), header...), wide...)
+	}
+	hdr := make([]any, len(cols))
+	for i, c := range cols {
+		hdr[i] = c
+	}
+	o.table = printer.NewTable(o.w, p.NoHeaders, hdr...)
+	o.narrow = len(header)
 	return o
 }
 
 // row adds a table row (cells beyond the header are wide-only).
-func (o *output) row(cells []string, narrow int) {
-	if o.format == "table" {
-		cells = cells[:narrow]
+func (o *output) row(cells []string, wide bool) {
+	if !wide {
+		cells = cells[:o.narrow]
 	}
+	o.rows++
 	row := make([]any, len(cells))
 	for i, c := range cells {
 		row[i] = clean(c)
 	}
 	_ = o.table.Append(row...)
-	o.n++
 }
 
-// emit writes o.rec as JSON or YAML.
+// emit writes o.rec as a JSON or YAML list item.
 func (o *output) emit() error {
-	o.n++
 	o.buf = o.buf[:0]
-	if o.format == "json" {
-		o.buf = append(o.rec.appendJSON(o.buf), '\n')
-	} else {
+	if o.stream.YAML() {
 		o.buf = o.rec.appendYAML(o.buf, "- ", "  ")
+	} else {
+		o.buf = o.rec.appendJSON(o.buf)
 	}
-	_, err := o.w.Write(o.buf)
-	return err
+	return o.stream.Item(o.buf)
 }
 
 func (o *output) close() error {
-	if o.table != nil && o.n > 0 {
+	if o.stream != nil {
+		return o.stream.Close()
+	}
+	if o.rows > 0 { // no rows: not even a header, as kubectl
 		if err := o.table.Render(); err != nil {
 			return err
 		}
@@ -211,12 +216,7 @@ func shortDur(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-func seconds(d time.Duration) float64 {
-	if d%time.Second == 0 {
-		return float64(d / time.Second)
-	}
-	return float64(d.Round(time.Millisecond)) / float64(time.Second)
-}
+func seconds(d time.Duration) float64 { return printer.Seconds(d) }
 
 func newCTCmd(ios *IO) *cobra.Command {
 	cmd := &cobra.Command{Use: "ct", Short: "Connection-tracking entries of Cilium's CT maps"}
@@ -240,12 +240,13 @@ negative once the entry has expired and waits for Cilium's GC. Both need the
 datapath's clock: it is read from the agent's agent-runtime-config.json, or
 set with --clock and --hz.
 
--o json prints one JSON object per entry (schema in docs/listing.md).`,
+-o json prints one CTEntryList document, streamed with one entry per line
+(docs/schemas/ct-entry-list.json, docs/listing.md).`,
 		Example: `  # Established flows of one pod, idle for over 5 minutes
   egwct ct list --cilium-version 1.18.3 --src 10.0.1.5 --state established --idle-over 5m
 
-  # Entries expired but not yet collected, as JSON lines
-  egwct ct list --cilium-version 1.18.3 --expired -o json | jq .dst_ip`,
+  # Entries expired but not yet collected: their destinations
+  egwct ct list --cilium-version 1.18.3 --expired -o jsonpath='{range .items[*]}{.dstIP}{"\n"}{end}'`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runCTList(o) },
 	}
@@ -279,7 +280,7 @@ func runCTList(o *listOptions) error {
 		return err
 	}
 	fmt.Fprintf(o.io.ErrOut, "# %s\n", n.describe())
-	out := newOutput(o.io.Out, o.Output, o.NoHeaders,
+	out := newOutput(o.io.Out, o.printer, "CTEntryList",
 		[]string{"PROTO", "SOURCE", "DESTINATION", "DIR", "STATE", "IDLE", "REMAINING"},
 		[]string{"MAP", "FLAGS", "TX_SEEN", "RX_SEEN", "SEC_ID", "LIFETIME"})
 	layout := n.Resolution.Profile.CTEntry
@@ -297,7 +298,7 @@ func runCTList(o *listOptions) error {
 			return envError(fmt.Errorf("%s: %w", m.Path, err))
 		}
 	}
-	return out.close()
+	return printErr(out.close())
 }
 
 func (o *listOptions) ctEntry(out *output, m *ctmap.Map, key []byte, c *ctmap.CT, t ctmap.Times, layout profiles.CTEntryLayout) error {
@@ -321,47 +322,64 @@ func (o *listOptions) ctEntry(out *output, m *ctmap.Map, key []byte, c *ctmap.CT
 			shortDur(max(idle, 0)), fmtRemaining(remaining),
 			m.Spec.Name, flagNames(layout, c.Value.Flags()), tcpFlags(c.Value.TxFlagsSeen()), tcpFlags(c.Value.RxFlagsSeen()),
 			strconv.FormatUint(uint64(c.Value.SrcSecID()), 10), strconv.FormatUint(uint64(lifetime), 10),
-		}, 7)
+		}, o.printer.Wide())
 		return nil
 	}
-	if out.format == "json" {
+	if !out.stream.YAML() {
 		// The hot path of large dumps: encoded straight into the buffer.
-		out.n++
 		out.buf = appendCTJSON(out.buf[:0], m.Spec.Name, key, c, src, dst, state, remaining, idle, out.rawKeys(layout), layout)
-		_, err := out.w.Write(out.buf)
-		return err
+		return out.stream.Item(out.buf)
 	}
 	r := &out.rec
 	r.reset()
 	r.str("map", m.Spec.Name)
 	r.str("proto", ctmap.ProtoName(c.Key.NextHdr))
-	r.addr("src_ip", src.Addr())
-	r.uint("src_port", uint64(src.Port()))
-	r.addr("dst_ip", dst.Addr())
-	r.uint("dst_port", uint64(dst.Port()))
-	r.str("tuple_flags", c.Key.FlagsString())
+	r.addr("srcIP", src.Addr())
+	r.uint("srcPort", uint64(src.Port()))
+	r.addr("dstIP", dst.Addr())
+	r.uint("dstPort", uint64(dst.Port()))
+	r.str("tupleFlags", c.Key.FlagsString())
 	r.str("state", state.String())
-	r.float("remaining_s", seconds(remaining))
-	r.float("idle_s", seconds(idle))
+	r.float("remainingSeconds", seconds(remaining))
+	r.float("idleSeconds", seconds(idle))
 	raw := &out.sub
 	raw.reset()
-	raw.hex("key_hex", key)
-	for _, f := range layout.Fields {
-		raw.uint(f.Name, c.Value.Field(f))
+	raw.hex("keyHex", key)
+	out.rawKeys(layout)
+	for i, f := range layout.Fields {
+		raw.uint(out.names[i], c.Value.Field(f))
 	}
 	r.nested("raw", raw)
 	return out.emit()
 }
 
 // rawKeys returns the JSON prefixes `,"name":` of the layout's fields,
-// computed once per listing.
+// their C names in camelCase, computed once per listing.
 func (o *output) rawKeys(layout profiles.CTEntryLayout) []string {
 	if o.keys == nil {
 		for _, f := range layout.Fields {
-			o.keys = append(o.keys, `,"`+f.Name+`":`)
+			n := camelCase(f.Name)
+			o.names = append(o.names, n)
+			o.keys = append(o.keys, `,"`+n+`":`)
 		}
 	}
 	return o.keys
+}
+
+// camelCase turns a C field name (rx_bytes, src_sec_id) into the JSON
+// casing of every egwct document, kubectl's: rxBytes, srcSecID.
+func camelCase(s string) string {
+	parts := strings.Split(s, "_")
+	for i := 1; i < len(parts); i++ {
+		switch p := parts[i]; p {
+		case "id", "ip", "nat", "ct":
+			parts[i] = strings.ToUpper(p)
+		case "":
+		default:
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "")
 }
 
 // appendCTJSON writes one CT entry as a JSON object; the schema is the
@@ -372,39 +390,30 @@ func appendCTJSON(b []byte, mapName string, key []byte, c *ctmap.CT, src, dst ne
 	b = append(b, mapName...)
 	b = append(b, `","proto":"`...)
 	b = append(b, ctmap.ProtoName(c.Key.NextHdr)...)
-	b = append(b, `","src_ip":"`...)
+	b = append(b, `","srcIP":"`...)
 	b = src.Addr().AppendTo(b)
-	b = append(b, `","src_port":`...)
+	b = append(b, `","srcPort":`...)
 	b = strconv.AppendUint(b, uint64(src.Port()), 10)
-	b = append(b, `,"dst_ip":"`...)
+	b = append(b, `,"dstIP":"`...)
 	b = dst.Addr().AppendTo(b)
-	b = append(b, `","dst_port":`...)
+	b = append(b, `","dstPort":`...)
 	b = strconv.AppendUint(b, uint64(dst.Port()), 10)
-	b = append(b, `,"tuple_flags":"`...)
+	b = append(b, `,"tupleFlags":"`...)
 	b = append(b, c.Key.FlagsString()...)
 	b = append(b, `","state":"`...)
 	b = append(b, state.String()...)
-	b = append(b, `","remaining_s":`...)
-	b = appendSeconds(b, remaining)
-	b = append(b, `,"idle_s":`...)
-	b = appendSeconds(b, idle)
-	b = append(b, `,"raw":{"key_hex":"`...)
+	b = append(b, `","remainingSeconds":`...)
+	b = printer.AppendSeconds(b, remaining)
+	b = append(b, `,"idleSeconds":`...)
+	b = printer.AppendSeconds(b, idle)
+	b = append(b, `,"raw":{"keyHex":"`...)
 	b = hex.AppendEncode(b, key)
 	b = append(b, '"')
 	for i, f := range layout.Fields {
 		b = append(b, rawKeys[i]...)
 		b = strconv.AppendUint(b, c.Value.Field(f), 10)
 	}
-	return append(b, "}}\n"...)
-}
-
-// appendSeconds writes a duration in seconds: an integer when whole
-// (ktime), else with up to millisecond precision (jiffies).
-func appendSeconds(b []byte, d time.Duration) []byte {
-	if d%time.Second == 0 {
-		return strconv.AppendInt(b, int64(d/time.Second), 10)
-	}
-	return strconv.AppendFloat(b, seconds(d), 'f', -1, 64)
+	return append(b, "}}"...)
 }
 
 // flagNames lists the set ct_entry flag bits by their Cilium names.

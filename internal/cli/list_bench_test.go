@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -68,7 +69,7 @@ func BenchmarkCTListJSON(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(itoa(n), func(b *testing.B) {
 			fs, state, m := benchNode(b, n)
-			o := &listOptions{io: &IO{Out: io.Discard, ErrOut: io.Discard}, Output: "json",
+			o := &listOptions{io: &IO{Out: io.Discard, ErrOut: io.Discard}, print: printer.Flags{Spec: listSpec, Output: "json"},
 				node: nodeFlags{BPFFS: fs, CiliumVersion: "1.18.3", StateDir: state}}
 			if err := runCTList(o); err != nil {
 				b.Fatal(err)
@@ -108,7 +109,9 @@ func naive(b *testing.B, m *ctmap.Map, o *listOptions) int {
 	var times ctmap.Times
 	var layout profiles.CTEntryLayout
 	if o != nil {
-		out = newOutput(io.Discard, "json", false, nil, nil)
+		pr, _ := newPrinter(&printer.Flags{Spec: listSpec, Output: "json"})
+		out = newOutput(io.Discard, pr, "CTEntryList", nil, nil)
+		o.printer = pr
 		res, _ := profiles.Resolve("1.18.3")
 		layout = res.Profile.CTEntry
 		n, _ := o.node.open()

@@ -21,7 +21,7 @@ func newNATCmd(ios *IO) *cobra.Command {
 (SRC xlate) maps pod P:p → W:w to egress IP E and port p'; its reverse
 entry (DST xlate) maps E:p' ← W:w back to the pod.`,
 		Example: `  egwct nat list --cilium-version 1.18.3 --dst 93.184.216.34
-  egwct nat list --cilium-version 1.18.3 -o json | jq -r 'select(.direction=="egress") | .to_ip + ":" + (.to_port|tostring)'`,
+  egwct nat list --cilium-version 1.18.3 -o json | jq -r '.items[] | select(.direction=="egress") | .toIP + ":" + (.toPort|tostring)'`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runNATList(o) },
 	}
@@ -40,7 +40,7 @@ func runNATList(o *listOptions) error {
 	if len(maps) == 0 {
 		return envError(fmt.Errorf("no SNAT map under %s/%s: the node has no BPF NodePort/masquerading", o.node.BPFFS, ctmap.GlobalsDir))
 	}
-	out := newOutput(o.io.Out, o.Output, o.NoHeaders,
+	out := newOutput(o.io.Out, o.printer, "NATEntryList",
 		[]string{"PROTO", "DIRECTION", "SOURCE", "DESTINATION", "TRANSLATED", "NEEDS_CT"},
 		[]string{"MAP", "CREATED"})
 	var e ctmap.NAT
@@ -59,7 +59,7 @@ func runNATList(o *listOptions) error {
 			return envError(fmt.Errorf("%s: %w", m.Path, err))
 		}
 	}
-	return out.close()
+	return printErr(out.close())
 }
 
 func (o *listOptions) natEntry(out *output, m *ctmap.Map, key, val []byte, e *ctmap.NAT) error {
@@ -85,7 +85,7 @@ func (o *listOptions) natEntry(out *output, m *ctmap.Map, key, val []byte, e *ct
 			ctmap.ProtoName(e.Key.NextHdr), dir,
 			fmt.Sprintf("%s:%d", src, srcPort), fmt.Sprintf("%s:%d", dst, dstPort), to,
 			strconv.FormatBool(e.Value.NeedsCT()), m.Spec.Name, strconv.FormatUint(e.Value.Created(), 10),
-		}, 6)
+		}, o.printer.Wide())
 		return nil
 	}
 	r := &out.rec
@@ -93,18 +93,18 @@ func (o *listOptions) natEntry(out *output, m *ctmap.Map, key, val []byte, e *ct
 	r.str("map", m.Spec.Name)
 	r.str("proto", ctmap.ProtoName(e.Key.NextHdr))
 	r.str("direction", dir)
-	r.str("src_ip", src.String())
-	r.uint("src_port", uint64(srcPort))
-	r.str("dst_ip", dst.String())
-	r.uint("dst_port", uint64(dstPort))
-	r.str("to_ip", e.Value.Addr().String())
-	r.uint("to_port", uint64(e.Value.Port()))
-	r.bool("needs_ct", e.Value.NeedsCT())
+	r.str("srcIP", src.String())
+	r.uint("srcPort", uint64(srcPort))
+	r.str("dstIP", dst.String())
+	r.uint("dstPort", uint64(dstPort))
+	r.str("toIP", e.Value.Addr().String())
+	r.uint("toPort", uint64(e.Value.Port()))
+	r.bool("needsCT", e.Value.NeedsCT())
 	r.uint("created", e.Value.Created())
 	raw := &out.sub
 	raw.reset()
-	raw.hex("key_hex", key)
-	raw.hex("value_hex", val)
+	raw.hex("keyHex", key)
+	raw.hex("valueHex", val)
 	r.nested("raw", raw)
 	return out.emit()
 }
@@ -140,7 +140,7 @@ func runEgressList(o *listOptions) error {
 	if len(maps) == 0 {
 		return envError(fmt.Errorf("no egress-gateway policy map under %s/%s: is the egress gateway enabled?", o.node.BPFFS, ctmap.GlobalsDir))
 	}
-	out := newOutput(o.io.Out, o.Output, o.NoHeaders,
+	out := newOutput(o.io.Out, o.printer, "EgressEntryList",
 		[]string{"SOURCE", "DESTINATION", "GATEWAY", "EGRESS IP"},
 		[]string{"MAP", "IFINDEX"})
 	for _, m := range maps {
@@ -160,22 +160,22 @@ func runEgressList(o *listOptions) error {
 				gw = "none"
 			}
 			if out.table != nil {
-				out.row([]string{p.Source.String(), p.Dest.String(), gw, p.EgressIP.String(), m.Spec.Name, strconv.FormatUint(uint64(p.IfIndex), 10)}, 4)
+				out.row([]string{p.Source.String(), p.Dest.String(), gw, p.EgressIP.String(), m.Spec.Name, strconv.FormatUint(uint64(p.IfIndex), 10)}, o.printer.Wide())
 				return nil
 			}
 			r := &out.rec
 			r.reset()
 			r.str("map", m.Spec.Name)
-			r.str("src_ip", p.Source.String())
-			r.str("dst_cidr", p.Dest.String())
-			r.str("gateway_ip", p.GatewayIP.String())
-			r.str("egress_ip", p.EgressIP.String())
+			r.str("srcIP", p.Source.String())
+			r.str("dstCIDR", p.Dest.String())
+			r.str("gatewayIP", p.GatewayIP.String())
+			r.str("egressIP", p.EgressIP.String())
 			r.bool("excluded", p.Excluded())
-			r.uint("egress_ifindex", uint64(p.IfIndex))
+			r.uint("egressIfIndex", uint64(p.IfIndex))
 			raw := &out.sub
 			raw.reset()
-			raw.hex("key_hex", k)
-			raw.hex("value_hex", v)
+			raw.hex("keyHex", k)
+			raw.hex("valueHex", v)
 			r.nested("raw", raw)
 			return out.emit()
 		})
@@ -183,5 +183,5 @@ func runEgressList(o *listOptions) error {
 			return envError(fmt.Errorf("%s: %w", m.Path, err))
 		}
 	}
-	return out.close()
+	return printErr(out.close())
 }

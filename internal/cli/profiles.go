@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -29,20 +27,30 @@ their layouts, the clock rules and known quirks.`,
 	return cmd
 }
 
+// profilesSpec are the -o formats of profiles list and show.
+var profilesSpec = printer.Spec{Default: printer.Table,
+	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.Name, printer.JSONPath, printer.GoTemplate}}
+
 func newProfilesListCmd(ios *IO) *cobra.Command {
-	var output string
+	pf := printer.NewFlags(profilesSpec)
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List the profiles",
 		Example: "  egwct profiles list\n  egwct profiles list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var views []profileView
-			for _, p := range profiles.All() {
-				views = append(views, viewOf(p))
+			pr, err := newPrinter(pf)
+			if err != nil {
+				return err
 			}
-			return printStructured(ios, output, views, func(w io.Writer) error {
-				t := newTable(w, "PROFILE", "CILIUM", "CHECKED AGAINST", "ESTABLISHED TCP DEFAULT", "MAPS", "QUIRKS")
+			doc := profileList{Header: printer.NewHeader("ProfileList"), Items: []profileView{}}
+			var names []string
+			for _, p := range profiles.All() {
+				doc.Items = append(doc.Items, viewOf(p))
+				names = append(names, p.Name)
+			}
+			return printErr(pr.Print(ios.Out, printer.View{Doc: doc, Names: func() []string { return names }, Table: func(w io.Writer, o printer.TableOptions) error {
+				t := printer.NewTable(w, o.NoHeaders, "PROFILE", "CILIUM", "CHECKED AGAINST", "ESTABLISHED TCP DEFAULT", "MAPS", "QUIRKS")
 				for _, p := range profiles.All() {
 					cilium := fmt.Sprintf("%d.%d.x", p.Major, p.Minor)
 					if p.Dev {
@@ -52,15 +60,15 @@ func newProfilesListCmd(ios *IO) *cobra.Command {
 						secs(p.ParameterFor(profiles.StateEstablished).Default), fmt.Sprint(len(p.Maps)), fmt.Sprint(len(p.Quirks)))
 				}
 				return t.Render()
-			})
+			}}))
 		},
 	}
-	addOutputFlag(cmd, &output)
+	pf.Register(cmd)
 	return cmd
 }
 
 func newProfilesShowCmd(ios *IO) *cobra.Command {
-	var output string
+	pf := printer.NewFlags(profilesSpec)
 	cmd := &cobra.Command{
 		Use:   "show VERSION",
 		Short: "Show what a Cilium version's timeout text means, and its maps",
@@ -70,53 +78,30 @@ func newProfilesShowCmd(ios *IO) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeProfiles,
 		RunE: func(_ *cobra.Command, args []string) error {
+			pr, err := newPrinter(pf)
+			if err != nil {
+				return err
+			}
 			res, err := profiles.Resolve(args[0])
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
-			return printStructured(ios, output, viewOf(res.Profile), func(w io.Writer) error {
-				return showProfile(w, res)
-			})
+			doc := profileDoc{Header: printer.NewHeader("Profile"), profileView: viewOf(res.Profile)}
+			return printErr(pr.Print(ios.Out, printer.View{Doc: doc, Names: func() []string { return []string{res.Profile.Name} },
+				Table: func(w io.Writer, o printer.TableOptions) error { return showProfile(w, res, o.NoHeaders) }}))
 		},
 	}
-	addOutputFlag(cmd, &output)
+	pf.Register(cmd)
 	return cmd
 }
 
-func addOutputFlag(cmd *cobra.Command, output *string) {
-	cmd.Flags().StringVarP(output, "output", "o", "table", "output format: table, json or yaml")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
-}
-
-// printStructured writes v as JSON or YAML, or calls table for the table format.
-func printStructured(ios *IO, format string, v any, table func(io.Writer) error) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(ios.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		enc := yaml.NewEncoder(ios.Out)
-		enc.SetIndent(2)
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		return enc.Close()
-	case "table", "":
-		return table(ios.Out)
-	}
-	return usageErrorf("unknown output format %q: use table, json or yaml", format)
-}
-
-// newTable returns a borderless, kubectl-like table.
+// newTable returns a borderless, kubectl-like table (printer.NewTable).
 func newTable(w io.Writer, header ...any) *tablewriter.Table {
-	t := tablewriter.NewTable(w, tablewriter.WithRendition(plainRendition), tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithRowAutoWrap(tw.WrapNone), tablewriter.WithHeaderAlignment(tw.AlignLeft))
-	t.Header(header...)
-	return t
+	return printer.NewTable(w, false, header...)
 }
 
-func showProfile(w io.Writer, res profiles.Resolution) error {
+func showProfile(w io.Writer, res profiles.Resolution, noHeaders bool) error {
+	newTable := func(w io.Writer, header ...any) *tablewriter.Table { return printer.NewTable(w, noHeaders, header...) }
 	p := res.Profile
 	fmt.Fprintf(w, "Profile %s: Cilium %d.%d%s, checked against %s\n", p.Name, p.Major, p.Minor,
 		map[bool]string{true: " (development)", false: ""}[p.Dev], checkedAgainst(p))
@@ -220,61 +205,92 @@ func flagsString(flags []uint32) string {
 	return strings.Join(alts, " or ")
 }
 
+// profileList is the document of profiles list (docs/schemas/profile-list.json).
+type profileList struct {
+	printer.Header
+	Items []profileView `json:"items"`
+}
+
+// profileDoc is the document of profiles show (docs/schemas/profile.json).
+type profileDoc struct {
+	printer.Header
+	profileView
+}
+
 // profileView is the -o json|yaml form of a profile: durations in
 // seconds, names for enums.
 type profileView struct {
-	Name            string              `json:"name" yaml:"name"`
-	Cilium          string              `json:"cilium" yaml:"cilium"`
-	Development     bool                `json:"development,omitempty" yaml:"development,omitempty"`
-	CheckedAgainst  string              `json:"checkedAgainst" yaml:"checkedAgainst"`
-	Sources         []string            `json:"sources" yaml:"sources"`
-	Parameters      []paramView         `json:"parameters" yaml:"parameters"`
-	ServiceTimers   []paramView         `json:"serviceTimers" yaml:"serviceTimers"`
-	Maps            []mapView           `json:"maps" yaml:"maps"`
-	CTEntry         []profiles.Field    `json:"ctEntry" yaml:"ctEntry"`
-	CTEntryFlagBits map[string]uint16   `json:"ctEntryFlagBits" yaml:"ctEntryFlagBits"`
-	Clock           profiles.ClockRules `json:"clock" yaml:"clock"`
-	SNATRetries     int                 `json:"snatRetries" yaml:"snatRetries"`
-	GCDeletesNAT    string              `json:"gcDeletesNAT" yaml:"gcDeletesNAT"`
-	Quirks          []quirkView         `json:"quirks,omitempty" yaml:"quirks,omitempty"`
+	Name            string            `json:"name"`
+	Cilium          string            `json:"cilium"`
+	Development     bool              `json:"development,omitempty"`
+	CheckedAgainst  string            `json:"checkedAgainst"`
+	Sources         []string          `json:"sources"`
+	Parameters      []paramView       `json:"parameters"`
+	ServiceTimers   []paramView       `json:"serviceTimers"`
+	Maps            []mapView         `json:"maps"`
+	CTEntry         []fieldView       `json:"ctEntry"`
+	CTEntryFlagBits map[string]uint16 `json:"ctEntryFlagBits"`
+	Clock           clockView         `json:"clock"`
+	SNATRetries     int               `json:"snatRetries"`
+	GCDeletesNAT    string            `json:"gcDeletesNAT"`
+	Quirks          []quirkView       `json:"quirks,omitempty"`
 }
 
 type paramView struct {
-	Key            string `json:"key" yaml:"key"`
-	Flag           string `json:"flag" yaml:"flag"`
-	Macro          string `json:"macro" yaml:"macro"`
-	State          string `json:"state,omitempty" yaml:"state,omitempty"`
-	DefaultSeconds int64  `json:"defaultSeconds" yaml:"defaultSeconds"`
-	MinSeconds     int64  `json:"minSeconds,omitempty" yaml:"minSeconds,omitempty"`
-	Summary        string `json:"summary" yaml:"summary"`
+	Key            string `json:"key"`
+	Flag           string `json:"flag"`
+	Macro          string `json:"macro"`
+	State          string `json:"state,omitempty"`
+	DefaultSeconds int64  `json:"defaultSeconds"`
+	MinSeconds     int64  `json:"minSeconds,omitempty"`
+	Summary        string `json:"summary"`
 }
 
 type mapView struct {
-	Name              string   `json:"name" yaml:"name"`
-	Role              string   `json:"role" yaml:"role"`
-	Family            int      `json:"family" yaml:"family"`
-	Type              string   `json:"type" yaml:"type"`
-	KeySize           uint32   `json:"keySize" yaml:"keySize"`
-	ValueSize         uint32   `json:"valueSize" yaml:"valueSize"`
-	Flags             []uint32 `json:"flags" yaml:"flags"`
-	DefaultMaxEntries uint32   `json:"defaultMaxEntries" yaml:"defaultMaxEntries"`
-	Optional          bool     `json:"optional,omitempty" yaml:"optional,omitempty"`
-	Note              string   `json:"note,omitempty" yaml:"note,omitempty"`
+	Name              string   `json:"name"`
+	Role              string   `json:"role"`
+	Family            int      `json:"family"`
+	Type              string   `json:"type"`
+	KeySize           uint32   `json:"keySize"`
+	ValueSize         uint32   `json:"valueSize"`
+	Flags             []uint32 `json:"flags"`
+	DefaultMaxEntries uint32   `json:"defaultMaxEntries"`
+	Optional          bool     `json:"optional,omitempty"`
+	Note              string   `json:"note,omitempty"`
+}
+
+type fieldView struct {
+	Name   string `json:"name"`
+	Offset int    `json:"offset"`
+	Size   int    `json:"size"`
+	Note   string `json:"note,omitempty"`
+}
+
+type clockView struct {
+	Default   string `json:"default"`
+	Jiffies   string `json:"jiffies"`
+	Shift     uint   `json:"shift"`
+	HZChoices []int  `json:"hzChoices"`
+	Where     string `json:"where"`
 }
 
 type quirkView struct {
-	ID      string   `json:"id" yaml:"id"`
-	Affects []string `json:"affects" yaml:"affects"`
-	Summary string   `json:"summary" yaml:"summary"`
-	Source  string   `json:"source" yaml:"source"`
+	ID      string   `json:"id"`
+	Affects []string `json:"affects"`
+	Summary string   `json:"summary"`
+	Source  string   `json:"source"`
 }
 
 func viewOf(p *profiles.Profile) profileView {
 	v := profileView{
 		Name: p.Name, Cilium: fmt.Sprintf("%d.%d", p.Major, p.Minor), Development: p.Dev,
 		CheckedAgainst: checkedAgainst(p), Sources: p.Sources,
-		CTEntry: p.CTEntry.Fields, CTEntryFlagBits: map[string]uint16{},
-		Clock: p.Clock, SNATRetries: p.SNATRetries, GCDeletesNAT: p.GCDeletesNAT,
+		CTEntryFlagBits: map[string]uint16{},
+		Clock:           clockView{Default: p.Clock.Default, Jiffies: p.Clock.Jiffies, Shift: p.Clock.Shift, HZChoices: p.Clock.HZChoices, Where: p.Clock.Where},
+		SNATRetries:     p.SNATRetries, GCDeletesNAT: p.GCDeletesNAT,
+	}
+	for _, f := range p.CTEntry.Fields {
+		v.CTEntry = append(v.CTEntry, fieldView{Name: f.Name, Offset: f.Offset, Size: f.Size, Note: f.Note})
 	}
 	for _, prm := range p.Parameters {
 		v.Parameters = append(v.Parameters, paramView{Key: prm.Key, Flag: prm.Flag, Macro: prm.Macro, State: prm.State.String(),
@@ -300,14 +316,4 @@ func viewOf(p *profiles.Profile) profileView {
 		v.Quirks = append(v.Quirks, qv)
 	}
 	return v
-}
-
-// plainRendition draws tables as kubectl does: no borders or rules, columns
-// separated by spaces.
-var plainRendition = tw.Rendition{
-	Borders: tw.Border{Left: tw.Off, Right: tw.Off, Top: tw.Off, Bottom: tw.Off},
-	Settings: tw.Settings{
-		Separators: tw.Separators{ShowHeader: tw.Off, ShowFooter: tw.Off, BetweenRows: tw.Off, BetweenColumns: tw.Off},
-		Lines:      tw.Lines{ShowTop: tw.Off, ShowBottom: tw.Off, ShowHeaderLine: tw.Off, ShowFooterLine: tw.Off},
-	},
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -11,8 +10,8 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/internal/tui"
 	"github.com/egwct/egwct/internal/tui/mapsource"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -24,7 +23,7 @@ type topOptions struct {
 	node    nodeFlags
 	Refresh time.Duration
 	Once    bool
-	Output  string
+	print   printer.Flags
 	Flows   string
 	// flowsSet says --flows was given (its value may be "" for no policy).
 	flowsSet bool
@@ -69,17 +68,22 @@ Exit codes: 0 ok, 2 usage, 3 maps missing or unreadable.`,
 	f := cmd.Flags()
 	f.DurationVar(&o.Refresh, "refresh", time.Second, "interval between refreshes")
 	f.BoolVar(&o.Once, "once", false, "print one snapshot and exit")
-	f.StringVarP(&o.Output, "output", "o", "", "print one snapshot as table, json or yaml and exit")
+	o.print = *printer.NewFlags(topSpec)
+	o.print.Register(cmd)
 	f.StringVar(&o.Flows, "flows", "", `with one snapshot: list the flows of this policy (its name; "" for flows of no policy)`)
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
+// topSpec are top's -o formats: any of them prints one snapshot.
+var topSpec = printer.Spec{
+	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.Name, printer.JSONPath, printer.GoTemplate},
+	Help:    "print one snapshot and exit: table, json, yaml, name (the policies), jsonpath=TEMPLATE or go-template=TEMPLATE (docs/schemas/top-snapshot.json)",
+}
+
 func runTop(o *topOptions) error {
-	switch o.Output {
-	case "", "table", "json", "yaml":
-	default:
-		return usageErrorf("unknown output format %q: use table, json or yaml", o.Output)
+	pr, err := newPrinter(&o.print)
+	if err != nil {
+		return err
 	}
 	if o.Refresh < 100*time.Millisecond {
 		return usageErrorf("--refresh must be at least 100ms")
@@ -108,8 +112,8 @@ func runTop(o *topOptions) error {
 		}
 		src = ms
 	}
-	if o.Once || o.Output != "" || !o.io.Terminal {
-		return topOnce(o, src)
+	if o.Once || o.print.Output != "" || !o.io.Terminal {
+		return topOnce(o, pr, src)
 	}
 	if o.flowsSet {
 		return usageErrorf("--flows needs --once or -o")
@@ -123,7 +127,7 @@ func runTop(o *topOptions) error {
 }
 
 // topOnce prints one snapshot.
-func topOnce(o *topOptions, src tui.Source) error {
+func topOnce(o *topOptions, pr *printer.Printer, src tui.Source) error {
 	q := tui.Query{FlowsOf: o.Flows, Flows: o.flowsSet, Window: o.Refresh}
 	if q.FlowsOf == tui.NoPolicy {
 		q.FlowsOf = ""
@@ -138,28 +142,25 @@ func topOnce(o *topOptions, src tui.Source) error {
 		return usageErrorf("--flows: no policy %q in force", o.Flows)
 	}
 	rep := newTopReport(snap, o.flowsSet)
-	switch o.Output {
-	case "json":
-		enc := json.NewEncoder(o.io.Out)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	case "yaml":
-		enc := yaml.NewEncoder(o.io.Out)
-		enc.SetIndent(2)
-		err = enc.Encode(rep)
-		if err == nil {
-			err = enc.Close()
-		}
-	default:
-		fmt.Fprintf(o.io.ErrOut, "# %s, clock %s; %s\n", clean(snap.Node.Profile), snap.Node.Clock, clean(snap.Node.Sweeper))
-		if o.flowsSet {
-			err = topFlowsTable(o.io.Out, rep)
-		} else {
-			err = topPoliciesTable(o.io.Out, rep)
-		}
-	}
+	err = pr.Print(o.io.Out, printer.View{
+		Doc: rep,
+		Names: func() []string {
+			var n []string
+			for _, p := range rep.Policies {
+				n = append(n, p.Name)
+			}
+			return n
+		},
+		Table: func(w io.Writer, to printer.TableOptions) error {
+			fmt.Fprintf(o.io.ErrOut, "# %s, clock %s; %s\n", clean(snap.Node.Profile), snap.Node.Clock, clean(snap.Node.Sweeper))
+			if o.flowsSet {
+				return topFlowsTable(w, rep, to.NoHeaders)
+			}
+			return topPoliciesTable(w, rep, to.NoHeaders)
+		},
+	})
 	if err != nil {
-		return err
+		return printErr(err)
 	}
 	if snap.Banner != "" {
 		return envError(fmt.Errorf("%s", clean(snap.Banner)))
@@ -167,56 +168,57 @@ func topOnce(o *topOptions, src tui.Source) error {
 	return nil
 }
 
-// topReport is the machine-readable snapshot (docs/top.md): durations in
-// seconds, states by name.
+// topReport is the machine-readable snapshot (docs/schemas/top-snapshot.json):
+// durations in seconds, states by name.
 type topReport struct {
-	Taken    time.Time     `json:"taken" yaml:"taken"`
-	Profile  string        `json:"profile" yaml:"profile"`
-	Clock    string        `json:"clock" yaml:"clock"`
-	Sweeper  string        `json:"sweeper" yaml:"sweeper"`
-	Banner   string        `json:"banner,omitempty" yaml:"banner,omitempty"`
-	Warnings []string      `json:"warnings,omitempty" yaml:"warnings,omitempty"`
-	Maps     []tui.MapFill `json:"maps" yaml:"maps"`
-	Node     timeoutsRep   `json:"node_timeouts_s" yaml:"node_timeouts_s"`
-	Policies []policyRep   `json:"policies" yaml:"policies"`
-	FlowsOf  *string       `json:"flows_of,omitempty" yaml:"flows_of,omitempty"`
-	Flows    []flowRep     `json:"flows,omitempty" yaml:"flows,omitempty"`
+	printer.Header
+	Taken    time.Time     `json:"taken"`
+	Profile  string        `json:"profile"`
+	Clock    string        `json:"clock"`
+	Sweeper  string        `json:"sweeper"`
+	Banner   string        `json:"banner,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+	Maps     []tui.MapFill `json:"maps"`
+	Node     timeoutsRep   `json:"nodeTimeoutsSeconds"`
+	Policies []policyRep   `json:"policies"`
+	FlowsOf  *string       `json:"flowsOf,omitempty"`
+	Flows    []flowRep     `json:"flows,omitempty"`
 }
 
 type timeoutsRep struct {
-	Syn         float64 `json:"syn" yaml:"syn"`
-	Established float64 `json:"established" yaml:"established"`
-	Closing     float64 `json:"closing" yaml:"closing"`
-	NonTCP      float64 `json:"non_tcp" yaml:"non_tcp"`
+	Syn         float64 `json:"syn"`
+	Established float64 `json:"established"`
+	Closing     float64 `json:"closing"`
+	NonTCP      float64 `json:"nonTCP"`
 }
 
 type policyRep struct {
-	Name       string      `json:"name" yaml:"name"`
-	Flows      int         `json:"flows" yaml:"flows"`
-	Syn        int         `json:"syn" yaml:"syn"`
-	Est        int         `json:"established" yaml:"established"`
-	Closing    int         `json:"closing" yaml:"closing"`
-	NonTCP     int         `json:"non_tcp" yaml:"non_tcp"`
-	IdleP50    float64     `json:"idle_p50_s" yaml:"idle_p50_s"`
-	IdleP99    float64     `json:"idle_p99_s" yaml:"idle_p99_s"`
-	Expiring   int         `json:"expiring" yaml:"expiring"`
-	Over       int         `json:"over_policy" yaml:"over_policy"`
-	Expired    int         `json:"expired_uncollected" yaml:"expired_uncollected"`
-	Reclaimed  uint64      `json:"reclaimed" yaml:"reclaimed"`
-	Timeouts   timeoutsRep `json:"timeouts_s" yaml:"timeouts_s"`
-	WorstPorts int         `json:"worst_ports" yaml:"worst_ports"`
-	WorstDest  string      `json:"worst_dest,omitempty" yaml:"worst_dest,omitempty"`
+	Name       string      `json:"name"`
+	Flows      int         `json:"flows"`
+	Syn        int         `json:"syn"`
+	Est        int         `json:"established"`
+	Closing    int         `json:"closing"`
+	NonTCP     int         `json:"nonTCP"`
+	IdleP50    float64     `json:"idleP50Seconds"`
+	IdleP99    float64     `json:"idleP99Seconds"`
+	Expiring   int         `json:"expiring"`
+	Over       int         `json:"overPolicy"`
+	Expired    int         `json:"expiredUncollected"`
+	Reclaimed  uint64      `json:"reclaimed"`
+	Timeouts   timeoutsRep `json:"timeoutsSeconds"`
+	WorstPorts int         `json:"worstPorts"`
+	WorstDest  string      `json:"worstDest,omitempty"`
 }
 
 type flowRep struct {
-	Src             string   `json:"src" yaml:"src"`
-	Dst             string   `json:"dst" yaml:"dst"`
-	Proto           string   `json:"proto" yaml:"proto"`
-	State           string   `json:"state" yaml:"state"`
-	Idle            float64  `json:"idle_s" yaml:"idle_s"`
-	Remaining       float64  `json:"remaining_s" yaml:"remaining_s"`
-	PolicyRemaining *float64 `json:"policy_remaining_s,omitempty" yaml:"policy_remaining_s,omitempty"`
-	Egress          string   `json:"egress,omitempty" yaml:"egress,omitempty"`
+	Src             string   `json:"src"`
+	Dst             string   `json:"dst"`
+	Proto           string   `json:"proto"`
+	State           string   `json:"state"`
+	Idle            float64  `json:"idleSeconds"`
+	Remaining       float64  `json:"remainingSeconds"`
+	PolicyRemaining *float64 `json:"policyRemainingSeconds,omitempty"`
+	Egress          string   `json:"egress,omitempty"`
 }
 
 func timeoutsOf(t [4]time.Duration) timeoutsRep {
@@ -228,7 +230,7 @@ func timeoutsOf(t [4]time.Duration) timeoutsRep {
 
 func newTopReport(s *tui.Snapshot, flows bool) *topReport {
 	r := &topReport{
-		Taken: s.Taken, Profile: clean(s.Node.Profile), Clock: s.Node.Clock, Sweeper: clean(s.Node.Sweeper),
+		Header: printer.NewHeader("TopSnapshot"), Taken: s.Taken, Profile: clean(s.Node.Profile), Clock: s.Node.Clock, Sweeper: clean(s.Node.Sweeper),
 		Banner: clean(s.Banner), Maps: s.Node.Maps, Node: timeoutsOf(s.Node.Timeouts), Policies: []policyRep{},
 	}
 	for _, w := range s.Node.Warnings {
@@ -284,8 +286,8 @@ func protoName(p uint8) string {
 	return "proto-" + strconv.Itoa(int(p))
 }
 
-func topPoliciesTable(w io.Writer, r *topReport) error {
-	t := newTable(w, "POLICY", "FLOWS", "SYN", "EST", "CLOSING", "NON-TCP", "IDLE P50", "IDLE P99",
+func topPoliciesTable(w io.Writer, r *topReport, noHeaders bool) error {
+	t := printer.NewTable(w, noHeaders, "POLICY", "FLOWS", "SYN", "EST", "CLOSING", "NON-TCP", "IDLE P50", "IDLE P99",
 		"EXPIRING", "OVER POLICY", "EXPIRED", "RECLAIMED", "TCP TIMEOUT", "NON-TCP TIMEOUT", "WORST PORTS")
 	secs := func(pol, node float64) string {
 		n := shortDur(time.Duration(node * float64(time.Second)))
@@ -307,8 +309,8 @@ func topPoliciesTable(w io.Writer, r *topReport) error {
 	return t.Render()
 }
 
-func topFlowsTable(w io.Writer, r *topReport) error {
-	t := newTable(w, "SOURCE", "DESTINATION", "PROTO", "STATE", "IDLE", "REMAINING", "POLICY REMAINING", "EGRESS")
+func topFlowsTable(w io.Writer, r *topReport, noHeaders bool) error {
+	t := printer.NewTable(w, noHeaders, "SOURCE", "DESTINATION", "PROTO", "STATE", "IDLE", "REMAINING", "POLICY REMAINING", "EGRESS")
 	for _, f := range r.Flows {
 		pol, egress := "-", "-"
 		if f.PolicyRemaining != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/internal/tui"
 )
@@ -50,7 +51,7 @@ func TestTopOnceSynthetic(t *testing.T) {
 	})
 	for _, format := range []string{"table", "json", "yaml"} {
 		ios, out, errOut := TestIO("")
-		o := &topOptions{io: ios, Refresh: time.Second, Output: format, source: src}
+		o := &topOptions{io: ios, Refresh: time.Second, print: printer.Flags{Spec: topSpec, Output: format}, source: src}
 		if err := runTop(o); err != nil {
 			t.Fatalf("%s: %v %s", format, err, errOut)
 		}
@@ -287,7 +288,7 @@ func TestTopLabJiffies(t *testing.T) {
 	}
 	idle := map[string]float64{}
 	for _, r := range jsonLines(t, out) {
-		idle[fmt.Sprintf("%v:%v>%v:%v", r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"])] = r["idle_s"].(float64)
+		idle[fmt.Sprintf("%v:%v>%v:%v", r["srcIP"], r["srcPort"], r["dstIP"], r["dstPort"])] = r["idleSeconds"].(float64)
 	}
 	expired := 0
 	for _, f := range rep.Flows {

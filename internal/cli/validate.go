@@ -10,6 +10,7 @@ import (
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/manifest"
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
@@ -21,7 +22,7 @@ type validateOptions struct {
 	Paths         []string
 	CiliumVersion string
 	NodeConfig    string
-	Output        string
+	print         printer.Flags
 	Strict        bool
 	Verbose       bool
 	cluster       clusterOptions
@@ -58,8 +59,9 @@ cegp/NAME; without --cilium-version the version is the cilium DaemonSet's
 image tag and the node timeouts come from cilium-config, in
 --cilium-namespace (see docs/kubernetes.md).
 
-Output formats: text (for people and CI logs), json (a stable schema, see
-docs/validate.md) and github (GitHub Actions annotations).
+Output formats: table (for people and CI logs; "text" is an alias), json and
+yaml (a ValidateReport, docs/schemas/validate-report.json), jsonpath=… and
+go-template=… over that document, and github (GitHub Actions annotations).
 
 Exit codes:
   0  no error findings
@@ -93,12 +95,12 @@ Exit codes:
 	f := cmd.Flags()
 	f.StringVar(&o.CiliumVersion, "cilium-version", "", "Cilium version the policies are for, e.g. 1.18.3, v1.17.0-rc.1, main (required without --from-cluster)")
 	f.StringVar(&o.NodeConfig, "node-config", "", "the node's agent-runtime-config.json or a cilium-config ConfigMap manifest")
-	f.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or github")
+	o.print = *printer.NewFlags(validateSpec)
+	o.print.Register(cmd)
 	f.BoolVar(&o.Strict, "strict", false, "fail (exit 1) on warnings too")
 	f.BoolVarP(&o.Verbose, "verbose", "v", false, "also list the objects that were skipped")
 	o.cluster.register(cmd, "the CiliumEgressGatewayPolicies")
 	_ = cmd.RegisterFlagCompletionFunc("cilium-version", completeProfiles)
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "github"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -107,9 +109,9 @@ func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCo
 }
 
 func runValidate(o *validateOptions) error {
-	render, ok := renderers[o.Output]
-	if !ok {
-		return usageErrorf("unknown output format %q: use text, json or github", o.Output)
+	p, err := newPrinter(&o.print)
+	if err != nil {
+		return err
 	}
 	versionFrom, version := "--cilium-version", o.CiliumVersion
 	var ci *cluster.Cilium
@@ -167,7 +169,10 @@ func runValidate(o *validateOptions) error {
 			return envError(err)
 		}
 	}
-	if err := render(o.io, rep); err != nil {
+	if err := printReport(o.io, p, rep); err != nil {
+		if _, ok := err.(*exitError); ok {
+			return err // a template that fails on the report
+		}
 		return envError(err)
 	}
 	if rep.errors > 0 || (o.Strict && rep.warnings > 0) {

@@ -1,18 +1,28 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
+	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/pkg/validate"
 )
 
-// renderers write a report in each -o format.
-var renderers = map[string]func(*IO, *report) error{
-	"text":   renderText,
-	"json":   renderJSON,
-	"github": renderGitHub,
+// validateSpec are validate's -o formats: github is its own.
+var validateSpec = printer.Spec{Default: printer.Table,
+	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.JSONPath, printer.GoTemplate, "github"},
+	Aliases: map[string]string{"text": printer.Table}, Headerless: true}
+
+// printReport writes a report in the printer's format.
+func printReport(ios *IO, p *printer.Printer, r *report) error {
+	if p.Format == "github" {
+		return renderGitHub(ios, r)
+	}
+	return printErr(p.Print(ios.Out, printer.View{
+		Doc:   newValidateReport(r),
+		Table: func(io.Writer, printer.TableOptions) error { return renderText(ios, r) },
+	}))
 }
 
 // ANSI styles for the text output on a terminal.
@@ -94,11 +104,10 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-// jsonReport is the documented JSON schema of `egwct validate -o json`
-// (docs/validate.md). Fields are only ever added; schemaVersion changes
-// if one is removed or changes meaning.
-type jsonReport struct {
-	SchemaVersion int                `json:"schemaVersion"`
+// validateReport is the document of `egwct validate -o json|yaml`
+// (docs/schemas/validate-report.json).
+type validateReport struct {
+	printer.Header
 	CiliumVersion string             `json:"ciliumVersion"`
 	Profile       string             `json:"profile"`
 	Files         int                `json:"files"`
@@ -113,9 +122,9 @@ type jsonSummary struct {
 	Infos    int `json:"infos"`
 }
 
-func renderJSON(ios *IO, r *report) error {
-	out := jsonReport{
-		SchemaVersion: 1, CiliumVersion: r.version, Profile: r.profile,
+func newValidateReport(r *report) *validateReport {
+	out := &validateReport{
+		Header: printer.NewHeader("ValidateReport"), CiliumVersion: r.version, Profile: r.profile,
 		Files: r.files, Policies: r.policies,
 		Summary:  jsonSummary{Errors: r.errors, Warnings: r.warnings, Infos: r.notices},
 		Findings: make([]validate.Finding, 0, len(r.items)),
@@ -123,9 +132,7 @@ func renderJSON(ios *IO, r *report) error {
 	for _, it := range r.items {
 		out.Findings = append(out.Findings, it.Finding)
 	}
-	enc := json.NewEncoder(ios.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out
 }
 
 // renderGitHub writes GitHub Actions workflow commands, which the runner
@@ -167,38 +174,4 @@ func ghData(s string) string {
 
 func ghProperty(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(clean(s))
-}
-
-// clean makes text from input files safe for a terminal: control
-// characters (escape sequences, newlines, bidi overrides) are shown
-// escaped, never sent raw; only tabs are kept.
-func clean(s string) string {
-	ok := true
-	for _, r := range s {
-		if isControl(r) {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if isControl(r) {
-			if r > 0xff {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			} else {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			}
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool {
-	return (r < 0x20 && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0) ||
-		r == '\u2028' || r == '\u2029' || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }

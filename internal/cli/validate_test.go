@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/egwct/egwct/internal/manifest"
+	"github.com/egwct/egwct/internal/printer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -79,7 +80,7 @@ func TestValidateJSONSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.SchemaVersion != 1 || rep.Summary.Errors != 5 || len(rep.Findings) == 0 {
+	if rep.SchemaVersion != printer.SchemaVersion || rep.Summary.Errors != 5 || len(rep.Findings) == 0 {
 		t.Fatalf("report = %+v", rep)
 	}
 	for _, f := range rep.Findings {

@@ -1,18 +1,22 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/egwct/egwct/internal/printer"
 )
 
 // version is set at build time with -ldflags "-X .../internal/cli.version=v1.2.3".
 var version = ""
 
+// buildInfo is the document of version -o json|yaml (docs/schemas/version.json).
 type buildInfo struct {
+	printer.Header
 	Version   string `json:"version"`
 	Commit    string `json:"commit,omitempty"`
 	GoVersion string `json:"goVersion"`
@@ -20,7 +24,7 @@ type buildInfo struct {
 }
 
 func currentBuild() buildInfo {
-	b := buildInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	b := buildInfo{Header: printer.NewHeader("Version"), Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			b.Version = bi.Main.Version
@@ -37,30 +41,33 @@ func currentBuild() buildInfo {
 	return b
 }
 
+// versionSpec are version's -o formats; text is the old name of table.
+var versionSpec = printer.Spec{Default: printer.Table,
+	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.JSONPath, printer.GoTemplate},
+	Aliases: map[string]string{"text": printer.Table}, Headerless: true}
+
 func newVersionCmd(ios *IO) *cobra.Command {
-	var output string
+	pf := printer.NewFlags(versionSpec)
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print egwct's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			b := currentBuild()
-			switch output {
-			case "json":
-				enc := json.NewEncoder(ios.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(b)
-			case "", "text":
-				fmt.Fprintf(ios.Out, "egwct %s", b.Version)
-				if b.Commit != "" {
-					fmt.Fprintf(ios.Out, " (%.12s)", b.Commit)
-				}
-				fmt.Fprintf(ios.Out, " %s %s\n", b.GoVersion, b.Platform)
-				return nil
+			p, err := newPrinter(pf)
+			if err != nil {
+				return err
 			}
-			return usageErrorf("unknown output format %q: use text or json", output)
+			b := currentBuild()
+			return printErr(p.Print(ios.Out, printer.View{Doc: b, Table: func(w io.Writer, _ printer.TableOptions) error {
+				fmt.Fprintf(w, "egwct %s", b.Version)
+				if b.Commit != "" {
+					fmt.Fprintf(w, " (%.12s)", b.Commit)
+				}
+				fmt.Fprintf(w, " %s %s\n", b.GoVersion, b.Platform)
+				return nil
+			}}))
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	pf.Register(cmd)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,9 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/egwct/egwct/pkg/policy"
@@ -30,30 +31,57 @@ var (
 	EndpointResource = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumendpoints"}
 )
 
-// Flags are kubectl's connection flags.
+// Flags are kubectl's connection flags, from k8s.io/cli-runtime's
+// genericclioptions.ConfigFlags: --kubeconfig, --context, --cluster,
+// --user, -n/--namespace, -s/--server, --token, --as, --as-group, --as-uid,
+// --as-user-extra, --certificate-authority, --client-certificate,
+// --client-key, --insecure-skip-tls-verify, --tls-server-name,
+// --proxy-url, --disable-compression; and --request-timeout, a duration
+// as before (kubectl's takes a string).
 type Flags struct {
+	// Kubeconfig, Context and Namespace are the values of --kubeconfig,
+	// --context and -n; a zero Flags works (kubectl's defaults).
 	Kubeconfig string
 	Context    string
-	Timeout    time.Duration
+	Namespace  string
+	// Timeout bounds each request (--request-timeout).
+	Timeout time.Duration
+	config  *genericclioptions.ConfigFlags
 }
 
-// Register adds --kubeconfig, --context and --request-timeout to fs.
+// configFlags returns the cli-runtime flags, bound to f's fields.
+func (f *Flags) configFlags() *genericclioptions.ConfigFlags {
+	if f.config == nil {
+		c := genericclioptions.NewConfigFlags(false)
+		c.KubeConfig, c.Context, c.Namespace = &f.Kubeconfig, &f.Context, &f.Namespace
+		c.Timeout = nil  // egwct's own --request-timeout, a duration with a default
+		c.CacheDir = nil // egwct does no discovery
+		f.config = c
+	}
+	return f.config
+}
+
+// Register adds kubectl's connection flags to fs.
 func (f *Flags) Register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config; in a pod, the pod's service account)")
-	fs.StringVar(&f.Context, "context", "", "the kubeconfig context to use")
+	f.configFlags().AddFlags(fs)
+	fs.Lookup("kubeconfig").Usage = "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config; in a pod, the pod's service account)"
 	fs.DurationVar(&f.Timeout, "request-timeout", 30*time.Second, "how long to wait for each request to the API server")
 }
 
 // RESTConfig resolves the flags the way kubectl does: --kubeconfig, else
 // $KUBECONFIG, else ~/.kube/config, else the in-cluster configuration of
-// a pod.
+// a pod; the other flags override what the kubeconfig says.
 func (f *Flags) RESTConfig() (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = f.Kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: f.Context}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	c := f.configFlags()
+	loader := c.ToRawKubeConfigLoader()
+	cfg, err := loader.ClientConfig()
 	if err != nil {
 		return nil, &Error{Op: "load kubeconfig", Err: err}
+	}
+	// cli-runtime falls back to http://localhost:8080 when nothing is
+	// configured; say so instead of trying it.
+	if raw, err := loader.RawConfig(); err == nil && len(raw.Clusters) == 0 && *c.APIServer == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, &Error{Op: "load kubeconfig", Err: errors.New("no configuration: give --kubeconfig or --server, set $KUBECONFIG, or create ~/.kube/config")}
 	}
 	cfg.Timeout = f.Timeout
 	cfg.QPS, cfg.Burst = 50, 100

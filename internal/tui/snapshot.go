@@ -44,19 +44,22 @@ type SourceFunc func(q Query) (*Snapshot, error)
 // Snapshot implements Source.
 func (f SourceFunc) Snapshot(q Query) (*Snapshot, error) { return f(q) }
 
-// Snapshot is what top shows at one moment.
+// Snapshot is what top shows at one moment. It is not printed as is:
+// `top -o json` prints a TopSnapshot document built from it (durations in
+// seconds). Its JSON tags follow the same camelCase; its durations are
+// Go's, in nanoseconds, named so.
 type Snapshot struct {
 	// Taken is when the snapshot was read.
 	Taken time.Time `json:"taken"`
 	// Cost is how long reading and aggregating took.
-	Cost time.Duration `json:"cost_ns"`
+	Cost time.Duration `json:"costNanoseconds"`
 	Node Node          `json:"node"`
 	// Banner is a problem to show above everything (maps missing, …);
 	// the rest of the snapshot may be empty.
 	Banner   string   `json:"banner,omitempty"`
 	Policies []Policy `json:"policies"`
 	// FlowsOf is the policy whose flows Flows holds (Query.FlowsOf).
-	FlowsOf string `json:"flows_of,omitempty"`
+	FlowsOf string `json:"flowsOf,omitempty"`
 	Flows   []Flow `json:"flows,omitempty"`
 	Ports   []Port `json:"ports,omitempty"`
 }
@@ -70,20 +73,20 @@ type Node struct {
 	Sweeper  string   `json:"sweeper"`
 	Warnings []string `json:"warnings,omitempty"`
 	// Timeouts are the node's CT timeouts per state.
-	Timeouts [4]time.Duration `json:"timeouts_ns"`
+	Timeouts [4]time.Duration `json:"timeoutsNanoseconds"`
 	// PortsAge is how old the SNAT reading behind the ports is, when it
 	// was not read for this snapshot (big nodes read it less often).
-	PortsAge time.Duration `json:"ports_age_ns,omitempty"`
+	PortsAge time.Duration `json:"portsAgeNanoseconds,omitempty"`
 	// PortsPending says the SNAT maps were not read for this snapshot (a
 	// quick first frame): ports and egress addresses come with the next.
-	PortsPending bool `json:"ports_pending,omitempty"`
+	PortsPending bool `json:"portsPending,omitempty"`
 }
 
 // MapFill is a map's fill level.
 type MapFill struct {
 	Name    string `json:"name"`
 	Entries int    `json:"entries"`
-	Max     int    `json:"max_entries"`
+	Max     int    `json:"maxEntries"`
 }
 
 // Policy is one row of the policies view.
@@ -94,24 +97,24 @@ type Policy struct {
 	Flows [4]int `json:"flows"`
 	Total int    `json:"total"`
 	// IdleP50 and IdleP99 are percentiles of idle time (about 5 % precise).
-	IdleP50 time.Duration `json:"idle_p50_ns"`
-	IdleP99 time.Duration `json:"idle_p99_ns"`
+	IdleP50 time.Duration `json:"idleP50Nanoseconds"`
+	IdleP99 time.Duration `json:"idleP99Nanoseconds"`
 	// Expiring counts flows whose effective remaining lifetime (the
 	// smaller of the node's and the policy's) ends within the window.
 	Expiring int `json:"expiring"`
 	// Over counts flows idle longer than the policy allows: egwct's next
 	// sweep expires them.
-	Over int `json:"over_policy"`
+	Over int `json:"overPolicy"`
 	// Expired counts flows whose lifetime has passed: waiting for Cilium's GC.
-	Expired int `json:"expired_uncollected"`
+	Expired int `json:"expiredUncollected"`
 	// Reclaimed is egwct's running total of CT entries it deleted.
 	Reclaimed uint64 `json:"reclaimed"`
 	// Timeouts are the policy's per state; 0 means the node's.
-	Timeouts [4]time.Duration `json:"timeouts_ns"`
+	Timeouts [4]time.Duration `json:"timeoutsNanoseconds"`
 	// WorstPorts is the most SNAT ports in use towards one destination
 	// among the policy's destinations, and WorstDest that destination.
-	WorstPorts int    `json:"worst_ports"`
-	WorstDest  string `json:"worst_dest,omitempty"`
+	WorstPorts int    `json:"worstPorts"`
+	WorstDest  string `json:"worstDest,omitempty"`
 }
 
 // Flow is one CT entry in the flows view.
@@ -120,22 +123,22 @@ type Flow struct {
 	Dst   netip.AddrPort `json:"dst"`
 	Proto uint8          `json:"proto"`
 	State profiles.State `json:"state"`
-	Idle  time.Duration  `json:"idle_ns"`
+	Idle  time.Duration  `json:"idleNanoseconds"`
 	// Remaining is under the node's timeout (negative: expired, waiting
 	// for Cilium's GC).
-	Remaining time.Duration `json:"remaining_ns"`
+	Remaining time.Duration `json:"remainingNanoseconds"`
 	// PolicyRemaining is under the policy's timeout, when HasPolicy.
-	PolicyRemaining time.Duration `json:"policy_remaining_ns"`
-	HasPolicy       bool          `json:"has_policy_timeout"`
+	PolicyRemaining time.Duration `json:"policyRemainingNanoseconds"`
+	HasPolicy       bool          `json:"hasPolicyTimeout"`
 	// Egress is the SNAT address and port, when a SNAT entry exists.
 	Egress netip.AddrPort `json:"egress"`
 }
 
 // Port is one (egress IP, destination, protocol) in the ports view.
 type Port struct {
-	Egress   netip.Addr `json:"egress_ip"`
-	Dst      netip.Addr `json:"dst_ip"`
-	DstPort  uint16     `json:"dst_port"`
+	Egress   netip.Addr `json:"egressIP"`
+	Dst      netip.Addr `json:"dstIP"`
+	DstPort  uint16     `json:"dstPort"`
 	Proto    uint8      `json:"proto"`
 	Used     int        `json:"used"`
 	Policies []string   `json:"policies"`
