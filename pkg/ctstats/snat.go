@@ -1,6 +1,7 @@
 package ctstats
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -60,12 +61,19 @@ type portKey struct {
 }
 
 // dest is the aggregate of one destination: the slots with flows to it
-// inline while they are few, the rest in the walk's overflow set.
+// inline while they are few, the rest in the walk's overflow set. Its key
+// is only in the walk's index until the walk ends: a small dest keeps
+// the growing slice of them small.
 type dest struct {
-	key   portKey
 	used  int32
 	n     uint8
 	slots [3]uint32
+}
+
+// dests are the destinations of a walk and, once it ended, their keys.
+type dests struct {
+	d    []dest
+	keys []portKey
 }
 
 // inlineSlots is how many slots a dest holds before it overflows.
@@ -81,7 +89,7 @@ func WalkSNAT(j *Judge, maps []*ctmap.Map, q SNATQuery) *SNAT {
 		out.Egress = map[ctmap.Tuple]netip.AddrPort{}
 	}
 	index := map[portKey]int32{}
-	var dests []dest
+	var ds dests
 	overflow := map[int32][]uint32{} // a dest's slots beyond its inline ones
 	var probe ctmap.CT
 	var e ctmap.NAT
@@ -102,11 +110,11 @@ func WalkSNAT(j *Judge, maps []*ctmap.Map, q SNATQuery) *SNAT {
 			pk := portKey{e.Value.Addr().As16(), e.Key.DAddr.As16(), e.Key.DPort, e.Key.NextHdr, e.Key.DAddr.Is4()}
 			i, ok := index[pk]
 			if !ok {
-				i = int32(len(dests))
+				i = int32(len(ds.d))
 				index[pk] = i
-				dests = append(dests, dest{key: pk})
+				ds.d = append(ds.d, dest{})
 			}
-			d := &dests[i]
+			d := &ds.d[i]
 			d.used++
 			if j == nil {
 				return nil
@@ -126,13 +134,17 @@ func WalkSNAT(j *Judge, maps []*ctmap.Map, q SNATQuery) *SNAT {
 		out.Fills = append(out.Fills, Fill{Name: m.Spec.Name, Entries: n, Max: int(m.MaxEntries)})
 	}
 
+	ds.keys = make([]portKey, len(ds.d))
+	for k, i := range index {
+		ds.keys[i] = k
+	}
+
 	// The worst destination of every slot, over all destinations.
 	if j != nil {
 		worst := make([]int32, j.Slots()) // index+1 into dests; 0: none
-		for i := range dests {
-			d := &dests[i]
-			eachSlot(d, int32(i), overflow, func(slot uint32) {
-				if int(slot) < len(worst) && (worst[slot] == 0 || before(d, &dests[worst[slot]-1])) {
+		for i := range ds.d {
+			eachSlot(&ds.d[i], int32(i), overflow, func(slot uint32) {
+				if int(slot) < len(worst) && (worst[slot] == 0 || ds.compare(int32(i), worst[slot]-1) < 0) {
 					worst[slot] = int32(i) + 1
 				}
 			})
@@ -140,21 +152,30 @@ func WalkSNAT(j *Judge, maps []*ctmap.Map, q SNATQuery) *SNAT {
 		out.Worst = make([]PortUse, len(worst))
 		for slot, w := range worst {
 			if w != 0 {
-				out.Worst[slot] = dests[w-1].use(nil)
+				out.Worst[slot] = ds.use(w-1, nil)
 			}
 		}
 	}
 
-	order := topDests(dests, q.Top)
+	order := ds.top(q.Top)
 	out.Ports = make([]PortUse, len(order))
+	var arena []uint32 // the slots of every port listed, in one allocation
+	if j != nil {
+		total := 0
+		for _, i := range order {
+			total += int(ds.d[i].n) + len(overflow[i])
+		}
+		arena = make([]uint32, 0, total)
+	}
 	for n, i := range order {
-		d := &dests[i]
 		var slots []uint32
 		if j != nil {
-			eachSlot(d, i, overflow, func(slot uint32) { slots = append(slots, slot) })
+			from := len(arena)
+			eachSlot(&ds.d[i], i, overflow, func(slot uint32) { arena = append(arena, slot) })
+			slots = arena[from:len(arena):len(arena)]
 			slices.Sort(slots)
 		}
-		out.Ports[n] = d.use(slots)
+		out.Ports[n] = ds.use(i, slots)
 	}
 	return out
 }
@@ -201,68 +222,59 @@ func eachSlot(d *dest, i int32, overflow map[int32][]uint32, fn func(uint32)) {
 	}
 }
 
-func (d *dest) use(slots []uint32) PortUse {
-	egress, dst := netip.AddrFrom16(d.key.egress), netip.AddrFrom16(d.key.dst)
-	if d.key.v4 {
+// use is destination i as a PortUse.
+func (ds *dests) use(i int32, slots []uint32) PortUse {
+	k := &ds.keys[i]
+	egress, dst := netip.AddrFrom16(k.egress), netip.AddrFrom16(k.dst)
+	if k.v4 {
 		egress, dst = egress.Unmap(), dst.Unmap()
 	}
-	return PortUse{Egress: egress, Dst: dst, DstPort: d.key.port, Proto: d.key.proto, Used: int(d.used), Slots: slots}
+	return PortUse{Egress: egress, Dst: dst, DstPort: k.port, Proto: k.proto, Used: int(ds.d[i].used), Slots: slots}
 }
 
-// before orders destinations as SNAT.Ports lists them.
-func before(a, b *dest) bool { return compareDest(a, b) < 0 }
-
-func compareDest(a, b *dest) int {
-	if a.used != b.used {
-		return int(b.used - a.used)
+// compare orders destinations as SNAT.Ports lists them: most ports in use
+// first, then by egress IP, destination IP, port and protocol.
+func (ds *dests) compare(i, j int32) int {
+	a, b := &ds.keys[i], &ds.keys[j]
+	if ui, uj := ds.d[i].used, ds.d[j].used; ui != uj {
+		return int(uj - ui)
 	}
-	if a.key.v4 != b.key.v4 { // as netip.Addr.Compare: IPv4 first
-		if a.key.v4 {
+	if a.v4 != b.v4 { // as netip.Addr.Compare: IPv4 first
+		if a.v4 {
 			return -1
 		}
 		return 1
 	}
-	for _, x := range [][2][16]byte{{a.key.egress, b.key.egress}, {a.key.dst, b.key.dst}} {
-		if c := slices.Compare(x[0][:], x[1][:]); c != 0 {
-			return c
-		}
+	if c := bytes.Compare(a.egress[:], b.egress[:]); c != 0 {
+		return c
 	}
-	if a.key.port != b.key.port {
-		return int(a.key.port) - int(b.key.port)
+	if c := bytes.Compare(a.dst[:], b.dst[:]); c != 0 {
+		return c
 	}
-	return int(a.key.proto) - int(b.key.proto)
+	if a.port != b.port {
+		return int(a.port) - int(b.port)
+	}
+	return int(a.proto) - int(b.proto)
 }
 
-// topDests returns the indexes of the top n destinations in order (n <= 0:
+// top returns the indexes of the top n destinations in order (n <= 0:
 // all), selecting with a heap of n so that a node with many destinations
 // is not sorted whole.
-func topDests(dests []dest, n int) []int32 {
-	if n <= 0 || n > len(dests) {
-		n = len(dests)
+func (ds *dests) top(n int) []int32 {
+	if n <= 0 || n >= len(ds.d) {
+		all := make([]int32, len(ds.d))
+		for i := range all {
+			all[i] = int32(i)
+		}
+		slices.SortFunc(all, ds.compare)
+		return all
 	}
 	// h is a heap whose root is the last of the n best seen so far.
 	h := make([]int32, 0, n)
-	worse := func(x, y int32) bool { return before(&dests[y], &dests[x]) }
-	down := func(i int) {
-		for {
-			l := 2*i + 1
-			if l >= len(h) {
-				return
-			}
-			if r := l + 1; r < len(h) && worse(h[r], h[l]) {
-				l = r
-			}
-			if !worse(h[l], h[i]) {
-				return
-			}
-			h[i], h[l] = h[l], h[i]
-			i = l
-		}
-	}
-	for i := range dests {
+	worse := func(x, y int32) bool { return ds.compare(x, y) > 0 }
+	for i := range ds.d {
 		x := int32(i)
-		switch {
-		case len(h) < n:
+		if len(h) < n {
 			h = append(h, x)
 			for c := len(h) - 1; c > 0; {
 				p := (c - 1) / 2
@@ -272,11 +284,27 @@ func topDests(dests []dest, n int) []int32 {
 				h[c], h[p] = h[p], h[c]
 				c = p
 			}
-		case n > 0 && before(&dests[x], &dests[h[0]]):
-			h[0] = x
-			down(0)
+			continue
+		}
+		if !worse(h[0], x) {
+			continue
+		}
+		h[0] = x
+		for p := 0; ; {
+			l := 2*p + 1
+			if l >= len(h) {
+				break
+			}
+			if r := l + 1; r < len(h) && worse(h[r], h[l]) {
+				l = r
+			}
+			if !worse(h[l], h[p]) {
+				break
+			}
+			h[p], h[l] = h[l], h[p]
+			p = l
 		}
 	}
-	slices.SortFunc(h, func(a, b int32) int { return compareDest(&dests[a], &dests[b]) })
+	slices.SortFunc(h, ds.compare)
 	return h
 }

@@ -13,23 +13,23 @@ import (
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
-func mkDest(used int32, egress, dst string, port uint16) dest {
+func (ds *dests) add(used int32, egress, dst string, port uint16) {
 	e, d := netip.MustParseAddr(egress), netip.MustParseAddr(dst)
-	return dest{key: portKey{e.As16(), d.As16(), port, ctmap.ProtoTCP, e.Is4()}, used: used}
+	ds.keys = append(ds.keys, portKey{e.As16(), d.As16(), port, ctmap.ProtoTCP, e.Is4()})
+	ds.d = append(ds.d, dest{used: used})
 }
 
 // TestTopDests: the heap selection returns the head of the full order,
 // ties broken by egress IP, destination and port, IPv4 before IPv6.
 func TestTopDests(t *testing.T) {
-	dests := []dest{
-		mkDest(5, "192.168.0.2", "198.18.0.1", 443),
-		mkDest(9, "192.168.0.1", "198.18.0.1", 443),
-		mkDest(5, "192.168.0.1", "198.18.0.2", 443),
-		mkDest(5, "192.168.0.1", "198.18.0.1", 80),
-		mkDest(5, "2001:db8:ff00::1", "2001:db8:1::1", 443),
-		mkDest(1, "192.168.0.1", "198.18.0.9", 443),
-		mkDest(5, "192.168.0.1", "198.18.0.1", 443),
-	}
+	var ds dests
+	ds.add(5, "192.168.0.2", "198.18.0.1", 443)
+	ds.add(9, "192.168.0.1", "198.18.0.1", 443)
+	ds.add(5, "192.168.0.1", "198.18.0.2", 443)
+	ds.add(5, "192.168.0.1", "198.18.0.1", 80)
+	ds.add(5, "2001:db8:ff00::1", "2001:db8:1::1", 443)
+	ds.add(1, "192.168.0.1", "198.18.0.9", 443)
+	ds.add(5, "192.168.0.1", "198.18.0.1", 443)
 	full := []int32{1, 3, 6, 2, 0, 4, 5}
 	tests := []struct {
 		n    int
@@ -38,11 +38,11 @@ func TestTopDests(t *testing.T) {
 		{0, full}, {-1, full}, {1, full[:1]}, {3, full[:3]}, {6, full[:6]}, {7, full}, {100, full},
 	}
 	for _, tc := range tests {
-		if got := topDests(dests, tc.n); !slices.Equal(got, tc.want) {
-			t.Errorf("topDests(%d) = %v, want %v", tc.n, got, tc.want)
+		if got := ds.top(tc.n); !slices.Equal(got, tc.want) {
+			t.Errorf("top(%d) = %v, want %v", tc.n, got, tc.want)
 		}
 	}
-	if got := topDests(nil, 30); len(got) != 0 {
+	if got := (&dests{}).top(30); len(got) != 0 {
 		t.Errorf("no destinations: %v", got)
 	}
 }
