@@ -100,7 +100,7 @@ func WalkCT(j *Judge, maps []*ctmap.Map, q CTQuery) *CT {
 			nats[famIndex(m.Spec.Family)] = m
 		}
 	}
-	val := make([]byte, ctmap.NATEntrySize6)
+	key, val := make([]byte, 0, ctmap.TupleSize6), make([]byte, ctmap.NATEntrySize6)
 	times := j.times
 	var c ctmap.CT
 	for _, m := range maps {
@@ -141,8 +141,9 @@ func WalkCT(j *Judge, maps []*ctmap.Map, q CTQuery) *CT {
 				e.Over[st]++
 				if nat != nil {
 					eg, _ := ctmap.NATKeysForCT(c.Key)
+					key = eg.AppendTo(key[:0])
 					buf := val[:nat.Spec.ValueSize]
-					if nat.Lookup(eg.Bytes(), buf) == nil {
+					if nat.Lookup(key, buf) == nil {
 						if ne, err := ctmap.DecodeNATEntry(buf); err == nil {
 							out.Freed[ne.Addr()]++
 						}

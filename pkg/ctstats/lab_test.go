@@ -37,11 +37,17 @@ func labNode(t *testing.T, version string, flows int) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
 	state := filepath.Join(t.TempDir(), "state")
-	if _, err := lab.Up(lab.Config{BPFFS: fs, StateDir: state, Version: res, Flows: flows, Policies: 8, Seed: 3, Clock: clock}); err != nil {
+	if _, err := lab.Up(lab.Config{BPFFS: fs, StateDir: state, Version: res, Flows: flows, Policies: 8, Seed: 3, Clock: nodeconfig.Clock{Mode: nodeconfig.Ktime}}); err != nil {
 		t.Fatal(err)
 	}
+	return openNode(t, fs, res)
+}
+
+// openNode opens the maps of a ktime lab and builds its policy set.
+func openNode(t testing.TB, fs string, res profiles.Resolution) *node {
+	t.Helper()
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
 	n := &node{profile: res.Profile}
 	byEgress := map[netip.Addr]int{}
 	for _, spec := range res.Profile.Maps {
