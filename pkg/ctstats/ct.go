@@ -1,6 +1,7 @@
 package ctstats
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -84,7 +85,8 @@ type CT struct {
 	Errors []error
 }
 
-// WalkCT reads the CT maps once and judges every entry with j.
+// WalkCT reads the CT maps once and judges every entry with j (a nil j
+// is an error in CT.Errors).
 //
 // For SNAT ports freed, each expired entry's egress SNAT entry is looked
 // up (one system call per expired entry, no memory), rather than joined
@@ -92,6 +94,9 @@ type CT struct {
 // entries as the CT maps, and with a sweeper running few entries are
 // expired at any time.
 func WalkCT(j *Judge, maps []*ctmap.Map, q CTQuery) *CT {
+	if j == nil {
+		return &CT{Slots: make([]Slot, 1), Errors: []error{errNoJudge}}
+	}
 	out := &CT{Slots: make([]Slot, j.Slots())}
 	var nats [2]*ctmap.Map // by family index
 	if len(q.FreedIn) > 0 {
@@ -212,6 +217,8 @@ func ImpactNow(j *Judge, cts, nats []*ctmap.Map, families []int) (*Impact, error
 	}
 	return im, nil
 }
+
+var errNoJudge = errors.New("ctstats: a CT walk needs a judge (NewJudge)")
 
 // famIndex is the index of an address family in per-family arrays.
 func famIndex(family int) int {

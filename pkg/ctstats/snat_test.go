@@ -119,3 +119,17 @@ func TestSNATAllocations(t *testing.T) {
 		t.Errorf("%v allocations for 100 entries, %v for 6000", small, large)
 	}
 }
+
+// TestNoJudge: a CT walk without a judge is an error, not a panic; a SNAT
+// walk without one counts ports only.
+func TestNoJudge(t *testing.T) {
+	if ct := WalkCT(nil, nil, CTQuery{}); len(ct.Errors) != 1 || len(ct.Slots) != 1 {
+		t.Errorf("WalkCT(nil): %+v", ct)
+	}
+	if _, err := ImpactNow(nil, nil, nil, []int{4}); err == nil {
+		t.Error("ImpactNow(nil) succeeded")
+	}
+	if s := WalkSNAT(nil, nil, SNATQuery{}); s.Worst != nil || len(s.Ports) != 0 {
+		t.Errorf("WalkSNAT(nil): %+v", s)
+	}
+}
