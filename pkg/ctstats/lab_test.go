@@ -189,6 +189,17 @@ func TestImpactLab(t *testing.T) {
 			if !maps.Equal(im.Freed, wantFreed) {
 				t.Errorf("freed\n got %v\nwant %v", im.Freed, wantFreed)
 			}
+			// And what internal/cli's impact() computed before it used
+			// this package: its loop, restated.
+			todayExpired, todayPorts := todayImpact(t, n, families)
+			if !slices.Equal(im.Expired, todayExpired) || len(todayPorts) != len(im.Freed) {
+				t.Errorf("against apply's impact(): expired %v, want %v; freed %v, want %v", im.Expired, todayExpired, im.Freed, todayPorts)
+			}
+			for ip, ports := range im.Freed {
+				if todayPorts[ip.String()] != ports {
+					t.Errorf("against apply's impact(): %s frees %d, want %d", ip, ports, todayPorts[ip.String()])
+				}
+			}
 			if len(families) == 2 && !slices.ContainsFunc(slices.Collect(maps.Keys(im.Freed)), netip.Addr.Is6) {
 				t.Errorf("no IPv6 port freed on a dual-stack lab: %v", im.Freed)
 			}
@@ -309,4 +320,46 @@ func TestWalkLab(t *testing.T) {
 			t.Errorf("pressure %d: %+v, want %+v", i, p, want)
 		}
 	}
+}
+
+// todayImpact is internal/cli's (*applyOptions).impact as it was before
+// it used this package: the reference the dry run must keep.
+func todayImpact(t *testing.T, n *node, families []int) ([][4]int, map[string]int) {
+	m := sweep.NewMatcher(n.set)
+	expired := make([][4]int, len(n.set)+1)
+	ports := map[string]int{}
+	natMaps := map[int]*ctmap.Map{}
+	for _, nm := range n.nats {
+		natMaps[nm.Spec.Family] = nm
+	}
+	var c ctmap.CT
+	val := make([]byte, ctmap.NATEntrySize6)
+	for _, ctm := range n.cts {
+		if !slices.Contains(families, ctm.Spec.Family) {
+			continue
+		}
+		natMap := natMaps[ctm.Spec.Family]
+		err := ctm.Walk(func(k, v []byte) error {
+			c.Key, _ = ctmap.DecodeTuple(k)
+			copy(c.Value[:], v)
+			slot, exp := m.Judge(&c, n.times)
+			if !exp {
+				return nil
+			}
+			expired[slot][c.State()]++
+			if natMap != nil {
+				eg, _ := ctmap.NATKeysForCT(c.Key)
+				buf := val[:natMap.Spec.ValueSize]
+				if natMap.Lookup(eg.Bytes(), buf) == nil {
+					e, _ := ctmap.DecodeNATEntry(buf)
+					ports[e.Addr().String()]++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return expired, ports
 }
