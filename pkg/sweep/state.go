@@ -389,6 +389,21 @@ func (s *State) SetAgentStatus(a AgentStatus) error {
 	return s.agent.Put(uint32(0), &v)
 }
 
+// AgentHeartbeat sets the heartbeat of the recorded agent status to now
+// (at every sweep of the agent, successful or not); it is an error when
+// no status is recorded.
+func (s *State) AgentHeartbeat(now time.Time) error {
+	a, ok, err := s.AgentStatus()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("agent heartbeat: no agent status recorded (SetAgentStatus first)")
+	}
+	a.Heartbeat = now
+	return s.SetAgentStatus(a)
+}
+
 // ClearAgentStatus says no agent runs (an agent stopping).
 func (s *State) ClearAgentStatus() error {
 	if s.agent == nil {

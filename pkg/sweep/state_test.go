@@ -150,11 +150,21 @@ func TestAgentStatus(t *testing.T) {
 	if err := r.SetAgentStatus(AgentStatus{PID: 1, Heartbeat: started}); err == nil {
 		t.Error("the read-only state accepted a status")
 	}
+	later := started.Add(time.Hour)
+	if err := w.AgentHeartbeat(later); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := r.AgentStatus(); !ok || err != nil || !got.Heartbeat.Equal(later) || got.PID != 1 {
+		t.Errorf("after a heartbeat: %+v, %v, %v", got, ok, err)
+	}
 	if err := w.ClearAgentStatus(); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := r.AgentStatus(); ok || err != nil {
 		t.Errorf("after clear: ok %v, %v", ok, err)
+	}
+	if err := w.AgentHeartbeat(later); err == nil {
+		t.Error("a heartbeat without a status succeeded")
 	}
 
 	// A v3 state pinned by an egwct without the record.
