@@ -247,7 +247,11 @@ func TestWalkLab(t *testing.T) {
 		t.Errorf("IPv6 unmatched %d, want %d", ct.IPv6Unmatched, v6)
 	}
 
-	all := WalkSNAT(j, n.nats, SNATQuery{})
+	full := WalkSNAT(j, n.nats, SNATQuery{})
+	all := struct {
+		Ports []PortUse
+		Worst []PortUse
+	}{full.Ports(), full.Worst}
 	type dst struct {
 		egress, dst netip.Addr
 		port        uint16
@@ -305,8 +309,8 @@ func TestWalkLab(t *testing.T) {
 
 	for _, top := range []int{1, 5, DefaultTopN, len(all.Ports) + 10} {
 		got := WalkSNAT(j, n.nats, SNATQuery{Top: top})
-		if want := all.Ports[:min(top, len(all.Ports))]; !reflect.DeepEqual(got.Ports, want) || !reflect.DeepEqual(got.Worst, all.Worst) {
-			t.Errorf("top %d:\n got %+v\nwant %+v", top, got.Ports, want)
+		if want := all.Ports[:min(top, len(all.Ports))]; !reflect.DeepEqual(got.Ports(), want) || !reflect.DeepEqual(got.Worst, all.Worst) {
+			t.Errorf("top %d:\n got %+v\nwant %+v", top, got.Ports(), want)
 		}
 	}
 	pressure, fills, err := PortPressure(n.nats, 0)

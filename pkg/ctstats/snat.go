@@ -35,9 +35,6 @@ type SNATQuery struct {
 
 // SNAT is the result of one walk of SNAT maps.
 type SNAT struct {
-	// Ports are sorted: most ports in use first, then by egress IP,
-	// destination IP, port and protocol.
-	Ports []PortUse
 	// Worst is, per policy slot, the destination with the most ports in
 	// use among those the slot has flows to (Used 0: none), over all
 	// destinations even with SNATQuery.Top. Nil without a judge.
@@ -49,6 +46,37 @@ type SNAT struct {
 	Fills []Fill
 	// Errors are the walks that failed, one per map ("path: error").
 	Errors []error
+
+	// The destinations listed, in order (see Port), and their slots:
+	// those of order[i] are arena[from[i]:from[i+1]].
+	ds    dests
+	order []int32
+	arena []uint32
+	from  []int32
+	judge bool
+}
+
+// Len is the number of destinations listed (SNATQuery.Top at most).
+func (s *SNAT) Len() int { return len(s.order) }
+
+// Port returns the i-th destination listed: most ports in use first, then
+// by egress IP, destination IP, port and protocol. Its Slots are shared
+// with the SNAT and must not be changed.
+func (s *SNAT) Port(i int) PortUse {
+	var slots []uint32
+	if s.judge {
+		slots = s.arena[s.from[i]:s.from[i+1]:s.from[i+1]]
+	}
+	return s.ds.use(s.order[i], slots)
+}
+
+// Ports returns every destination listed, as Port does.
+func (s *SNAT) Ports() []PortUse {
+	out := make([]PortUse, s.Len())
+	for i := range out {
+		out[i] = s.Port(i)
+	}
+	return out
 }
 
 // portKey is a destination of egress SNAT entries; a key without pointers
@@ -157,25 +185,19 @@ func WalkSNAT(j *Judge, maps []*ctmap.Map, q SNATQuery) *SNAT {
 		}
 	}
 
-	order := ds.top(q.Top)
-	out.Ports = make([]PortUse, len(order))
-	var arena []uint32 // the slots of every port listed, in one allocation
+	out.ds, out.order, out.judge = ds, ds.top(q.Top), j != nil
 	if j != nil {
 		total := 0
-		for _, i := range order {
+		for _, i := range out.order {
 			total += int(ds.d[i].n) + len(overflow[i])
 		}
-		arena = make([]uint32, 0, total)
-	}
-	for n, i := range order {
-		var slots []uint32
-		if j != nil {
-			from := len(arena)
-			eachSlot(&ds.d[i], i, overflow, func(slot uint32) { arena = append(arena, slot) })
-			slots = arena[from:len(arena):len(arena)]
-			slices.Sort(slots)
+		out.arena, out.from = make([]uint32, 0, total), make([]int32, 1, len(out.order)+1)
+		for _, i := range out.order {
+			from := len(out.arena)
+			eachSlot(&ds.d[i], i, overflow, func(slot uint32) { out.arena = append(out.arena, slot) })
+			slices.Sort(out.arena[from:])
+			out.from = append(out.from, int32(len(out.arena)))
 		}
-		out.Ports[n] = ds.use(i, slots)
 	}
 	return out
 }
@@ -192,7 +214,7 @@ func PortPressure(maps []*ctmap.Map, n int) ([]PortUse, []Fill, error) {
 	if len(s.Errors) > 0 {
 		return nil, nil, s.Errors[0]
 	}
-	return s.Ports, s.Fills, nil
+	return s.Ports(), s.Fills, nil
 }
 
 // addSlot records that destination i (d) has a flow of slot.
@@ -232,7 +254,7 @@ func (ds *dests) use(i int32, slots []uint32) PortUse {
 	return PortUse{Egress: egress, Dst: dst, DstPort: k.port, Proto: k.proto, Used: int(ds.d[i].used), Slots: slots}
 }
 
-// compare orders destinations as SNAT.Ports lists them: most ports in use
+// compare orders destinations as SNAT.Port lists them: most ports in use
 // first, then by egress IP, destination IP, port and protocol.
 func (ds *dests) compare(i, j int32) int {
 	a, b := &ds.keys[i], &ds.keys[j]

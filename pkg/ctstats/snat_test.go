@@ -129,7 +129,7 @@ func TestNoJudge(t *testing.T) {
 	if _, err := ImpactNow(nil, nil, nil, []int{4}); err == nil {
 		t.Error("ImpactNow(nil) succeeded")
 	}
-	if s := WalkSNAT(nil, nil, SNATQuery{}); s.Worst != nil || len(s.Ports) != 0 {
+	if s := WalkSNAT(nil, nil, SNATQuery{}); s.Worst != nil || s.Len() != 0 || len(s.Ports()) != 0 {
 		t.Errorf("WalkSNAT(nil): %+v", s)
 	}
 }

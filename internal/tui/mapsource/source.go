@@ -293,8 +293,9 @@ func readSNAT(nats []*ctmap.Map, judge *ctstats.Judge, names []string, key snatK
 	for _, err := range r.Errors {
 		agg.banner = join(agg.banner, err.Error())
 	}
-	agg.ports = make([]tui.Port, len(r.Ports))
-	for i, p := range r.Ports {
+	agg.ports = make([]tui.Port, r.Len())
+	for i := range agg.ports {
+		p := r.Port(i)
 		tp := tui.Port{Egress: p.Egress, Dst: p.Dst, DstPort: p.DstPort, Proto: p.Proto, Used: p.Used}
 		for _, slot := range p.Slots {
 			tp.Policies = append(tp.Policies, names[slot])
