@@ -28,8 +28,7 @@ func (s *Source) sweeper(snap *tui.Snapshot, state *sweep.State) string {
 	if l, ok, err := state.LastSweep(); err == nil && ok {
 		took = l.Duration
 	}
-	ago := max(snap.Taken.Sub(a.Heartbeat), 0)
-	if ago > staleAfter*max(a.Interval, time.Second)+took {
+	if ago, alive := agentAlive(a, took, snap.Taken); !alive {
 		return fmt.Sprintf("no egwct agent sweeping (last seen %s ago)", ago.Round(time.Second))
 	}
 	if a.Mode == sweep.Mark {
@@ -48,4 +47,12 @@ func (s *Source) sweeper(snap *tui.Snapshot, state *sweep.State) string {
 		version = " " + tui.Clean(a.Version)
 	}
 	return fmt.Sprintf("egwct agent%s running (pid %d, mode %s, engine %s, a sweep every %s)", version, a.PID, a.Mode, tui.Clean(a.Engine), a.Interval)
+}
+
+// agentAlive says whether an agent whose last sweep took took still runs
+// at now: its heartbeat is at most staleAfter intervals (of at least a
+// second) plus took old. ago is the heartbeat's age (0 if in the future).
+func agentAlive(a sweep.AgentStatus, took time.Duration, now time.Time) (ago time.Duration, alive bool) {
+	ago = max(now.Sub(a.Heartbeat), 0)
+	return ago, ago <= staleAfter*max(a.Interval, time.Second)+took
 }

@@ -72,3 +72,28 @@ func TestSweeperStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestAgentAlive(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	tests := []struct {
+		interval, ago, took time.Duration
+		alive               bool
+	}{
+		{10 * time.Second, 0, 0, true},
+		{10 * time.Second, 30 * time.Second, 0, true},
+		{10 * time.Second, 31 * time.Second, 0, false},
+		{10 * time.Second, 31 * time.Second, 2 * time.Second, true}, // a long sweep delays the heartbeat
+		{10 * time.Second, 33 * time.Second, 2 * time.Second, false},
+		{10 * time.Second, -time.Minute, 0, true}, // the agent's clock is ahead
+		{0, 3 * time.Second, 0, true},             // no interval recorded: at least a second
+		{0, 4 * time.Second, 0, false},
+		{time.Hour, 2 * time.Hour, 0, true},
+	}
+	for _, tc := range tests {
+		a := sweep.AgentStatus{Interval: tc.interval, Heartbeat: now.Add(-tc.ago)}
+		ago, alive := agentAlive(a, tc.took, now)
+		if alive != tc.alive || ago != max(tc.ago, 0) {
+			t.Errorf("interval %v, heartbeat %v ago, sweep took %v: alive %v (%v ago), want %v", tc.interval, tc.ago, tc.took, alive, ago, tc.alive)
+		}
+	}
+}
