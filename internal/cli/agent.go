@@ -20,6 +20,7 @@ import (
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/enforce"
 	"github.com/egwct/egwct/internal/metrics"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/sweep"
 	"github.com/egwct/egwct/pkg/validate"
@@ -159,7 +160,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	a := &enforce.Agent{
 		Env: n.Env, Source: enforce.Sources(ctx, srcs...), Interval: o.Interval, Debounce: debounceDelay,
-		Mode: mode, Engine: engine, Log: log, Metrics: m, Version: version,
+		Mode: mode, Engine: engine, Log: log, Metrics: m, Version: b.Version,
 	}
 	return a.Run(ctx)
 }
@@ -226,6 +227,14 @@ type agentMetrics struct{ *metrics.Metrics }
 
 func (m agentMetrics) Swept(names map[uint32]string, res *sweep.Result, at time.Time) {
 	_ = m.Sweep(names, res, at) // res is never nil here
+}
+
+func (m agentMetrics) Ports(top []ctstats.PortUse) {
+	out := make([]metrics.PortUse, 0, len(top))
+	for _, p := range top {
+		out = append(out, metrics.PortUse{Egress: p.Egress, Dst: p.Dst, DstPort: p.DstPort, Proto: p.Proto, Used: p.Used})
+	}
+	_ = m.Metrics.Ports(out) // addresses come from the map: never missing
 }
 
 func (m agentMetrics) Resolved(ps []enforce.PolicyStatus, _ int) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -14,6 +13,7 @@ import (
 	"github.com/egwct/egwct/internal/printer"
 	"github.com/egwct/egwct/internal/tui"
 	"github.com/egwct/egwct/internal/tui/mapsource"
+	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -252,7 +252,7 @@ func newTopReport(s *tui.Snapshot, flows bool) *topReport {
 		r.Flows = []flowRep{}
 		for _, f := range s.Flows {
 			fr := flowRep{
-				Src: f.Src.String(), Dst: f.Dst.String(), Proto: protoName(f.Proto), State: f.State.String(),
+				Src: f.Src.String(), Dst: f.Dst.String(), Proto: ctmap.ProtoName(f.Proto), State: f.State.String(),
 				Idle: seconds(f.Idle), Remaining: seconds(f.Remaining),
 			}
 			if f.HasPolicy {
@@ -268,22 +268,6 @@ func newTopReport(s *tui.Snapshot, flows bool) *topReport {
 		slices.SortStableFunc(r.Flows, func(a, b flowRep) int { return cmp.Compare(b.Idle, a.Idle) })
 	}
 	return r
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 1:
-		return "ICMP"
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 58:
-		return "ICMPv6"
-	case 132:
-		return "SCTP"
-	}
-	return "proto-" + strconv.Itoa(int(p))
 }
 
 func topPoliciesTable(w io.Writer, r *topReport, noHeaders bool) error {

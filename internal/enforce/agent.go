@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
 	"github.com/egwct/egwct/pkg/validate"
@@ -44,6 +46,8 @@ type Metrics interface {
 	ReloadFailed()
 	// MapsReopened records that Cilium re-created its maps.
 	MapsReopened()
+	// Ports records the SNAT port use of the busiest destinations.
+	Ports(top []ctstats.PortUse)
 }
 
 // Agent keeps a policy set in force on a node: it resolves its Source's
@@ -66,6 +70,11 @@ type Agent struct {
 	Clock clock.WithTicker
 	// Version is egwct's version, recorded in the pinned status.
 	Version string
+	// PortsEvery is the least time between two readings of the SNAT maps
+	// for the port-pressure metric (default 1 minute); a reading also
+	// waits ten times its last cost, so that it takes at most a tenth of
+	// a core on a node with millions of SNAT entries. Negative: never.
+	PortsEvery time.Duration
 
 	state    *sweep.State
 	sw       *sweep.Sweeper
@@ -74,6 +83,7 @@ type Agent struct {
 	current  *Resolved
 	setHash  uint64
 	told     map[string]string // what was last logged of each policy
+	portsAt  time.Time         // when ports may be read again
 }
 
 // Run keeps the set in force until ctx ends. It returns an error only
@@ -98,9 +108,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.state = st
+	if a.PortsEvery == 0 {
+		a.PortsEvery = time.Minute
+	}
+	now := a.Clock.Now()
+	status := sweep.AgentStatus{Mode: a.Mode, Engine: a.Engine.String(), Interval: a.Interval, Version: a.Version, PID: os.Getpid(), Started: now, Heartbeat: now}
+	if err := st.SetAgentStatus(status); err != nil {
+		st.Close()
+		return err
+	}
 	defer func() {
 		if a.sw != nil {
 			a.sw.Close()
+		}
+		if err := st.ClearAgentStatus(); err != nil {
+			a.Log.Warn("cannot clear the agent's status", "err", err)
 		}
 		st.Close()
 	}()
@@ -253,8 +275,14 @@ func timeoutsText(ts map[profiles.State]time.Duration) string {
 	return strings.Join(parts, " ")
 }
 
-// sweep (re)opens the sweeper when needed and sweeps once.
+// sweep (re)opens the sweeper when needed, sweeps once, records a
+// heartbeat in the pinned status, and reads port pressure when due.
 func (a *Agent) sweep() {
+	defer func() {
+		if err := a.state.AgentHeartbeat(a.Clock.Now()); err != nil {
+			a.Log.Warn("cannot record the agent's heartbeat", "err", err)
+		}
+	}()
 	if err := a.reopenIfRecreated(); err != nil {
 		a.Metrics.SweepFailed(err)
 		a.Log.Error("cannot open Cilium's maps", "err", err)
@@ -275,6 +303,31 @@ func (a *Agent) sweep() {
 		}
 	}
 	a.Log.Debug("sweep", "entries", res.Entries, "expired", exp, "deleted", del, "took", res.Duration)
+	a.ports()
+}
+
+// ports publishes the SNAT port use of the busiest destinations, at most
+// every PortsEvery and ten times the last reading's cost.
+func (a *Agent) ports() {
+	now := a.Clock.Now()
+	if a.PortsEvery < 0 || now.Before(a.portsAt) {
+		return
+	}
+	start := time.Now()
+	nats, err := a.Env.OpenMaps(profiles.RoleSNAT)
+	if err != nil {
+		a.portsAt = now.Add(a.PortsEvery)
+		return // the sweep says what is missing
+	}
+	defer CloseMaps(nats)
+	top, _, err := ctstats.PortPressure(nats, ctstats.DefaultTopN)
+	cost := time.Since(start)
+	a.portsAt = now.Add(max(a.PortsEvery, 10*cost))
+	if err != nil {
+		a.Log.Warn("cannot read SNAT port use", "err", err)
+		return
+	}
+	a.Metrics.Ports(top)
 }
 
 // reopenIfRecreated (re)loads the sweeper when Cilium re-created a map
@@ -352,3 +405,4 @@ func (nopMetrics) SweepFailed(error)                                 {}
 func (nopMetrics) Resolved([]PolicyStatus, int)                      {}
 func (nopMetrics) ReloadFailed()                                     {}
 func (nopMetrics) MapsReopened()                                     {}
+func (nopMetrics) Ports([]ctstats.PortUse)                           {}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/egwct/egwct/internal/lab"
 	"github.com/egwct/egwct/internal/testutil"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
@@ -77,8 +80,9 @@ func (e events) Resolved(ps []PolicyStatus, keys int) {
 	}
 	e.ch <- "resolved " + strings.Join(parts, ",")
 }
-func (e events) ReloadFailed() { e.ch <- "reload-failed" }
-func (e events) MapsReopened() { e.ch <- "reopened" }
+func (e events) ReloadFailed()               { e.ch <- "reload-failed" }
+func (e events) MapsReopened()               { e.ch <- "reopened" }
+func (e events) Ports(top []ctstats.PortUse) { e.ch <- fmt.Sprintf("ports %d", len(top)) }
 
 func (e events) next(t *testing.T) string {
 	t.Helper()
@@ -124,6 +128,19 @@ func TestAgentEventDriven(t *testing.T) {
 
 	ev.expect(t, "resolved pa=applied,pb=applied")
 	ev.expect(t, "swept")
+	if got := ev.expect(t, "ports "); got == "ports 0" {
+		t.Errorf("no SNAT port use on a lab with traffic")
+	}
+	// The agent says who it is in egwct's pinned state, for top.
+	st, err := sweep.OpenStateReadOnly(env.BPFFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, ok, err := st.AgentStatus()
+	st.Close()
+	if err != nil || !ok || status.PID != os.Getpid() || status.Interval != 10*time.Second || status.Engine != "iterator" || status.Mode != sweep.Reclaim {
+		t.Errorf("agent status %+v %v %v", status, ok, err)
+	}
 	waiters := func(n int) {
 		t.Helper()
 		for deadline := time.Now().Add(2 * time.Minute); clk.Waiters() != n; time.Sleep(time.Millisecond) {
@@ -156,7 +173,7 @@ func TestAgentEventDriven(t *testing.T) {
 	if got := cur.Set[1].Timeouts[profiles.StateEstablished]; got != 420 {
 		t.Errorf("pb in force with %d s, want 420 s", got)
 	}
-	st, err := sweep.OpenStateReadOnly(env.BPFFS)
+	st, err = sweep.OpenStateReadOnly(env.BPFFS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +187,14 @@ func TestAgentEventDriven(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	st, err = sweep.OpenStateReadOnly(env.BPFFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := st.AgentStatus(); ok || err != nil {
+		t.Errorf("the stopped agent's status stays: %v %v", ok, err)
+	}
+	st.Close()
 	logMu.Lock()
 	defer logMu.Unlock()
 	var sawFinding bool

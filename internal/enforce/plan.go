@@ -7,7 +7,7 @@ import (
 	"os"
 	"sort"
 
-	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
@@ -113,59 +113,27 @@ func currentKeys(bpffs string) (map[policy.Key]bool, error) {
 }
 
 // impact judges every CT entry of the families swept against the set as
-// a sweep now would: expired entries per policy slot and state, and the
-// SNAT ports their deletion would free per egress IP.
+// a sweep now would (ctstats.ImpactNow, the aggregation top uses too):
+// expired entries per policy slot and state, and the SNAT ports their
+// deletion would free per egress IP.
 func impact(env *Env, set []sweep.Policy) ([][4]int, map[netip.Addr]int, error) {
-	m := sweep.NewMatcher(set)
 	times, err := env.Times()
 	if err != nil {
 		return nil, nil, err
 	}
-	expired := make([][4]int, len(set)+1)
-	ports := map[netip.Addr]int{}
 	nats, err := env.OpenMaps(profiles.RoleSNAT)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer CloseMaps(nats)
-	natMaps := map[int]*ctmap.Map{}
-	for _, nm := range nats {
-		natMaps[nm.Spec.Family] = nm
-	}
-	swept := env.swept()
-	all, err := env.OpenMaps(profiles.RoleCTTCP, profiles.RoleCTAny)
+	cts, err := env.OpenMaps(profiles.RoleCTTCP, profiles.RoleCTAny)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer CloseMaps(all)
-	var c ctmap.CT
-	val := make([]byte, ctmap.NATEntrySize6)
-	for _, ctm := range all {
-		if !swept[ctm.Spec.Family] {
-			continue
-		}
-		natMap := natMaps[ctm.Spec.Family]
-		err := ctm.Walk(func(k, v []byte) error {
-			c.Key, _ = ctmap.DecodeTuple(k)
-			copy(c.Value[:], v)
-			slot, exp := m.Judge(&c, times)
-			if !exp {
-				return nil
-			}
-			expired[slot][c.State()]++
-			if natMap != nil {
-				eg, _ := ctmap.NATKeysForCT(c.Key)
-				buf := val[:natMap.Spec.ValueSize]
-				if natMap.Lookup(eg.Bytes(), buf) == nil {
-					e, _ := ctmap.DecodeNATEntry(buf)
-					ports[e.Addr()]++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, nil, err
-		}
+	defer CloseMaps(cts)
+	im, err := ctstats.ImpactNow(ctstats.NewJudge(set, times), cts, nats, sweep.Families(env.Resolution.Profile))
+	if err != nil {
+		return nil, nil, err
 	}
-	return expired, ports, nil
+	return im.Expired, im.Freed, nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
@@ -117,7 +118,7 @@ func (c *collector) snapshot() []prometheus.Metric {
 	}
 	for _, p := range c.ports {
 		emit(descPorts, prometheus.GaugeValue, float64(p.Used),
-			p.Egress.String(), p.Dst.String(), strconv.Itoa(int(p.DstPort)), ProtoName(p.Proto))
+			p.Egress.String(), p.Dst.String(), strconv.Itoa(int(p.DstPort)), ctmap.ProtoName(p.Proto))
 	}
 	emit(descCapacity, prometheus.GaugeValue, float64(c.capacity))
 	return out

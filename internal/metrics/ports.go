@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 )
 
 // DefaultTopPorts is how many (egress IP, destination, protocol) tuples
@@ -33,24 +32,6 @@ type portKey struct {
 	egress, dst netip.Addr
 	port        uint16
 	proto       uint8
-}
-
-// ProtoName is the label value of an IP protocol, as Cilium writes it:
-// TCP, UDP, ICMP, ICMPv6, SCTP, or the decimal number for any other.
-func ProtoName(p uint8) string {
-	switch p {
-	case 1:
-		return "ICMP"
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 58:
-		return "ICMPv6"
-	case 132:
-		return "SCTP"
-	}
-	return strconv.Itoa(int(p))
 }
 
 // topPorts checks ps, merges entries of the same tuple (their counts

@@ -7,14 +7,6 @@ import (
 	"testing"
 )
 
-func TestProtoName(t *testing.T) {
-	for p, want := range map[uint8]string{1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP", 0: "0", 47: "47", 255: "255"} {
-		if got := ProtoName(p); got != want {
-			t.Errorf("ProtoName(%d) = %q, want %q", p, got, want)
-		}
-	}
-}
-
 func TestTopPorts(t *testing.T) {
 	a := netip.MustParseAddr
 	use := func(egress, dst string, port uint16, proto uint8, used int) PortUse {

@@ -6,12 +6,13 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
 // PortCapacity is how many SNAT source ports one egress IP has towards one
-// destination (IP, port, protocol): the ports above the node-port range.
-const PortCapacity = 32768
+// destination (IP, port, protocol): ctstats.PortCapacity.
+const PortCapacity = ctstats.PortCapacity
 
 // NoPolicy is the display name of the row of flows that match no policy.
 const NoPolicy = "(no policy)"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 
+	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -326,7 +327,7 @@ func (m *Model) flowsTable() *table {
 		case 1:
 			return x.Dst.String()
 		case 2:
-			return protoName(x.Proto)
+			return ctmap.ProtoName(x.Proto)
 		case 3:
 			return x.State.String()
 		case 4:
@@ -351,7 +352,7 @@ func (m *Model) flowsTable() *table {
 		x := f(r)
 		b := x.Src.AppendTo(buf[:0])
 		b = append(x.Dst.AppendTo(append(b, ' ')), ' ')
-		b = append(append(append(b, protoName(x.Proto)...), ' '), x.State.String()...)
+		b = append(append(append(b, ctmap.ProtoName(x.Proto)...), ' '), x.State.String()...)
 		if x.Egress.IsValid() {
 			b = x.Egress.AppendTo(append(b, ' '))
 		}
@@ -451,7 +452,7 @@ func (m *Model) portsTable() *table {
 		case 1:
 			return netip.AddrPortFrom(x.Dst, x.DstPort).String() // [v6]:port
 		case 2:
-			return protoName(x.Proto)
+			return ctmap.ProtoName(x.Proto)
 		case 3:
 			return strconv.Itoa(x.Used)
 		case 4:
@@ -489,22 +490,6 @@ func (m *Model) portsTable() *table {
 func bar(used, total, w int) string {
 	n := min(w, (used*w+total-1)/total)
 	return strings.Repeat("█", n) + strings.Repeat("·", w-n)
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 1:
-		return "ICMP"
-	case 58:
-		return "ICMPv6"
-	case 132:
-		return "SCTP"
-	}
-	return "proto-" + strconv.Itoa(int(p))
 }
 
 // fmtDur prints a duration in at most two units: 2h13m, 4m05s, 9s, -3s.

@@ -65,6 +65,7 @@ type State struct {
 	totals   *ebpf.Map
 	names    *ebpf.Map
 	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed
+	agent    *ebpf.Map // the running agent (AgentStatus); nil in a read-only state pinned before it existed
 	// slots is the number of policy slots of the set in force (0: not
 	// known yet): the sweep statistics of higher slots are never written.
 	slots uint32
@@ -117,13 +118,14 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		{&s.totals, &ebpf.MapSpec{Name: "egwct_totals", Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: MaxPolicies * 4}},
 		{&s.names, &ebpf.MapSpec{Name: "egwct_names", Type: ebpf.Array, KeySize: 4, ValueSize: nameSize, MaxEntries: MaxPolicies}},
 		{&s.status, &ebpf.MapSpec{Name: "egwct_status", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}},
+		{&s.agent, &ebpf.MapSpec{Name: "egwct_agent", Type: ebpf.Array, KeySize: 4, ValueSize: agentStatusSize, MaxEntries: 1}},
 	} {
 		if *x.dst, err = open(x.spec); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent} {
 		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
 			s.Close()
 			return nil, err
@@ -180,7 +182,7 @@ func mapName(m *ebpf.Map) string {
 
 // Close releases the maps and the lock; the pinned state stays.
 func (s *State) Close() {
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent} {
 		if m != nil {
 			m.Close()
 		}
@@ -331,6 +333,117 @@ func (s *State) recordSweep(l LastSweep) error {
 	return s.status.Put(uint32(0), &v)
 }
 
+// AgentStatus is what a running egwct agent records of itself in the
+// pinned state, so that a viewer in any PID namespace (egwct top, or a
+// kubectl exec into another container) can tell who sweeps and how often.
+type AgentStatus struct {
+	Mode Mode
+	// Engine names the BPF program's engine (Engine.String).
+	Engine   string
+	Interval time.Duration
+	// Version is egwct's version.
+	Version string
+	// PID is the agent's process ID in its own PID namespace.
+	PID int
+	// Started is when the agent started; Heartbeat when it last said it
+	// is alive (at every sweep, successful or not).
+	Started, Heartbeat time.Time
+}
+
+// Sizes of the fixed-size text fields of the pinned agent status; longer
+// text is cut.
+const (
+	agentEngineSize  = 16
+	agentVersionSize = 64
+)
+
+// agentStatus is the pinned value of AgentStatus: one element of the
+// egwct_agent array. A zero heartbeat means no agent.
+type agentStatus struct {
+	Started, Heartbeat, Interval int64 // nanoseconds (Unix time for the first two)
+	PID, Mode                    uint32
+	Engine                       [agentEngineSize]byte
+	Version                      [agentVersionSize]byte
+}
+
+const agentStatusSize = 8*3 + 4*2 + agentEngineSize + agentVersionSize
+
+// SetAgentStatus records the agent's status (a State from OpenState).
+// The heartbeat must be set: a zero one reads as no agent.
+func (s *State) SetAgentStatus(a AgentStatus) error {
+	if s.agent == nil {
+		return errors.New("egwct state has no agent status record")
+	}
+	if a.Heartbeat.IsZero() || a.Heartbeat.UnixNano() <= 0 {
+		return fmt.Errorf("agent status: heartbeat %v is not a time after 1970", a.Heartbeat)
+	}
+	if a.PID < 0 || int64(a.PID) > int64(^uint32(0)) || a.Interval < 0 {
+		return fmt.Errorf("agent status: pid %d or interval %v out of range", a.PID, a.Interval)
+	}
+	v := agentStatus{Heartbeat: a.Heartbeat.UnixNano(), Interval: int64(a.Interval), PID: uint32(a.PID), Mode: uint32(a.Mode)}
+	if !a.Started.IsZero() {
+		v.Started = a.Started.UnixNano()
+	}
+	copy(v.Engine[:], a.Engine)
+	copy(v.Version[:], a.Version)
+	return s.agent.Put(uint32(0), &v)
+}
+
+// AgentHeartbeat sets the heartbeat of the recorded agent status to now
+// (at every sweep of the agent, successful or not); it is an error when
+// no status is recorded.
+func (s *State) AgentHeartbeat(now time.Time) error {
+	a, ok, err := s.AgentStatus()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("agent heartbeat: no agent status recorded (SetAgentStatus first)")
+	}
+	a.Heartbeat = now
+	return s.SetAgentStatus(a)
+}
+
+// ClearAgentStatus says no agent runs (an agent stopping).
+func (s *State) ClearAgentStatus() error {
+	if s.agent == nil {
+		return nil
+	}
+	return s.agent.Put(uint32(0), &agentStatus{})
+}
+
+// AgentStatus returns the status the last agent recorded; ok is false when
+// none is recorded (no agent ran, it stopped, or the state was pinned by
+// an egwct without the record). A stale heartbeat is the caller's to judge.
+func (s *State) AgentStatus() (a AgentStatus, ok bool, err error) {
+	if s.agent == nil {
+		return a, false, nil
+	}
+	var v agentStatus
+	if err := s.agent.Lookup(uint32(0), &v); err != nil {
+		return a, false, fmt.Errorf("egwct agent status: %w", err)
+	}
+	if v.Heartbeat == 0 {
+		return a, false, nil
+	}
+	a = AgentStatus{
+		Mode: Mode(v.Mode), Engine: cString(v.Engine[:]), Interval: time.Duration(v.Interval),
+		Version: cString(v.Version[:]), PID: int(v.PID), Heartbeat: time.Unix(0, v.Heartbeat),
+	}
+	if v.Started != 0 {
+		a.Started = time.Unix(0, v.Started)
+	}
+	return a, true, nil
+}
+
+// cString is the text of a zero-padded field.
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
 // Reset removes everything egwct pinned under bpffs. Cilium's maps are
 // not touched.
 func Reset(bpffs string) error {
@@ -369,6 +482,9 @@ func OpenStateReadOnly(bpffs string) (*State, error) {
 	}
 	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_status"), ro); err == nil {
 		s.status = m
+	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_agent"), ro); err == nil {
+		s.agent = m
 	}
 	return s, nil
 }

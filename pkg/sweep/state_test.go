@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -93,5 +95,88 @@ func TestUpgradeRemovesOldState(t *testing.T) {
 	}
 	if _, err := os.Stat(Dir(bpffs)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAgentStatus: the agent's status round-trips through the pinned
+// record, reads on a read-only state, clears, refuses what it cannot
+// hold, and a v3 state pinned without the record reads as no status.
+func TestAgentStatus(t *testing.T) {
+	bpffs := testutil.PrivateBPFFS(t)
+	w, err := OpenState(bpffs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := OpenStateReadOnly(bpffs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok, err := r.AgentStatus(); ok || err != nil {
+		t.Fatalf("before any agent: ok %v, %v", ok, err)
+	}
+	started := time.Unix(1700000000, 123)
+	long := strings.Repeat("v", 100)
+	tests := []struct {
+		name string
+		in   AgentStatus
+		want AgentStatus // zero: refused
+	}{
+		{"agent", AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute)},
+			AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute)}},
+		{"long text is cut", AgentStatus{Engine: "iterator-with-a-long-name", Version: long, PID: 1, Heartbeat: started},
+			AgentStatus{Engine: "iterator-with-a-", Version: long[:agentVersionSize], PID: 1, Heartbeat: started}},
+		{"no start time", AgentStatus{PID: 1, Heartbeat: started}, AgentStatus{PID: 1, Heartbeat: started}},
+		{"no heartbeat", AgentStatus{PID: 1, Started: started}, AgentStatus{}},
+		{"negative pid", AgentStatus{PID: -1, Heartbeat: started}, AgentStatus{}},
+		{"negative interval", AgentStatus{Interval: -time.Second, Heartbeat: started}, AgentStatus{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := w.SetAgentStatus(tc.in)
+			if (err != nil) != tc.want.Heartbeat.IsZero() {
+				t.Fatalf("SetAgentStatus(%+v): %v", tc.in, err)
+			}
+			if err != nil {
+				return
+			}
+			got, ok, err := r.AgentStatus()
+			if !ok || err != nil || got != tc.want {
+				t.Errorf("AgentStatus() = %+v, %v, %v; want %+v", got, ok, err, tc.want)
+			}
+		})
+	}
+	if err := r.SetAgentStatus(AgentStatus{PID: 1, Heartbeat: started}); err == nil {
+		t.Error("the read-only state accepted a status")
+	}
+	later := started.Add(time.Hour)
+	if err := w.AgentHeartbeat(later); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := r.AgentStatus(); !ok || err != nil || !got.Heartbeat.Equal(later) || got.PID != 1 {
+		t.Errorf("after a heartbeat: %+v, %v, %v", got, ok, err)
+	}
+	if err := w.ClearAgentStatus(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := r.AgentStatus(); ok || err != nil {
+		t.Errorf("after clear: ok %v, %v", ok, err)
+	}
+	if err := w.AgentHeartbeat(later); err == nil {
+		t.Error("a heartbeat without a status succeeded")
+	}
+
+	// A v3 state pinned by an egwct without the record.
+	if err := os.Remove(filepath.Join(Dir(bpffs), "egwct_agent")); err != nil {
+		t.Fatal(err)
+	}
+	old, err := OpenStateReadOnly(bpffs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if _, ok, err := old.AgentStatus(); ok || err != nil {
+		t.Errorf("state without the record: ok %v, %v", ok, err)
 	}
 }

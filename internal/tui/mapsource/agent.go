@@ -1,89 +1,58 @@
 package mapsource
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/egwct/egwct/internal/tui"
+	"github.com/egwct/egwct/pkg/sweep"
 )
 
-// holder is the process holding egwct's state lock, read from /proc/locks
-// without touching the lock itself.
-type holder struct {
-	PID  int
-	Args []string
+// staleAfter is how many sweep intervals an agent's heartbeat may be old,
+// beyond the last sweep's duration, before top says nobody sweeps.
+const staleAfter = 3
+
+// sweeper says who sweeps, from the status the agent records in egwct's
+// pinned state: an agent whose heartbeat is recent (by the snapshot's
+// clock), one last seen too long ago, or none. An agent in mark mode on a
+// node whose Cilium CT GC may be far away adds a warning.
+func (s *Source) sweeper(snap *tui.Snapshot, state *sweep.State) string {
+	a, ok, err := state.AgentStatus()
+	switch {
+	case err != nil:
+		return "agent status unreadable: " + err.Error()
+	case !ok:
+		return "no egwct agent running: nothing sweeps until the next apply"
+	}
+	var took time.Duration
+	if l, ok, err := state.LastSweep(); err == nil && ok {
+		took = l.Duration
+	}
+	if ago, alive := agentAlive(a, took, snap.Taken); !alive {
+		return fmt.Sprintf("no egwct agent sweeping (last seen %s ago)", ago.Round(time.Second))
+	}
+	if a.Mode == sweep.Mark {
+		gc := s.GCInterval
+		what := "up to " + gc.String()
+		if gc <= 0 {
+			gc, what = 12*time.Hour, "up to 12h (its interval adapts)"
+		}
+		if gc > 5*time.Minute {
+			snap.Node.Warnings = append(snap.Node.Warnings, "mark mode: expired flows keep their SNAT ports until Cilium's next CT GC pass, "+
+				what+" away; use reclaim mode or bound conntrack-gc-max-interval")
+		}
+	}
+	version := ""
+	if a.Version != "" {
+		version = " " + tui.Clean(a.Version)
+	}
+	return fmt.Sprintf("egwct agent%s running (pid %d, mode %s, engine %s, a sweep every %s)", version, a.PID, a.Mode, tui.Clean(a.Engine), a.Interval)
 }
 
-// lockHolder finds who holds a flock on dir, by its device and inode.
-func lockHolder(procLocks, dir string) (holder, bool) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return holder{}, false
-	}
-	f, err := os.Open(procLocks)
-	if err != nil {
-		return holder{}, false
-	}
-	defer f.Close()
-	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[1] != "FLOCK" || fields[5] != want {
-			continue
-		}
-		pid, err := strconv.Atoi(fields[4])
-		if err != nil {
-			continue
-		}
-		h := holder{PID: pid}
-		if b, err := os.ReadFile(filepath.Join("/proc", fields[4], "cmdline")); err == nil {
-			h.Args = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		}
-		return h, true
-	}
-	return holder{}, false
-}
-
-// agentInfo is what a holder's command line says about its sweeps.
-type agentInfo struct {
-	Agent    bool // egwct agent (else: an apply or reset at work)
-	Mode     string
-	Interval time.Duration
-}
-
-// parseArgs reads an egwct command line as cobra would for the flags that
-// matter here.
-func parseArgs(args []string) agentInfo {
-	info := agentInfo{Mode: "reclaim", Interval: 10 * time.Second}
-	value := func(i int, name string) (string, bool) {
-		a := args[i]
-		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v, true
-		}
-		if a == name && i+1 < len(args) {
-			return args[i+1], true
-		}
-		return "", false
-	}
-	for i, a := range args {
-		if a == "agent" {
-			info.Agent = true
-		}
-		if v, ok := value(i, "--mode"); ok {
-			info.Mode = v
-		}
-		if v, ok := value(i, "--interval"); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				info.Interval = d
-			}
-		}
-	}
-	return info
+// agentAlive says whether an agent whose last sweep took took still runs
+// at now: its heartbeat is at most staleAfter intervals (of at least a
+// second) plus took old. ago is the heartbeat's age (0 if in the future).
+func agentAlive(a sweep.AgentStatus, took time.Duration, now time.Time) (ago time.Duration, alive bool) {
+	ago = max(now.Sub(a.Heartbeat), 0)
+	return ago, ago <= staleAfter*max(a.Interval, time.Second)+took
 }

@@ -1,89 +1,99 @@
 package mapsource
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/internal/tui"
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
-func TestParseArgs(t *testing.T) {
+// TestSweeperStatus: who sweeps is read from the status the agent pins in
+// egwct's state and judged by the snapshot's clock: a fresh heartbeat is
+// a running agent (with its mode, engine and interval), one older than 3
+// intervals is an agent gone; mark mode with Cilium's GC far away warns.
+func TestSweeperStatus(t *testing.T) {
+	bpffs := testutil.PrivateBPFFS(t)
+	w, err := sweep.OpenState(bpffs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := sweep.OpenStateReadOnly(bpffs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	now := time.Unix(1700000000, 0)
+	agent := sweep.AgentStatus{Mode: sweep.Reclaim, Engine: "iterator", Interval: 10 * time.Second, Version: "v0.4.0",
+		PID: 4242, Started: now.Add(-time.Hour)}
+	running := "egwct agent v0.4.0 running (pid 4242, mode reclaim, engine iterator, a sweep every 10s)"
 	tests := []struct {
-		args []string
-		want agentInfo
+		name   string
+		ago    time.Duration // of the heartbeat; negative: in the future
+		mode   sweep.Mode
+		gc     time.Duration
+		clear  bool
+		want   string
+		warned bool
 	}{
-		{[]string{"egwct", "apply", "-f", "x"}, agentInfo{Mode: "reclaim", Interval: 10 * time.Second}},
-		{[]string{"egwct", "agent", "-f", "x"}, agentInfo{Agent: true, Mode: "reclaim", Interval: 10 * time.Second}},
-		{[]string{"egwct", "agent", "--mode", "mark", "--interval=3s"}, agentInfo{Agent: true, Mode: "mark", Interval: 3 * time.Second}},
-		{[]string{"egwct", "agent", "--mode=mark", "--interval", "bad"}, agentInfo{Agent: true, Mode: "mark", Interval: 10 * time.Second}},
-		{[]string{"egwct", "agent", "--mode"}, agentInfo{Agent: true, Mode: "reclaim", Interval: 10 * time.Second}},
+		{name: "just now", want: running},
+		{name: "three intervals", ago: 30 * time.Second, want: running},
+		{name: "clock skew", ago: -5 * time.Second, want: running},
+		{name: "gone", ago: 31 * time.Second, want: "no egwct agent sweeping (last seen 31s ago)"},
+		{name: "long gone", ago: 3 * time.Hour, mode: sweep.Mark, want: "no egwct agent sweeping (last seen 3h0m0s ago)"},
+		{name: "mark, GC unbounded", mode: sweep.Mark, want: strings.Replace(running, "reclaim", "mark", 1), warned: true},
+		{name: "mark, GC hourly", mode: sweep.Mark, gc: time.Hour, want: strings.Replace(running, "reclaim", "mark", 1), warned: true},
+		{name: "mark, GC every minute", mode: sweep.Mark, gc: time.Minute, want: strings.Replace(running, "reclaim", "mark", 1)},
+		{name: "stopped", clear: true, want: "no egwct agent running: nothing sweeps until the next apply"},
 	}
 	for _, tc := range tests {
-		if got := parseArgs(tc.args); got != tc.want {
-			t.Errorf("parseArgs(%q) = %+v, want %+v", tc.args, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			a := agent
+			a.Mode, a.Heartbeat = tc.mode, now.Add(-tc.ago)
+			if err := w.SetAgentStatus(a); err != nil {
+				t.Fatal(err)
+			}
+			if tc.clear {
+				if err := w.ClearAgentStatus(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snap := &tui.Snapshot{Taken: now}
+			got := (&Source{BPFFS: bpffs, GCInterval: tc.gc}).sweeper(snap, r)
+			if got != tc.want {
+				t.Errorf("sweeper %q, want %q", got, tc.want)
+			}
+			if warned := len(snap.Node.Warnings) == 1 && strings.Contains(snap.Node.Warnings[0], "mark mode"); warned != tc.warned || len(snap.Node.Warnings) > 1 {
+				t.Errorf("warnings %q", snap.Node.Warnings)
+			}
+		})
 	}
 }
 
-// TestSweeperStatus: the holder of egwct's lock is found in /proc/locks
-// and its command line read; mark mode with Cilium's GC far away warns.
-func TestSweeperStatus(t *testing.T) {
-	dir := t.TempDir()
-	state := sweep.Dir(dir)
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		t.Fatal(err)
+func TestAgentAlive(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	tests := []struct {
+		interval, ago, took time.Duration
+		alive               bool
+	}{
+		{10 * time.Second, 0, 0, true},
+		{10 * time.Second, 30 * time.Second, 0, true},
+		{10 * time.Second, 31 * time.Second, 0, false},
+		{10 * time.Second, 31 * time.Second, 2 * time.Second, true}, // a long sweep delays the heartbeat
+		{10 * time.Second, 33 * time.Second, 2 * time.Second, false},
+		{10 * time.Second, -time.Minute, 0, true}, // the agent's clock is ahead
+		{0, 3 * time.Second, 0, true},             // no interval recorded: at least a second
+		{0, 4 * time.Second, 0, false},
+		{time.Hour, 2 * time.Hour, 0, true},
 	}
-	// A process whose command line reads like an agent's.
-	p := exec.Command("/bin/sh", "-c", "sleep 10; true", "agent", "--mode", "mark", "--interval", "3s")
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { p.Process.Kill(); p.Wait() }()
-	// Wait for the command line to read like the agent's: on a loaded
-	// machine the child may not have exec'd yet when Start returns.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Process.Pid))
-		if strings.Contains(string(b), "agent\x00--mode") {
-			break
+	for _, tc := range tests {
+		a := sweep.AgentStatus{Interval: tc.interval, Heartbeat: now.Add(-tc.ago)}
+		ago, alive := agentAlive(a, tc.took, now)
+		if alive != tc.alive || ago != max(tc.ago, 0) {
+			t.Errorf("interval %v, heartbeat %v ago, sweep took %v: alive %v (%v ago), want %v", tc.interval, tc.ago, tc.took, alive, ago, tc.alive)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("command line %q", b)
-		}
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(state, &st); err != nil {
-		t.Fatal(err)
-	}
-	locks := filepath.Join(dir, "locks")
-	line := fmt.Sprintf("1: POSIX  ADVISORY  WRITE 1 00:00:1 0 EOF\n2: FLOCK  ADVISORY  WRITE %d %02x:%02x:%d 0 EOF\n",
-		p.Process.Pid, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
-	os.WriteFile(locks, []byte(line), 0o644)
-
-	for _, tc := range []struct {
-		gc   time.Duration
-		warn bool
-	}{{0, true}, {time.Hour, true}, {time.Minute, false}} {
-		s := &Source{BPFFS: dir, ProcLocks: locks, GCInterval: tc.gc}
-		snap := &tui.Snapshot{}
-		got := s.sweeper(snap)
-		if want := fmt.Sprintf("egwct agent running (pid %d, mode mark, a sweep every 3s)", p.Process.Pid); got != want {
-			t.Errorf("sweeper %q, want %q", got, want)
-		}
-		if warned := len(snap.Node.Warnings) == 1 && strings.Contains(snap.Node.Warnings[0], "mark mode"); warned != tc.warn {
-			t.Errorf("gc %v: warnings %q", tc.gc, snap.Node.Warnings)
-		}
-	}
-
-	os.WriteFile(locks, []byte("1: FLOCK  ADVISORY  WRITE 1 00:00:1 0 EOF\n"), 0o644)
-	if got := (&Source{BPFFS: dir, ProcLocks: locks}).sweeper(&tui.Snapshot{}); !strings.HasPrefix(got, "no egwct agent running") {
-		t.Errorf("no holder: %q", got)
 	}
 }
