@@ -175,6 +175,9 @@ func (a *Agent) reload() {
 	}
 	res := a.resolver.Resolve(objs)
 	a.tell(objs.Findings, res)
+	if err := a.state.SetOutcomes(Outcomes(res)); err != nil {
+		a.Log.Warn("cannot record the refused policies for egwct top", "err", err)
+	}
 	h := setHash(res.Set)
 	if a.current != nil && h == a.setHash {
 		a.current = res

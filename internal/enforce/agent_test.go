@@ -182,6 +182,16 @@ func TestAgentEventDriven(t *testing.T) {
 	if err != nil || len(set) != 2 || set[1].Timeouts[profiles.StateEstablished] != 420 {
 		t.Errorf("pinned set %+v, %v", set, err)
 	}
+	// What top shows of the refused policy.
+	st, err = sweep.OpenStateReadOnly(env.BPFFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := st.Outcomes()
+	st.Close()
+	if err != nil || len(outs) != 1 || outs[0].Name != "pa" || outs[0].Outcome != "kept" || !strings.Contains(outs[0].Reason, "unknown-key at p.yaml:") {
+		t.Errorf("outcomes %+v, %v", outs, err)
+	}
 
 	cancel()
 	if err := <-done; err != nil {

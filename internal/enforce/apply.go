@@ -36,6 +36,10 @@ func Apply(env *Env, set []sweep.Policy, mode sweep.Mode, engine sweep.Engine) (
 	if err := st.Replace(set); err != nil {
 		return nil, err
 	}
+	// Every policy of a one-shot apply is applied as written.
+	if err := st.SetOutcomes(nil); err != nil {
+		return nil, err
+	}
 	res, err := s.Sweep()
 	if err != nil {
 		return nil, err

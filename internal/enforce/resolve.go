@@ -216,6 +216,18 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 	return out
 }
 
+// Outcomes are the policies not applied as written, as egwct's pinned
+// state records them for egwct top.
+func Outcomes(r *Resolved) []sweep.PolicyOutcome {
+	out := []sweep.PolicyOutcome{}
+	for _, p := range r.Policies {
+		if p.Outcome != Applied {
+			out = append(out, sweep.PolicyOutcome{Name: p.Name, Outcome: string(p.Outcome), Reason: Summary(p.Findings)})
+		}
+	}
+	return out
+}
+
 func errorsOf(fs []validate.Finding) []validate.Finding {
 	var out []validate.Finding
 	for _, f := range fs {

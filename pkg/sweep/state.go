@@ -2,6 +2,8 @@ package sweep
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -66,6 +68,7 @@ type State struct {
 	names    *ebpf.Map
 	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed
 	agent    *ebpf.Map // the running agent (AgentStatus); nil in a read-only state pinned before it existed
+	outcomes *ebpf.Map // the policies the agent refused (Outcomes); nil in a state pinned before it existed
 	// slots is the number of policy slots of the set in force (0: not
 	// known yet): the sweep statistics of higher slots are never written.
 	slots uint32
@@ -119,13 +122,14 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		{&s.names, &ebpf.MapSpec{Name: "egwct_names", Type: ebpf.Array, KeySize: 4, ValueSize: nameSize, MaxEntries: MaxPolicies}},
 		{&s.status, &ebpf.MapSpec{Name: "egwct_status", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}},
 		{&s.agent, &ebpf.MapSpec{Name: "egwct_agent", Type: ebpf.Array, KeySize: 4, ValueSize: agentStatusSize, MaxEntries: 1}},
+		{&s.outcomes, &ebpf.MapSpec{Name: "egwct_outcomes", Type: ebpf.Array, KeySize: 4, ValueSize: outcomesSize, MaxEntries: 1}},
 	} {
 		if *x.dst, err = open(x.spec); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes} {
 		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
 			s.Close()
 			return nil, err
@@ -182,7 +186,7 @@ func mapName(m *ebpf.Map) string {
 
 // Close releases the maps and the lock; the pinned state stays.
 func (s *State) Close() {
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes} {
 		if m != nil {
 			m.Close()
 		}
@@ -436,6 +440,70 @@ func (s *State) AgentStatus() (a AgentStatus, ok bool, err error) {
 	return a, true, nil
 }
 
+// PolicyOutcome is what became of a policy the agent did not apply as
+// written: its name, "kept" (its last valid timeouts stay in force) or
+// "refused" (none in force), and why.
+type PolicyOutcome struct {
+	Name    string `json:"name"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// outcomesSize is the size of the pinned record of outcomes: a length and
+// a JSON document.
+const outcomesSize = 16 << 10
+
+// SetOutcomes records the policies the agent did not apply as written,
+// replacing the previous record (a State from OpenState). What does not
+// fit in the record is left out, and the last element says how many.
+func (s *State) SetOutcomes(outs []PolicyOutcome) error {
+	if s.outcomes == nil {
+		return errors.New("egwct state has no outcomes record")
+	}
+	var data []byte
+	for n := len(outs); ; n-- {
+		list := outs[:n]
+		if n < len(outs) {
+			list = append(slices.Clone(list), PolicyOutcome{Outcome: "omitted", Reason: fmt.Sprintf("%d more policies", len(outs)-n)})
+		}
+		var err error
+		if data, err = json.Marshal(list); err != nil {
+			return err
+		}
+		if len(data) <= outcomesSize-4 || n == 0 {
+			break
+		}
+	}
+	v := make([]byte, outcomesSize)
+	binary.LittleEndian.PutUint32(v, uint32(len(data)))
+	copy(v[4:], data)
+	return s.outcomes.Put(uint32(0), v)
+}
+
+// Outcomes returns the policies the agent did not apply as written, none
+// when nothing is recorded.
+func (s *State) Outcomes() ([]PolicyOutcome, error) {
+	if s.outcomes == nil {
+		return nil, nil
+	}
+	v := make([]byte, outcomesSize)
+	if err := s.outcomes.Lookup(uint32(0), v); err != nil {
+		return nil, fmt.Errorf("egwct outcomes: %w", err)
+	}
+	n := binary.LittleEndian.Uint32(v)
+	if n == 0 {
+		return nil, nil
+	}
+	if n > outcomesSize-4 {
+		return nil, fmt.Errorf("egwct outcomes: a record of %d bytes in %d", n, outcomesSize-4)
+	}
+	var out []PolicyOutcome
+	if err := json.Unmarshal(v[4:4+n], &out); err != nil {
+		return nil, fmt.Errorf("egwct outcomes: %w", err)
+	}
+	return out, nil
+}
+
 // cString is the text of a zero-padded field.
 func cString(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -482,6 +550,9 @@ func OpenStateReadOnly(bpffs string) (*State, error) {
 	}
 	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_status"), ro); err == nil {
 		s.status = m
+	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_outcomes"), ro); err == nil {
+		s.outcomes = m
 	}
 	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_agent"), ro); err == nil {
 		s.agent = m

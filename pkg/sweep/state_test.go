@@ -2,11 +2,13 @@ package sweep
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +180,52 @@ func TestAgentStatus(t *testing.T) {
 	defer old.Close()
 	if _, ok, err := old.AgentStatus(); ok || err != nil {
 		t.Errorf("state without the record: ok %v, %v", ok, err)
+	}
+}
+
+// TestOutcomes: the refused policies round-trip through the pinned
+// record, read-only too; what does not fit is counted in a last element.
+func TestOutcomes(t *testing.T) {
+	bpffs := testutil.PrivateBPFFS(t)
+	w, err := OpenState(bpffs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := OpenStateReadOnly(bpffs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := r.Outcomes(); got != nil || err != nil {
+		t.Fatalf("before any: %v %v", got, err)
+	}
+	want := []PolicyOutcome{{Name: "pa", Outcome: "kept", Reason: "unknown-key at cegp/pa:7:7: \"x\"\n"}, {Name: "pb", Outcome: "refused"}}
+	if err := w.SetOutcomes(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Outcomes(); err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %v %v, want %v", got, err, want)
+	}
+	many := make([]PolicyOutcome, 1000)
+	for i := range many {
+		many[i] = PolicyOutcome{Name: fmt.Sprintf("policy-%d", i), Outcome: "refused", Reason: strings.Repeat("r", 40)}
+	}
+	if err := w.SetOutcomes(many); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Outcomes()
+	if err != nil || len(got) < 10 || len(got) >= len(many) {
+		t.Fatalf("%d outcomes, %v", len(got), err)
+	}
+	last := got[len(got)-1]
+	if last.Outcome != "omitted" || last.Reason != fmt.Sprintf("%d more policies", len(many)-len(got)+1) || got[0] != many[0] {
+		t.Errorf("last %+v, first %+v", last, got[0])
+	}
+	if err := w.SetOutcomes(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Outcomes(); len(got) != 0 || err != nil {
+		t.Errorf("cleared: %v %v", got, err)
 	}
 }

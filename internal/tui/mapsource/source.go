@@ -103,6 +103,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 			}
 			snap.Node.Sweeper = fmt.Sprintf("%d policies, %d keys in force; ", len(set), keys) + s.sweeper(snap, state) + lastSweep(state, snap.Taken)
 		}
+		snap.Node.Warnings = append(snap.Node.Warnings, outcomes(state)...)
 	}
 	cts, nats, banner := s.open()
 	defer func() {
@@ -310,6 +311,27 @@ func readSNAT(nats []*ctmap.Map, judge *ctstats.Judge, names []string, key snatK
 	}
 	agg.cost = time.Since(start)
 	return agg
+}
+
+// outcomes are warnings for the policies the agent did not apply as
+// written.
+func outcomes(state *sweep.State) []string {
+	list, err := state.Outcomes()
+	if err != nil {
+		return []string{"refused policies unreadable: " + err.Error()}
+	}
+	var out []string
+	for _, o := range list {
+		switch o.Outcome {
+		case "kept":
+			out = append(out, fmt.Sprintf("policy %s refused, its last valid timeouts stay in force: %s", tui.Clean(o.Name), tui.Clean(o.Reason)))
+		case "refused":
+			out = append(out, fmt.Sprintf("policy %s refused, its flows keep the node's timeouts: %s", tui.Clean(o.Name), tui.Clean(o.Reason)))
+		default:
+			out = append(out, tui.Clean(o.Reason))
+		}
+	}
+	return out
 }
 
 // lastSweep says when the last sweep ran, how long it took and how many

@@ -156,6 +156,21 @@ func TestSnapshot(t *testing.T) {
 	if want := fmt.Sprintf("1 policies, 1 keys in force; no egwct agent running: nothing sweeps until the next apply; no sweep yet"); snap.Node.Sweeper != want {
 		t.Errorf("sweeper %q, want %q", snap.Node.Sweeper, want)
 	}
+	if len(snap.Node.Warnings) != 0 {
+		t.Errorf("warnings %q", snap.Node.Warnings)
+	}
+	// Policies the agent refused are said, their text made safe.
+	if err := st.SetOutcomes([]sweep.PolicyOutcome{{Name: "pay", Outcome: "kept", Reason: "unknown-key at cegp/pay:7:7: \x1b[31m"}, {Name: "old", Outcome: "refused", Reason: "bad-duration"}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = l.src.Snapshot(tui.Query{Window: 2 * time.Second, FlowsOf: "pay", Flows: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"policy pay refused, its last valid timeouts stay in force: unknown-key at cegp/pay:7:7: ?[31m",
+		"policy old refused, its flows keep the node's timeouts: bad-duration"}; !slices.Equal(snap.Node.Warnings, want) {
+		t.Errorf("warnings\n got %q\nwant %q", snap.Node.Warnings, want)
+	}
 	if len(snap.Policies) != 2 {
 		t.Fatalf("policies %+v", snap.Policies)
 	}
