@@ -108,7 +108,7 @@ func TestSchemasNoKernel(t *testing.T) {
 // TestSchemasApply checks apply's documents (filled as apply fills them)
 // against their schemas.
 func TestSchemasApply(t *testing.T) {
-	res := printer.NewApplyResult("reclaim", "iter", 1200, 1500*time.Millisecond, []printer.AppliedPolicy{
+	res := printer.NewApplyResult("reclaim", "iterator", 1200, 1500*time.Millisecond, []printer.AppliedPolicy{
 		{Policy: "payments-egress", Keys: 3, Entries: 1000, Expired: 10, DeletedCT: 10, DeletedNAT: 20, Refreshed: 1},
 	})
 	plan := printer.NewApplyPlan(4, 1, 0, []printer.PlannedPolicy{printer.NewPlannedPolicy("payments-egress", 3, [4]int{1, 2, 3, 4})},
@@ -145,6 +145,8 @@ func TestSchemasLab(t *testing.T) {
 		{"egress-entry-list", []string{"egress", "list"}},
 		{"top-snapshot", []string{"top", "--once"}},
 		{"top-snapshot", []string{"top", "--once", "--flows", ""}},
+		{"apply-plan", []string{"apply", "--dry-run", "-f", dir + ".state/manifests"}},
+		{"apply-result", []string{"apply", "-f", dir + ".state/manifests"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
