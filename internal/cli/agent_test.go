@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -215,6 +216,8 @@ func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
 	}
 	manifests := t.TempDir()
 	os.WriteFile(filepath.Join(manifests, "p.yaml"), []byte(burstPolicy), 0o644)
+	// A refused policy: its findings go to the JSON log as records.
+	os.WriteFile(filepath.Join(manifests, "typo.yaml"), []byte(strings.NewReplacer("bpfCtTimeoutRegularTcp", "bpfCtTimeoutRegularTCP", "name: burst", "name: typo").Replace(burstPolicy)), 0o644)
 	logs := &syncBuffer{}
 	addr := freeAddr(t)
 	o := &agentOptions{
@@ -250,9 +253,20 @@ func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	findings := 0
 	for i, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		if !json.Valid([]byte(line)) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %d is not JSON: %s", i+1, line)
 		}
+		if rec["msg"] == "policy finding" {
+			findings++
+			if rec["rule"] != "unknown-key" || !strings.HasSuffix(fmt.Sprint(rec["file"]), "typo.yaml") || rec["suggestion"] == nil {
+				t.Errorf("finding record %v", rec)
+			}
+		}
+	}
+	if findings != 1 {
+		t.Errorf("%d finding records, want 1:\n%s", findings, logs)
 	}
 }
