@@ -141,6 +141,16 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 	families := sweep.Families(r.env.Resolution.Profile)
 	pols := append([]*policy.Policy(nil), objs.Policies...)
 	sort.SliceStable(pols, func(i, j int) bool { return pols[i].Name < pols[j].Name })
+	// A name given twice (a file and the cluster, two files): the last
+	// one counts, as the API server would keep the last one applied.
+	for i := 0; i+1 < len(pols); {
+		if pols[i].DisplayName() == pols[i+1].DisplayName() {
+			out.Warnings = append(out.Warnings, Warning{pols[i].DisplayName(), fmt.Sprintf("the policy is given more than once; %s counts, not %s", pols[i+1].Pos, pols[i].Pos)})
+			pols = append(pols[:i], pols[i+1:]...)
+			continue
+		}
+		i++
+	}
 	seen := map[string]bool{}
 	type entry struct {
 		status PolicyStatus

@@ -168,3 +168,14 @@ func TestResolverKeys(t *testing.T) {
 		t.Errorf("warnings %v", res.Warnings)
 	}
 }
+
+// TestResolverDuplicateNames: a policy given twice counts once, the last
+// one, with a warning naming both.
+func TestResolverDuplicateNames(t *testing.T) {
+	r := NewResolver(testEnv(t))
+	res := r.Resolve(objects(t, "a.yaml", cegp("pa", "a", "bpfCtTimeoutRegularTcp: 5m"), "b.yaml", cegp("pa", "a", "bpfCtTimeoutRegularTcp: 7m"), "e.yaml", cep("a1", "a", "10.0.0.1")))
+	check(t, "duplicate", res, map[string]want{"pa": {Applied, 1, 7 * time.Minute}})
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].Message, "b.yaml:1:1 counts, not a.yaml:1:1") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
