@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -129,6 +130,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.resolver = NewResolver(a.Env)
 	a.told = map[string]string{}
 	a.reload()
+	// What the start needed once (every object of a first list, decoded
+	// whole before the informers kept their part) goes back to the
+	// system, not just to Go's heap.
+	debug.FreeOSMemory()
 	a.Log.Info("agent started", "profile", a.Env.Resolution.Profile.Name, "clock", a.Env.Clock.String(),
 		"mode", a.Mode.String(), "engine", a.Engine.String(), "interval", a.Interval.String(), "policies", len(a.current.Set))
 	ticker := a.Clock.NewTicker(a.Interval)

@@ -201,6 +201,7 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 		entries = append(entries, entry{PolicyStatus{Name: name, Outcome: Kept, Timeouts: g.timeouts}, g.spec})
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].status.Name < entries[j].status.Name })
+	ix := policy.IndexEndpoints(objs.Endpoints)
 	for _, e := range entries {
 		st := e.status
 		if st.InForce() {
@@ -209,7 +210,7 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 				sp.Timeouts[s] = uint32(max(r.env.Clock.Units(d), 1))
 			}
 			if e.spec != nil {
-				sp.Keys = e.spec.Keys(objs.Endpoints, families...)
+				sp.Keys = e.spec.KeysIn(ix, families...)
 				if e.spec.NodeSelectors {
 					out.Warnings = append(out.Warnings, Warning{st.Name, "the policy selects by node too; egwct applies it to every selected pod"})
 				}

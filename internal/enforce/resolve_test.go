@@ -12,7 +12,7 @@ import (
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
-func testEnv(t *testing.T) *Env {
+func testEnv(t testing.TB) *Env {
 	t.Helper()
 	res, err := profiles.Resolve("1.18.3")
 	if err != nil {
@@ -56,7 +56,7 @@ status:
 }
 
 // objects parses files given as name → contents.
-func objects(t *testing.T, files ...string) Objects {
+func objects(t testing.TB, files ...string) Objects {
 	t.Helper()
 	var in []manifest.Input
 	for i := 0; i+1 < len(files); i += 2 {

@@ -262,6 +262,51 @@ type Key struct {
 // address and destination CIDR, plus one per excluded CIDR, for the
 // address families in families (4, 6).
 func (s *Spec) Keys(eps []*Endpoint, families ...int) []Key {
+	return s.KeysIn(IndexEndpoints(eps), families...)
+}
+
+// EndpointIndex indexes endpoints by label, so that resolving many
+// policies against tens of thousands of endpoints looks only at the
+// endpoints that carry one of each selector's labels.
+type EndpointIndex struct {
+	all     []*Endpoint
+	byLabel map[string][]int32 // "key=value" → positions in all
+}
+
+// IndexEndpoints indexes eps (kept, not copied).
+func IndexEndpoints(eps []*Endpoint) *EndpointIndex {
+	ix := &EndpointIndex{all: eps, byLabel: map[string][]int32{}}
+	for i, e := range eps {
+		for k, v := range e.Labels {
+			l := k + "=" + v
+			ix.byLabel[l] = append(ix.byLabel[l], int32(i))
+		}
+	}
+	return ix
+}
+
+// Len is the number of endpoints indexed.
+func (ix *EndpointIndex) Len() int { return len(ix.all) }
+
+// candidates are the positions of the endpoints a selector may select:
+// those with its rarest matchLabels pair, or all (nil, true) when it has
+// none.
+func (ix *EndpointIndex) candidates(sel Selector) (pos []int32, all bool) {
+	if len(sel.MatchLabels) == 0 {
+		return nil, true
+	}
+	first := true
+	for k, v := range sel.MatchLabels {
+		p := ix.byLabel[k+"="+v]
+		if first || len(p) < len(pos) {
+			pos, first = p, false
+		}
+	}
+	return pos, false
+}
+
+// KeysIn is Keys against indexed endpoints.
+func (s *Spec) KeysIn(ix *EndpointIndex, families ...int) []Key {
 	want := map[int]bool{}
 	for _, f := range families {
 		want[f] = true
@@ -273,10 +318,7 @@ func (s *Spec) Keys(eps []*Endpoint, families ...int) []Key {
 		return 6
 	}
 	var out []Key
-	for _, e := range eps {
-		if !s.selects(e) {
-			continue
-		}
+	add := func(e *Endpoint) {
 		for _, ip := range e.IPs {
 			if !want[fam(ip)] {
 				continue
@@ -291,6 +333,30 @@ func (s *Spec) Keys(eps []*Endpoint, families ...int) []Key {
 					out = append(out, Key{Pod: ip, Dest: d, Excluded: true})
 				}
 			}
+		}
+	}
+	// An endpoint selected by several selectors counts once.
+	var seen map[int32]bool
+	if len(s.Selectors) > 1 {
+		seen = map[int32]bool{}
+	}
+	for _, sel := range s.Selectors {
+		pos, all := ix.candidates(sel)
+		if all {
+			pos = make([]int32, len(ix.all))
+			for i := range pos {
+				pos[i] = int32(i)
+			}
+		}
+		for _, i := range pos {
+			e := ix.all[i]
+			if seen[i] || !sel.Matches(e.Labels) {
+				continue
+			}
+			if seen != nil {
+				seen[i] = true
+			}
+			add(e)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
