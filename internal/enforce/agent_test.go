@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
 )
@@ -234,4 +236,29 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestAgentSetTooLarge: a set beyond the sweeper's limits (more pods than
+// its table holds) is refused and counted; the agent goes on sweeping
+// with the set in force instead of exiting.
+func TestAgentSetTooLarge(t *testing.T) {
+	env := labEnv(t, "1.18.3")
+	objs := objects(t, "p.yaml", cegp("pa", "a", "bpfCtTimeoutRegularTcp: 5m"))
+	for i := range sweep.MaxPods + 1 {
+		objs.Endpoints = append(objs.Endpoints, policy.NewEndpoint(fmt.Sprint(i), "default", []string{"k8s:app=a"},
+			[]string{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()}, policy.Position{}))
+	}
+	src := &countingSource{changed: make(chan struct{}, 1), objs: objs}
+	clk := clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))
+	ev := events{ch: make(chan string, 100)}
+	a := &Agent{Env: env, Source: src, Interval: 10 * time.Second, Metrics: ev, Clock: clk, PortsEvery: -1}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	ev.expect(t, "reload-failed")
+	ev.expect(t, "swept")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("the agent stopped: %v", err)
+	}
 }
