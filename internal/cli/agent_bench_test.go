@@ -222,6 +222,10 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 		"--bpffs", dir, "--cilium-state-dir", dir+".state", "--interval", "1s", "--metrics-addr", addr, "--log-format", "json")
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
+	if d := os.Getenv("EGWCT_AGENT_BENCH_GODEBUG"); d != "" {
+		cmd.Env = append(os.Environ(), "GODEBUG="+d)
+		defer func() { b.Logf("agent log (tail):\n%s", tail(logs.String())) }()
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
