@@ -224,7 +224,15 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 	cmd.Stderr = logs
 	if d := os.Getenv("EGWCT_AGENT_BENCH_GODEBUG"); d != "" {
 		cmd.Env = append(os.Environ(), "GODEBUG="+d)
-		defer func() { b.Logf("agent log (tail):\n%s", tail(logs.String())) }()
+		defer func() {
+			var gc []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.HasPrefix(l, "gc ") {
+					gc = append(gc, l)
+				}
+			}
+			b.Logf("agent's GC trace:\n%s", strings.Join(gc, "\n"))
+		}()
 	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
