@@ -223,15 +223,16 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if d := os.Getenv("EGWCT_AGENT_BENCH_GODEBUG"); d != "" {
+		// e.g. gctrace=1: the agent's log, GC trace included, is kept in
+		// EGWCT_AGENT_BENCH_LOG (default agent-bench.log in the temp dir).
 		cmd.Env = append(os.Environ(), "GODEBUG="+d)
+		path := os.Getenv("EGWCT_AGENT_BENCH_LOG")
+		if path == "" {
+			path = filepath.Join(os.TempDir(), "agent-bench.log")
+		}
 		defer func() {
-			var gc []string
-			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.HasPrefix(l, "gc ") {
-					gc = append(gc, l)
-				}
-			}
-			b.Logf("agent's GC trace:\n%s", strings.Join(gc, "\n"))
+			_ = os.WriteFile(path, []byte(logs.String()), 0o644)
+			b.Logf("the agent's log is in %s", path)
 		}()
 	}
 	if err := cmd.Start(); err != nil {
