@@ -441,7 +441,6 @@ func (r *Result) lost() uint64 {
 // deleted while the walk goes on. The first pass of a sweep counts
 // everything; a later one adds what it deleted and replaces Lost.
 func (s *Sweeper) pass(res *Result, first bool) error {
-	stop := make(chan struct{})
 	var drained map[uint32]*[4]Counts
 	var drainErr error
 	var wg sync.WaitGroup
@@ -449,11 +448,22 @@ func (s *Sweeper) pass(res *Result, first bool) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			drained, drainErr = s.drain(stop)
+			drained, drainErr = s.drain()
 		}()
 	}
 	walkErr := s.walk()
-	close(stop)
+	if s.cfg.Mode == Reclaim {
+		// The reader returns what the walk left in the ring, then stops.
+		if err := s.rb.Flush(); err != nil {
+			// Never seen: an eventfd that cannot be written. Closing the
+			// reader is the only other way to stop it; this sweeper is
+			// done then.
+			s.rb.Close()
+			if walkErr == nil {
+				walkErr = fmt.Errorf("flush the ring buffer: %w", err)
+			}
+		}
+	}
 	wg.Wait()
 	if walkErr != nil {
 		return walkErr
@@ -644,29 +654,17 @@ const (
 // drain deletes what the program reports expired while the walk runs, so
 // that the ring buffer never fills on a big node, until stop is closed;
 // then it empties the ring buffer and returns its counts.
-func (s *Sweeper) drain(stop <-chan struct{}) (map[uint32]*[4]Counts, error) {
+func (s *Sweeper) drain() (map[uint32]*[4]Counts, error) {
 	counts := map[uint32]*[4]Counts{}
 	var rec ringbuf.Record
-	stopping := false
+	// No deadline: the kernel wakes the reader when records come, and the
+	// end of the walk flushes it (pass), so that a sweep never waits for
+	// a timer once its walk is done.
+	s.rb.SetDeadline(time.Time{})
 	for {
-		if !stopping {
-			select {
-			case <-stop:
-				stopping = true
-			default:
-			}
-		}
-		if stopping {
-			s.rb.SetDeadline(time.Now())
-		} else {
-			s.rb.SetDeadline(time.Now().Add(20 * time.Millisecond))
-		}
 		err := s.rb.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if stopping {
-				return counts, nil
-			}
-			continue
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			return counts, nil
 		}
 		if err != nil {
 			return counts, err

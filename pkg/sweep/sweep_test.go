@@ -374,9 +374,10 @@ func TestRefreshedBeforeDeletion(t *testing.T) {
 	n.ct.Lookup(k.Bytes(), v[:])
 	v.SetLifetime(now + n.units[profiles.StateEstablished])
 	n.ct.Put(k.Bytes(), v[:])
-	stop := make(chan struct{})
-	close(stop)
-	counts, err := s.drain(stop)
+	if err := s.rb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := s.drain()
 	if err != nil {
 		t.Fatal(err)
 	}
