@@ -3,10 +3,12 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/egwct/egwct/pkg/policy"
 )
@@ -50,38 +52,55 @@ func PolicyOf(u *unstructured.Unstructured) (*policy.Policy, error) {
 	return p, nil
 }
 
-// slim is what an informer keeps of an object: its metadata for the
-// informer's bookkeeping, and egwct's reading of it.
+// slim is what an informer keeps of an object: its name for the
+// informer's bookkeeping, and egwct's reading of it. It is small on
+// purpose (no ObjectMeta): tens of thousands of endpoints are kept.
 type slim struct {
-	metav1.TypeMeta
-	metav1.ObjectMeta
-	endpoint *policy.Endpoint
-	policy   *policy.Policy
-	err      error // the policy could not be read
+	name, namespace, resourceVersion string
+	endpoint                         *policy.Endpoint
+	policy                           *policy.Policy
+	err                              error // the policy could not be read
 }
+
+// GetObjectMeta gives the informer's key functions the object's
+// metadata, made on demand.
+func (s *slim) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, ResourceVersion: s.resourceVersion}
+}
+
+// GetObjectKind implements runtime.Object.
+func (s *slim) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
 // DeepCopyObject returns the object itself: slim objects are never
 // changed once made.
 func (s *slim) DeepCopyObject() runtime.Object { return s }
 
 // slimmer returns an informer transform that replaces every object by its
-// slim reading.
+// slim reading. Label keys and values are interned (unique): the same
+// label on thousands of endpoints is kept once.
 func slimmer(endpoints bool) func(any) (any, error) {
 	return func(obj any) (any, error) {
 		u, ok := obj.(*unstructured.Unstructured)
 		if !ok {
 			return obj, nil // already slim, or a tombstone
 		}
-		s := &slim{ObjectMeta: metav1.ObjectMeta{
-			Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
-		}}
+		s := &slim{name: u.GetName(), namespace: intern(u.GetNamespace()), resourceVersion: u.GetResourceVersion()}
 		if endpoints {
-			s.endpoint = EndpointOf(u)
+			e := EndpointOf(u)
+			labels := make(map[string]string, len(e.Labels))
+			for k, v := range e.Labels {
+				labels[intern(k)] = intern(v)
+			}
+			e.Labels, e.Namespace = labels, s.namespace
+			s.endpoint = e
 		} else {
 			s.policy, s.err = PolicyOf(u)
 		}
 		return s, nil
 	}
 }
+
+// intern returns the one copy of s the process keeps while any is in use.
+func intern(s string) string { return unique.Make(s).Value() }
 
 var errNotSlim = errors.New("informer object of an unexpected type")
