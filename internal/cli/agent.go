@@ -39,18 +39,26 @@ func newAgentCmd(ios *IO) *cobra.Command {
 		Use:   "agent -f FILE...",
 		Short: "Keep per-policy CT timeouts applied on this node (for a DaemonSet)",
 		Long: `Run egwct apply continuously: sweep Cilium's CT maps every --interval with
-the policy set of the manifests, re-read the manifests when they change
-(keeping the last good set when the new one has errors), re-open Cilium's
-maps when the agent re-creates them, and serve Prometheus metrics.
+the policy set of the manifests (or the cluster), read them again only
+when they change (files are watched), re-open Cilium's maps when the agent
+re-creates them, and serve Prometheus metrics and health.
+
+Each policy is judged on its own: one whose timeout text turns invalid
+keeps its last valid timeouts (none, if it never had any), is logged with
+its findings as structured records, and shows in egwct_policy_valid and
+egwct top; every other policy and every endpoint change still applies.
+
+/healthz answers while the process serves; /readyz fails until the first
+successful sweep and after 3 failed sweeps in a row.
 
 The interval trades precision for CPU: an idle flow is handled at most one
-interval after its timeout, and each sweep costs about 0.45 µs of CPU per
-CT entry on a small VM (a million entries: about 0.45 s of one core per
-sweep, 4.5 % of a core at the default 10 s).
+interval after its timeout, and each sweep costs about 0.37 µs of CPU per
+CT entry on a small VM (a million entries: about 0.37 s of one core per
+sweep, 3.7 % of a core at the default 10 s; see docs/sweeper.md).
 
 With --from-cluster, policies and endpoints come from the API server and
-are watched: a change is in force within about 200 ms (one swap per burst
-of changes). When the API server is unreachable the agent keeps sweeping
+are watched: a change is in force within about 0.3 s, also with 50,000
+CiliumEndpoints (one resolve and one swap per burst of changes). When the API server is unreachable the agent keeps sweeping
 with the last known objects, logs the failure and counts it in
 egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 
