@@ -245,7 +245,7 @@ func (m agentMetrics) Ports(top []ctstats.PortUse) {
 	_ = m.Metrics.Ports(out) // addresses come from the map: never missing
 }
 
-func (m agentMetrics) Resolved(ps []enforce.PolicyStatus, _ int) {
+func (m agentMetrics) Resolved(ps []enforce.PolicyStatus) {
 	out := make([]metrics.Policy, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, metrics.Policy{Name: p.Name, Valid: p.Outcome == enforce.Applied, InForce: p.InForce(), Keys: p.Keys})

@@ -12,14 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/yaml"
 
 	"github.com/egwct/egwct/internal/cluster"
@@ -131,15 +128,8 @@ func populate(tb testing.TB, env *k8stest.Env, n int) {
 		nss = append(nss, fmt.Sprintf("ns-%d", i))
 	}
 	env.Namespaces(tb, nss...)
-	cfg := *env.Config
-	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
-	dyn, err := dynamic.NewForConfig(&cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx := context.Background()
 	for j := range benchPolicies {
-		p := fmt.Sprintf(`apiVersion: cilium.io/v2
+		env.Create(tb, fmt.Sprintf(`apiVersion: cilium.io/v2
 kind: CiliumEgressGatewayPolicy
 metadata:
   name: pol-%d
@@ -151,35 +141,9 @@ spec:
   - podSelector:
       matchLabels: {app: app-%d}
   destinationCIDRs: [203.0.%d.0/24, 198.51.%d.0/24]
-`, j, j, j, j)
-		env.Create(tb, p)
+`, j, j, j, j))
 	}
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				u := benchEndpoint(i)
-				if _, err := dyn.Resource(cluster.EndpointResource).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		tb.Fatal(firstErr)
-	}
+	env.CreateMany(tb, cluster.EndpointResource, n, benchEndpoint)
 }
 
 func benchEndpoint(i int) *unstructured.Unstructured {

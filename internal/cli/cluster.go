@@ -54,23 +54,19 @@ func (c *clusterOptions) client(configure ...func(*rest.Config)) (*cluster.Clien
 	return cl, nil
 }
 
-// inputs lists the cluster's policies (and endpoints, when asked) as
-// inputs named cegp/NAME and cep/NAMESPACE/NAME.
-func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]manifest.Input, error) {
+// inputs lists the cluster's policies as inputs named cegp/NAME.
+func (c *clusterOptions) inputs(ctx context.Context) ([]manifest.Input, error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
 	}
+	return policyInputs(ctx, cl)
+}
+
+func policyInputs(ctx context.Context, cl *cluster.Client) ([]manifest.Input, error) {
 	objs, err := cl.Policies(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if endpoints {
-		eps, err := cl.Endpoints(ctx)
-		if err != nil {
-			return nil, err
-		}
-		objs = append(objs, eps...)
 	}
 	out := make([]manifest.Input, 0, len(objs))
 	for _, o := range objs {
@@ -82,15 +78,15 @@ func (c *clusterOptions) inputs(ctx context.Context, endpoints bool) ([]manifest
 // objects lists the cluster's policies and endpoints as apply reads them:
 // policies parsed from their YAML, endpoints read without marshalling.
 func (c *clusterOptions) objects(ctx context.Context) (enforce.Objects, error) {
-	in, err := c.inputs(ctx, false)
+	cl, err := c.client()
+	if err != nil {
+		return enforce.Objects{}, err
+	}
+	in, err := policyInputs(ctx, cl)
 	if err != nil {
 		return enforce.Objects{}, err
 	}
 	objs, err := enforce.Parse(in, nil)
-	if err != nil {
-		return enforce.Objects{}, err
-	}
-	cl, err := c.client()
 	if err != nil {
 		return enforce.Objects{}, err
 	}

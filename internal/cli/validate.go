@@ -152,7 +152,7 @@ func runValidate(o *validateOptions) error {
 		return envError(err)
 	}
 	if o.cluster.From {
-		objs, err := o.cluster.inputs(context.Background(), false)
+		objs, err := o.cluster.inputs(context.Background())
 		if err != nil {
 			return err
 		}

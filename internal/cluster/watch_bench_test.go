@@ -4,14 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/egwct/egwct/internal/k8stest"
 )
@@ -25,39 +21,17 @@ func BenchmarkWatcherMemory(b *testing.B) {
 	const n = 10000
 	env := k8stest.Start(b)
 	env.Namespaces(b, "bench")
-	cfg := *env.Config
-	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
-	dyn, err := dynamic.NewForConfig(&cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				u := &unstructured.Unstructured{Object: map[string]any{
-					"apiVersion": "cilium.io/v2", "kind": "CiliumEndpoint",
-					"metadata": map[string]any{"name": fmt.Sprintf("ep-%d", i), "namespace": "bench", "labels": map[string]any{"app": fmt.Sprintf("app-%d", i%500)}},
-					"status": map[string]any{
-						"id": int64(i + 1), "state": "ready",
-						"identity":   map[string]any{"id": int64(10000 + i%500), "labels": []any{fmt.Sprintf("k8s:app=app-%d", i%500), "k8s:io.kubernetes.pod.namespace=bench", "k8s:io.cilium.k8s.policy.serviceaccount=default"}},
-						"networking": map[string]any{"node": "10.0.0.10", "addressing": []any{map[string]any{"ipv4": fmt.Sprintf("10.%d.%d.%d", 64+i>>16, i>>8&255, i&255)}}},
-					},
-				}}
-				if _, err := dyn.Resource(EndpointResource).Namespace("bench").Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
-					b.Error(err)
-				}
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	env.CreateMany(b, EndpointResource, n, func(i int) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "cilium.io/v2", "kind": "CiliumEndpoint",
+			"metadata": map[string]any{"name": fmt.Sprintf("ep-%d", i), "namespace": "bench", "labels": map[string]any{"app": fmt.Sprintf("app-%d", i%500)}},
+			"status": map[string]any{
+				"id": int64(i + 1), "state": "ready",
+				"identity":   map[string]any{"id": int64(10000 + i%500), "labels": []any{fmt.Sprintf("k8s:app=app-%d", i%500), "k8s:io.kubernetes.pod.namespace=bench", "k8s:io.cilium.k8s.policy.serviceaccount=default"}},
+				"networking": map[string]any{"node": "10.0.0.10", "addressing": []any{map[string]any{"ipv4": fmt.Sprintf("10.%d.%d.%d", 64+i>>16, i>>8&255, i&255)}}},
+			},
+		}}
+	})
 	heap := func() uint64 {
 		runtime.GC()
 		runtime.GC()

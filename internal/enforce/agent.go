@@ -2,9 +2,7 @@ package enforce
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -41,7 +39,7 @@ type Metrics interface {
 	SweepFailed(err error)
 	// Resolved records what became of each policy, replacing the
 	// previous set of policies.
-	Resolved(ps []PolicyStatus, keys int)
+	Resolved(ps []PolicyStatus)
 	// ReloadFailed records a change that could not be read or put in
 	// force.
 	ReloadFailed()
@@ -183,10 +181,10 @@ func (a *Agent) reload() {
 	if err := a.state.SetOutcomes(Outcomes(res)); err != nil {
 		a.Log.Warn("cannot record the refused policies for egwct top", "err", err)
 	}
-	h := setHash(res.Set)
+	h := sweep.Fingerprint(res.Set)
 	if a.current != nil && h == a.setHash {
 		a.current = res
-		a.Metrics.Resolved(res.Policies, res.Keys())
+		a.Metrics.Resolved(res.Policies)
 		return
 	}
 	if err := a.state.Replace(res.Set); err != nil {
@@ -198,7 +196,7 @@ func (a *Agent) reload() {
 		return
 	}
 	a.current, a.setHash = res, h
-	a.Metrics.Resolved(res.Policies, res.Keys())
+	a.Metrics.Resolved(res.Policies)
 	a.Log.Info("policy set in force", "policies", len(res.Set), "keys", res.Keys(), "endpoints", res.Endpoints)
 }
 
@@ -381,36 +379,11 @@ func equalPins(a, b map[string]uint64) bool {
 	return true
 }
 
-// setHash identifies a policy set: names, timeouts and keys in order.
-func setHash(set []sweep.Policy) uint64 {
-	h := fnv.New64a()
-	var b [8]byte
-	for _, p := range set {
-		h.Write([]byte(p.Name))
-		h.Write([]byte{0})
-		for _, t := range p.Timeouts {
-			binary.LittleEndian.PutUint32(b[:4], t)
-			h.Write(b[:4])
-		}
-		for _, k := range p.Keys {
-			h.Write(k.Pod.AsSlice())
-			h.Write(k.Dest.Addr().AsSlice())
-			ex := byte(0)
-			if k.Excluded {
-				ex = 1
-			}
-			h.Write([]byte{byte(k.Dest.Bits()), ex})
-		}
-		h.Write([]byte{1})
-	}
-	return h.Sum64()
-}
-
 type nopMetrics struct{}
 
 func (nopMetrics) Swept(map[uint32]string, *sweep.Result, time.Time) {}
 func (nopMetrics) SweepFailed(error)                                 {}
-func (nopMetrics) Resolved([]PolicyStatus, int)                      {}
+func (nopMetrics) Resolved([]PolicyStatus)                           {}
 func (nopMetrics) ReloadFailed()                                     {}
 func (nopMetrics) MapsReopened()                                     {}
 func (nopMetrics) Ports([]ctstats.PortUse)                           {}

@@ -75,7 +75,7 @@ type events struct {
 
 func (e events) Swept(map[uint32]string, *sweep.Result, time.Time) { e.ch <- "swept" }
 func (e events) SweepFailed(error)                                 { e.ch <- "failed" }
-func (e events) Resolved(ps []PolicyStatus, keys int) {
+func (e events) Resolved(ps []PolicyStatus) {
 	var parts []string
 	for _, p := range ps {
 		parts = append(parts, p.Name+"="+string(p.Outcome))

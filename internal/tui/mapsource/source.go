@@ -150,7 +150,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 	// SNAT egress entries: port use per (egress IP, destination), and the
 	// egress address of the flows to list. On a big node the SNAT map is
 	// read less often than the CT maps (see SNATEvery).
-	key := snatKey{set: fingerprint(set), maps: mapIDs(nats), flows: wantFlows, slot: flowSlot}
+	key := snatKey{set: sweep.Fingerprint(set), maps: mapIDs(nats), flows: wantFlows, slot: flowSlot}
 	agg := s.snat
 	switch {
 	case q.Quick && len(nats) > 0 && (agg == nil || agg.key != key):
@@ -249,24 +249,6 @@ type snatAgg struct {
 type worstDest struct {
 	used int
 	dest string
-}
-
-// fingerprint identifies a policy set.
-func fingerprint(set []sweep.Policy) uint64 {
-	h := fnv.New64a()
-	for _, p := range set {
-		h.Write([]byte(p.Name))
-		for _, t := range p.Timeouts {
-			binary.Write(h, binary.LittleEndian, t)
-		}
-		for _, k := range p.Keys {
-			h.Write(k.Pod.AsSlice())
-			h.Write(k.Dest.Addr().AsSlice())
-			h.Write([]byte{byte(k.Dest.Bits()), map[bool]byte{true: 1}[k.Excluded]})
-		}
-		h.Write([]byte{0})
-	}
-	return h.Sum64()
 }
 
 // mapIDs identifies a list of maps by their kernel IDs.
