@@ -16,6 +16,17 @@ type IO struct {
 	Terminal bool
 	// Color enables ANSI colours on Out.
 	Color bool
+	// Env reads the environment ($EGWCT_CILIUM_VERSION,
+	// $GITHUB_STEP_SUMMARY); nil reads the process's.
+	Env func(string) string
+}
+
+// Getenv returns the environment variable's value.
+func (s *IO) Getenv(key string) string {
+	if s.Env == nil {
+		return os.Getenv(key)
+	}
+	return s.Env(key)
 }
 
 // System returns the process's own streams.
@@ -28,10 +39,11 @@ func System() *IO {
 	}
 }
 
-// TestIO returns streams backed by buffers: stdin reads from in.
+// TestIO returns streams backed by buffers: stdin reads from in; the
+// environment is empty.
 func TestIO(in string) (*IO, *bytes.Buffer, *bytes.Buffer) {
 	out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
-	return &IO{In: bytes.NewBufferString(in), Out: out, ErrOut: errOut}, out, errOut
+	return &IO{In: bytes.NewBufferString(in), Out: out, ErrOut: errOut, Env: func(string) string { return "" }}, out, errOut
 }
 
 func isTerminal(f *os.File) bool {

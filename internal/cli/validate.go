@@ -61,7 +61,14 @@ image tag and the node timeouts come from cilium-config, in
 
 Output formats: table (for people and CI logs; "text" is an alias), json and
 yaml (a ValidateReport, docs/schemas/validate-report.json), jsonpath=… and
-go-template=… over that document, and github (GitHub Actions annotations).
+go-template=… over that document, github (GitHub Actions annotations) and
+sarif (SARIF 2.1.0 for code scanning; rule ids link to docs/timeouts.md).
+
+In CI: $EGWCT_CILIUM_VERSION stands for --cilium-version when the flag is
+not given. When $GITHUB_STEP_SUMMARY names a file (GitHub Actions), a
+Markdown summary of the findings is appended to it; with -o github it says
+when there are more findings than GitHub shows as annotations (10 of each
+kind per step, 50 per job).
 
 Exit codes:
   0  no error findings
@@ -80,7 +87,10 @@ Exit codes:
   egwct validate --from-cluster --context prod
 
   # In GitHub Actions: annotations on the pull request, warnings fail too
-  egwct validate --cilium-version 1.18 -o github --strict policies/`,
+  egwct validate --cilium-version 1.18 -o github --strict policies/
+
+  # For GitHub code scanning (upload with github/codeql-action/upload-sarif)
+  EGWCT_CILIUM_VERSION=1.18.3 egwct validate -o sarif policies/ > egwct.sarif`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 && !o.cluster.From {
 				return usageErrorf("no input: give manifest files, folders, - for standard input, or --from-cluster")
@@ -104,6 +114,22 @@ Exit codes:
 	return cmd
 }
 
+// envCiliumVersion stands for --cilium-version when the flag is not
+// given, so that a CI pipeline sets the version once for every step.
+const envCiliumVersion = "EGWCT_CILIUM_VERSION"
+
+// ciliumVersion returns the version from the flag, else from
+// $EGWCT_CILIUM_VERSION, and where it came from; "" when neither is set.
+func ciliumVersion(ios *IO, flag string) (from, version string) {
+	if flag != "" {
+		return "--cilium-version", flag
+	}
+	if v := strings.TrimSpace(ios.Getenv(envCiliumVersion)); v != "" {
+		return "$" + envCiliumVersion, v
+	}
+	return "", ""
+}
+
 func completeProfiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return profiles.Names(), cobra.ShellCompDirectiveNoFileComp
 }
@@ -113,11 +139,11 @@ func runValidate(o *validateOptions) error {
 	if err != nil {
 		return err
 	}
-	versionFrom, version := "--cilium-version", o.CiliumVersion
+	versionFrom, version := ciliumVersion(o.io, o.CiliumVersion)
 	var ci *cluster.Cilium
-	if o.CiliumVersion == "" {
+	if version == "" {
 		if !o.cluster.From {
-			return usageErrorf("--cilium-version is required: egwct detects the version only with --from-cluster (e.g. --cilium-version 1.18.3)")
+			return usageErrorf("--cilium-version is required: egwct detects the version only with --from-cluster (e.g. --cilium-version 1.18.3, or $%s)", envCiliumVersion)
 		}
 		var err error
 		if ci, err = o.cluster.cilium(context.Background()); err != nil {
@@ -130,7 +156,7 @@ func runValidate(o *validateOptions) error {
 		if ci != nil {
 			return envError(fmt.Errorf("detected Cilium %s (%s): %w; give --cilium-version", version, versionFrom, err))
 		}
-		return usageErrorf("--cilium-version: %v", err)
+		return usageErrorf("%s: %v", versionFrom, err)
 	}
 	var node *nodeconfig.Config
 	if o.NodeConfig == "" && ci != nil && ci.Config != nil {
@@ -174,6 +200,11 @@ func runValidate(o *validateOptions) error {
 			return err // a template that fails on the report
 		}
 		return envError(err)
+	}
+	if path := o.io.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		if err := writeStepSummary(path, rep, p.Format); err != nil {
+			return envError(err)
+		}
 	}
 	if rep.errors > 0 || (o.Strict && rep.warnings > 0) {
 		return silentExit(ExitFindings)

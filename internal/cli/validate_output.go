@@ -9,15 +9,18 @@ import (
 	"github.com/egwct/egwct/pkg/validate"
 )
 
-// validateSpec are validate's -o formats: github is its own.
+// validateSpec are validate's -o formats: github and sarif are its own.
 var validateSpec = printer.Spec{Default: printer.Table,
-	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.JSONPath, printer.GoTemplate, "github"},
+	Formats: []string{printer.Table, printer.JSON, printer.YAML, printer.JSONPath, printer.GoTemplate, "github", "sarif"},
 	Aliases: map[string]string{"text": printer.Table}, Headerless: true}
 
 // printReport writes a report in the printer's format.
 func printReport(ios *IO, p *printer.Printer, r *report) error {
-	if p.Format == "github" {
+	switch p.Format {
+	case "github":
 		return renderGitHub(ios, r)
+	case "sarif":
+		return renderSARIF(ios.Out, r)
 	}
 	return printErr(p.Print(ios.Out, printer.View{
 		Doc:   newValidateReport(r),

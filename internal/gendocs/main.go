@@ -146,7 +146,8 @@ refuses them (rule ` + "`service-timer`" + `).
 	p("Rule ids are stable; CI configurations and the JSON output refer to them.\n\n")
 	p("| Rule | Severity | Meaning |\n|---|---|---|\n")
 	for _, r := range validate.Rules {
-		p("| `%s` | %s | %s |\n", r.ID, r.Severity, r.Summary)
+		// The anchor is what SARIF's helpUri and the step summary link to.
+		p("| <a id=\"%s\"></a>`%s` | %s | %s |\n", r.Anchor(), r.ID, r.Severity, r.Summary)
 	}
 }
 

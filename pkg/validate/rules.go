@@ -34,6 +34,26 @@ type Rule struct {
 	Summary  string
 }
 
+// DocsURL is the reference of the timeout text and the rules, which
+// Rule.HelpURL links into.
+const DocsURL = "https://github.com/egwct/egwct/blob/main/docs/timeouts.md"
+
+// Anchor is the rule's anchor in docs/timeouts.md.
+func (r Rule) Anchor() string { return "rule-" + r.ID }
+
+// HelpURL is the rule's entry in the reference (DocsURL).
+func (r Rule) HelpURL() string { return DocsURL + "#" + r.Anchor() }
+
+// RuleByID returns the rule with the id.
+func RuleByID(id string) (Rule, bool) {
+	for _, r := range Rules {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
 // The rules, in the order the reference lists them.
 var (
 	RuleYAMLSyntax        = Rule{"yaml-syntax", Error, "the file is not valid YAML or JSON"}
