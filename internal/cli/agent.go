@@ -120,7 +120,6 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return err
 	}
 	m := agentMetrics{mm}
-	m.Engine(engine.String())
 	var ci *cluster.Cilium
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		if ci, err = o.apply.cluster.cilium(ctx); err != nil {

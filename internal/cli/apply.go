@@ -144,8 +144,8 @@ func runApply(o *applyOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.io.ErrOut, "# applied %d policies in %s mode; %s; sweep of %d entries took %s\n",
-		len(res.Set), mode, n.describe(), ar.Sweep.Entries, ar.Sweep.Duration.Round(1e5))
+	fmt.Fprintf(o.io.ErrOut, "# applied %d policies in %s mode; %s; sweep of %d entries took %s with the %s engine (%s)\n",
+		len(res.Set), mode, n.describe(), ar.Sweep.Entries, ar.Sweep.Duration.Round(1e5), ar.Engine.Engine, ar.Engine.Reason())
 	return printErr(p.Print(o.io.Out, resultDoc(res, ar).View()))
 }
 
@@ -172,26 +172,23 @@ func (o *applyOptions) objects(ctx context.Context) (enforce.Objects, error) {
 
 // registerEngine adds --engine.
 func registerEngine(cmd *cobra.Command, engine *string) {
-	cmd.Flags().StringVar(engine, "engine", "iterator", "how the sweeper walks the CT maps: iterator (in chunks, gentle on a busy node) or foreach (one call per map: less CPU, but it holds a CPU for the whole map)")
-	_ = cmd.RegisterFlagCompletionFunc("engine", cobra.FixedCompletions([]string{"iterator", "foreach"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.Flags().StringVar(engine, "engine", "auto", "how the sweeper walks the CT maps: auto (the first of foreach, iterator, userspace that this node loads), foreach (bpf_for_each_map_elem: the least CPU, holds a CPU for a whole map), iterator (BPF map-element iterator, in chunks) or userspace (batch reads, no BPF program)")
+	_ = cmd.RegisterFlagCompletionFunc("engine", cobra.FixedCompletions(sweep.Engines(), cobra.ShellCompDirectiveNoFileComp))
 }
 
 // sweepSettings reads --mode and --engine.
 func (o *applyOptions) sweepSettings() (sweep.Mode, sweep.Engine, error) {
-	mode, engine := sweep.Reclaim, sweep.Iterator
+	mode := sweep.Reclaim
 	switch o.Mode {
 	case "reclaim":
 	case "mark":
 		mode = sweep.Mark
 	default:
-		return mode, engine, usageErrorf("--mode must be reclaim or mark")
+		return mode, sweep.Auto, usageErrorf("--mode must be reclaim or mark")
 	}
-	switch o.Engine {
-	case "iterator", "":
-	case "foreach":
-		engine = sweep.ForEach
-	default:
-		return mode, engine, usageErrorf("--engine must be iterator or foreach")
+	engine, err := sweep.ParseEngine(o.Engine)
+	if err != nil {
+		return mode, engine, usageErrorf("--engine: %v", err)
 	}
 	return mode, engine, nil
 }

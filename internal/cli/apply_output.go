@@ -20,7 +20,7 @@ func resultDoc(res *enforce.Resolved, ar *enforce.ApplyResult) *printer.ApplyRes
 		}
 		rows = append(rows, r)
 	}
-	return printer.NewApplyResult(ar.Mode.String(), ar.Engine.String(), ar.Sweep.Entries, ar.Sweep.Duration, rows)
+	return printer.NewApplyResult(ar.Mode.String(), ar.Engine.Engine.String(), ar.Engine.Reason(), ar.Sweep.Entries, ar.Sweep.Duration, rows)
 }
 
 // planDoc is the dry run's document.

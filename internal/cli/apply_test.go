@@ -26,7 +26,10 @@ import (
 // and everything else stay; the dry run predicted it; reset removes
 // egwct's state only.
 func TestApplyLab(t *testing.T) {
-	for _, tc := range []struct{ mode, engine string }{{"reclaim", "iterator"}, {"mark", "iterator"}, {"reclaim", "foreach"}} {
+	for _, tc := range []struct{ mode, engine string }{
+		{"reclaim", "auto"}, {"mark", "auto"}, {"reclaim", "foreach"}, {"reclaim", "iterator"}, {"mark", "iterator"},
+		{"reclaim", "userspace"}, {"mark", "userspace"},
+	} {
 		t.Run(tc.mode+"/"+tc.engine, func(t *testing.T) {
 			applyLab(t, "1.18.3", "jiffies", tc.mode, tc.engine, 4000)
 		})
@@ -39,7 +42,7 @@ func TestApplyEveryProfile(t *testing.T) {
 	for i, p := range profiles.All() {
 		clock := []string{"ktime", "jiffies"}[i%2]
 		t.Run(p.Name+"/"+clock, func(t *testing.T) {
-			applyLab(t, p.Name, clock, "reclaim", "iterator", 1500)
+			applyLab(t, p.Name, clock, "reclaim", "auto", 1500)
 		})
 	}
 }
@@ -79,12 +82,21 @@ func applyLab(t *testing.T, version, clock, mode, engine string, flows int) {
 	}
 
 	code, out, errOut = run(t, "", append([]string{"apply", "-o", "json", "--mode", mode, "--engine", engine, "-f", manifests}, node...)...)
+	if code == ExitEnv && strings.Contains(errOut, "cannot be loaded on this node") {
+		t.Skipf("this kernel refuses the engine: %s", errOut)
+	}
 	if code != 0 {
 		t.Fatalf("apply: %d %s", code, errOut)
 	}
 	var rows []printer.AppliedPolicy
 	if err := unmarshalApply(out, &rows); err != nil {
 		t.Fatalf("%v: %s", err, out)
+	}
+	var doc printer.ApplyResult
+	json.Unmarshal([]byte(out), &doc)
+	if (engine == "auto" && doc.Engine == "auto") || (engine != "auto" && doc.Engine != engine) || doc.EngineReason == "" ||
+		!strings.Contains(errOut, "with the "+doc.Engine+" engine (") {
+		t.Errorf("--engine %s: swept with %q (%s); stderr %s", engine, doc.Engine, doc.EngineReason, errOut)
 	}
 	var expired, ct, nat uint64
 	for _, r := range rows {
@@ -190,7 +202,7 @@ func TestApplyRefuses(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 	code, _, errOut = run(t, "", append([]string{"apply", "--engine", "turbo", "-f", filepath.Join(dir+".state", lab.PoliciesFile)}, node...)...)
-	if code != ExitUsage || !strings.Contains(errOut, "--engine must be iterator or foreach") {
+	if code != ExitUsage || !strings.Contains(errOut, `unknown engine "turbo": want one of auto, foreach, iterator, userspace`) {
 		t.Errorf("bad engine: exit %d %s", code, errOut)
 	}
 	code, _, errOut = run(t, "", append([]string{"apply", "-f", filepath.Join(dir+".state", lab.PoliciesFile)}, node[:4]...)...)

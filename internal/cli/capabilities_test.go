@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,8 +41,11 @@ func deployCapabilities(t *testing.T) []string {
 
 // TestDeployCapabilitiesSuffice runs the real egwct binary on a lab node
 // with only the capabilities deploy/egwct.yaml grants (the bounding set of
-// a root process, as a container runtime sets it): apply works, and each
-// of CAP_BPF and CAP_PERFMON is needed.
+// a root process, as a container runtime sets it): apply works with a BPF
+// engine. Without CAP_PERFMON (or CAP_SYS_ADMIN: a node that refuses
+// every BPF program but allows map access) apply still works: auto falls
+// back to the userspace engine, reclaims, and says which engine and why.
+// Without CAP_BPF nothing works.
 func TestDeployCapabilitiesSuffice(t *testing.T) {
 	dir := labDir(t)
 	setpriv, err := exec.LookPath("setpriv")
@@ -56,13 +61,15 @@ func TestDeployCapabilitiesSuffice(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/egwct").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "2000"); code != 0 {
-		t.Fatalf("lab up: %s %s", out, errOut)
-	}
 	defer run(t, "", "lab", "down", "--bpffs", dir)
-	apply := func(caps []string) (int, string, string) {
+	// apply runs on a new lab with the capabilities given, and returns its
+	// exit code, its document and its standard error.
+	apply := func(caps []string) (int, printer.ApplyResult, string) {
 		t.Helper()
-		run(t, "", "reset", "--bpffs", dir)
+		run(t, "", "lab", "down", "--bpffs", dir)
+		if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "2000"); code != 0 {
+			t.Fatalf("lab up: %s %s", out, errOut)
+		}
 		set := "-all"
 		for _, c := range caps {
 			set += ",+" + strings.ToLower(c)
@@ -78,30 +85,51 @@ func TestDeployCapabilitiesSuffice(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		return code, out.String(), errOut.String()
+		var doc printer.ApplyResult
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out.String()), &doc); err != nil {
+				t.Fatalf("apply -o json: %v: %s", err, out.String())
+			}
+		}
+		return code, doc, errOut.String()
 	}
-
-	code, out, errOut := apply(caps)
-	var rows []printer.AppliedPolicy
-	if code != 0 || unmarshalApply(out, &rows) != nil || len(rows) == 0 {
-		t.Fatalf("apply with %v: exit %d: %s %s", caps, code, out, errOut)
+	deleted := func(doc printer.ApplyResult) (n uint64) {
+		for _, r := range doc.Policies {
+			n += r.DeletedCT
+		}
+		return n
 	}
-	var deleted uint64
-	for _, r := range rows {
-		deleted += r.DeletedCT
-	}
-	if deleted == 0 {
-		t.Errorf("apply with %v deleted nothing: %s", caps, out)
-	}
-	for _, need := range []string{"BPF", "PERFMON"} {
+	without := func(need string) []string {
 		var fewer []string
 		for _, c := range caps {
 			if c != need {
 				fewer = append(fewer, c)
 			}
 		}
-		if code, _, errOut := apply(fewer); code == 0 {
-			t.Errorf("apply worked without CAP_%s: is it needed? %s", need, errOut)
+		return fewer
+	}
+
+	code, doc, errOut := apply(caps)
+	if code != 0 || len(doc.Policies) == 0 || deleted(doc) == 0 {
+		t.Fatalf("apply with %v: exit %d, deleted %d: %+v %s", caps, code, deleted(doc), doc, errOut)
+	}
+	if doc.Engine == "userspace" {
+		t.Logf("this kernel loads no BPF engine even with %v: %s", caps, doc.EngineReason)
+	}
+	for _, c := range []string{"PERFMON", "SYS_ADMIN"} {
+		if !slices.Contains(caps, c) {
+			continue
 		}
+		code, doc, errOut := apply(without(c))
+		if code != 0 || deleted(doc) == 0 {
+			t.Fatalf("apply without CAP_%s: exit %d, deleted %d: %s", c, code, deleted(doc), errOut)
+		}
+		if c == "PERFMON" && (doc.Engine != "userspace" || !strings.Contains(doc.EngineReason, "foreach refused: ") ||
+			!strings.Contains(errOut, "with the userspace engine (auto: foreach refused: ")) {
+			t.Errorf("without CAP_PERFMON: engine %q (%s), stderr %s", doc.Engine, doc.EngineReason, errOut)
+		}
+	}
+	if code, _, errOut := apply(without("BPF")); code == 0 {
+		t.Errorf("apply worked without CAP_BPF: is it needed? %s", errOut)
 	}
 }

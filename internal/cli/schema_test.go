@@ -108,7 +108,7 @@ func TestSchemasNoKernel(t *testing.T) {
 // TestSchemasApply checks apply's documents (filled as apply fills them)
 // against their schemas.
 func TestSchemasApply(t *testing.T) {
-	res := printer.NewApplyResult("reclaim", "iterator", 1200, 1500*time.Millisecond, []printer.AppliedPolicy{
+	res := printer.NewApplyResult("reclaim", "foreach", "auto: the cheapest engine, loaded", 1200, 1500*time.Millisecond, []printer.AppliedPolicy{
 		{Policy: "payments-egress", Keys: 3, Entries: 1000, Expired: 10, DeletedCT: 10, DeletedNAT: 20, Refreshed: 1},
 	})
 	plan := printer.NewApplyPlan(4, 1, 0, []printer.PlannedPolicy{printer.NewPlannedPolicy("payments-egress", 3, [4]int{1, 2, 3, 4})},

@@ -232,7 +232,7 @@ func TestTopTmux(t *testing.T) {
 	if !strings.Contains(s, "[1 Policies]") || !strings.Contains(s, "(no policy)") {
 		t.Fatalf("first frame:\n%s", s)
 	}
-	agentLine := regexp.MustCompile(fmt.Sprintf(`egwct agent \S+ running \(pid %d, mode reclaim, engine iterator, a sweep every 500ms\)`, agent.Process.Pid))
+	agentLine := regexp.MustCompile(fmt.Sprintf(`egwct agent \S+ running \(pid %d, mode reclaim, engine (foreach|iterator|userspace) \(auto\), a sweep every 500ms\)`, agent.Process.Pid))
 	waitFor("the agent", agentLine.MatchString)
 	// Numbers move while the datapath is driven.
 	row := regexp.MustCompile(`(?m)^maps: .*$`)

@@ -47,6 +47,8 @@ type Metrics interface {
 	MapsReopened()
 	// Ports records the SNAT port use of the busiest destinations.
 	Ports(top []ctstats.PortUse)
+	// Engine names the sweep engine in use, each time a sweeper loads.
+	Engine(name string)
 }
 
 // Agent keeps a policy set in force on a node: it resolves its Source's
@@ -60,8 +62,10 @@ type Agent struct {
 	// 200ms): the first change starts it.
 	Debounce time.Duration
 	Mode     sweep.Mode
-	Engine   sweep.Engine
-	Log      *slog.Logger
+	// Engine is the engine asked for: Auto (the default) loads the first
+	// of sweep.AutoOrder that the node accepts.
+	Engine sweep.Engine
+	Log    *slog.Logger
 	// Metrics may be nil.
 	Metrics Metrics
 	// Clock is the wall clock and the agent's timers (default: the real
@@ -81,6 +85,7 @@ type Agent struct {
 	resolver *Resolver
 	current  *Resolved
 	setHash  uint64
+	choice   string            // the engine in use and why, as last logged
 	told     map[string]string // what was last logged of each policy
 	portsAt  time.Time         // when ports may be read again
 }
@@ -364,7 +369,26 @@ func (a *Agent) reopenIfRecreated() error {
 		return MapErr(err)
 	}
 	a.sw, a.pins = sw, pins
+	a.engineInUse(sw.Choice())
 	return nil
+}
+
+// engineInUse says which engine a new sweeper runs and why: in the log
+// when it changes, in the metric and in the pinned status for egwct top.
+func (a *Agent) engineInUse(c sweep.Choice) {
+	a.Metrics.Engine(c.Engine.String())
+	if s := c.String(); s != a.choice {
+		a.choice = s
+		a.Log.Info("sweep engine", "engine", c.Engine.String(), "why", c.Reason())
+	}
+	st, ok, err := a.state.AgentStatus()
+	if err != nil || !ok || st.Engine == c.Engine.String() {
+		return
+	}
+	st.Engine = c.Engine.String()
+	if err := a.state.SetAgentStatus(st); err != nil {
+		a.Log.Warn("cannot record the agent's status", "err", err)
+	}
 }
 
 func equalPins(a, b map[string]uint64) bool {
@@ -387,3 +411,4 @@ func (nopMetrics) Resolved([]PolicyStatus)                           {}
 func (nopMetrics) ReloadFailed()                                     {}
 func (nopMetrics) MapsReopened()                                     {}
 func (nopMetrics) Ports([]ctstats.PortUse)                           {}
+func (nopMetrics) Engine(string)                                     {}

@@ -85,6 +85,7 @@ func (e events) Resolved(ps []PolicyStatus) {
 func (e events) ReloadFailed()               { e.ch <- "reload-failed" }
 func (e events) MapsReopened()               { e.ch <- "reopened" }
 func (e events) Ports(top []ctstats.PortUse) { e.ch <- fmt.Sprintf("ports %d", len(top)) }
+func (e events) Engine(name string)          { e.ch <- "engine " + name }
 
 func (e events) next(t *testing.T) string {
 	t.Helper()
@@ -122,13 +123,14 @@ func TestAgentEventDriven(t *testing.T) {
 	var logMu sync.Mutex
 	a := &Agent{
 		Env: env, Source: src, Interval: 10 * time.Second, Debounce: time.Second, Log: slog.New(slog.NewJSONHandler(lockedWriter{&logs, &logMu}, nil)),
-		Metrics: ev, Clock: clk, Mode: sweep.Reclaim, Engine: sweep.Iterator,
+		Metrics: ev, Clock: clk, Mode: sweep.Reclaim, Engine: sweep.Auto,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
 	ev.expect(t, "resolved pa=applied,pb=applied")
+	engine := strings.TrimPrefix(ev.expect(t, "engine "), "engine ")
 	ev.expect(t, "swept")
 	if got := ev.expect(t, "ports "); got == "ports 0" {
 		t.Errorf("no SNAT port use on a lab with traffic")
@@ -140,7 +142,7 @@ func TestAgentEventDriven(t *testing.T) {
 	}
 	status, ok, err := st.AgentStatus()
 	st.Close()
-	if err != nil || !ok || status.PID != os.Getpid() || status.Interval != 10*time.Second || status.Engine != "iterator" || status.Mode != sweep.Reclaim {
+	if err != nil || !ok || status.PID != os.Getpid() || status.Interval != 10*time.Second || status.Engine != engine || engine == "auto" || status.Mode != sweep.Reclaim {
 		t.Errorf("agent status %+v %v %v", status, ok, err)
 	}
 	waiters := func(n int) {
@@ -256,6 +258,7 @@ func TestAgentSetTooLarge(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	ev.expect(t, "reload-failed")
+	ev.expect(t, "engine ")
 	ev.expect(t, "swept")
 	cancel()
 	if err := <-done; err != nil {

@@ -8,8 +8,9 @@ import (
 // ApplyResult is what one apply did: the set put in force and the sweep
 // that followed.
 type ApplyResult struct {
-	Mode   sweep.Mode
-	Engine sweep.Engine
+	Mode sweep.Mode
+	// Engine is the engine that swept and why.
+	Engine sweep.Choice
 	// Sweep is the sweep run right after the swap; its counts are per
 	// slot of the set (slot i+1 is set[i]).
 	Sweep *sweep.Result
@@ -44,7 +45,7 @@ func Apply(env *Env, set []sweep.Policy, mode sweep.Mode, engine sweep.Engine) (
 	if err != nil {
 		return nil, err
 	}
-	return &ApplyResult{Mode: mode, Engine: engine, Sweep: res}, nil
+	return &ApplyResult{Mode: mode, Engine: s.Choice(), Sweep: res}, nil
 }
 
 // CheckMaps opens Cilium's CT and SNAT maps once and closes them: an

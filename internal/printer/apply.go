@@ -23,8 +23,11 @@ type ApplyResult struct {
 	Header
 	// Mode is the sweeper's mode (reclaim or mark).
 	Mode string `json:"mode"`
-	// Engine is how the sweep walked the CT maps (iterator or foreach).
-	Engine string `json:"engine"`
+	// Engine is how the sweep walked the CT maps (foreach, iterator or
+	// userspace), and EngineReason why: chosen with --engine, or auto and
+	// the engines the kernel refused before it.
+	Engine       string `json:"engine"`
+	EngineReason string `json:"engineReason,omitempty"`
 	// Sweep is the sweep that applied the set.
 	Sweep SweepSummary `json:"sweep"`
 	// Policies are the policies with timeouts, in set order.
@@ -62,11 +65,11 @@ type AppliedPolicy struct {
 
 // NewApplyResult returns the document with its header and the duration
 // in seconds.
-func NewApplyResult(mode, engine string, entries uint64, took time.Duration, policies []AppliedPolicy) *ApplyResult {
+func NewApplyResult(mode, engine, reason string, entries uint64, took time.Duration, policies []AppliedPolicy) *ApplyResult {
 	if policies == nil {
 		policies = []AppliedPolicy{}
 	}
-	return &ApplyResult{Header: NewHeader(KindApplyResult), Mode: mode, Engine: engine,
+	return &ApplyResult{Header: NewHeader(KindApplyResult), Mode: mode, Engine: engine, EngineReason: reason,
 		Sweep: SweepSummary{Entries: entries, DurationSeconds: Seconds(took)}, Policies: policies}
 }
 

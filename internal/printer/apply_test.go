@@ -8,7 +8,7 @@ import (
 )
 
 func TestApplyViews(t *testing.T) {
-	res := NewApplyResult("reclaim", "iter", 1200, 1500*time.Millisecond, []AppliedPolicy{
+	res := NewApplyResult("reclaim", "iter", "", 1200, 1500*time.Millisecond, []AppliedPolicy{
 		{Policy: "payments-egress", Keys: 3, Entries: 1000, Expired: 10, DeletedCT: 10, DeletedNAT: 20, Refreshed: 1, Lost: 2},
 		{Policy: "evil\x1b[2J", Keys: 1},
 	})

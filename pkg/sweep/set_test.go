@@ -141,16 +141,16 @@ func TestSetLimits(t *testing.T) {
 // TestProgramMatchesModel: on thousands of IPv4 and IPv6 flows of
 // thousands of pods, with nested and excluded prefixes, the program
 // attributes every entry to the policy the model does and expires the
-// same ones, with both engines. This exercises the pod tables' probing.
+// same ones, with every engine. This exercises the pod tables' probing.
 func TestProgramMatchesModel(t *testing.T) {
 	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
 	rng := rand.New(rand.NewPCG(3, 4))
 	set := randomSet(rng, 40, 3000, 1500)
 	matcher := NewMatcher(set)
-	for _, engine := range []Engine{Iterator, ForEach} {
+	for _, engine := range engines {
 		t.Run(engine.String(), func(t *testing.T) {
 			n4 := newNodeFamily(t, "1.18.3", clock, 6, 1<<16)
-			now, _ := ctmap.Now(clock)
+			now := n4.now
 			times := ctmap.NewTimes(clock, now, n4.timeout)
 			want := map[uint32]*[4]Counts{}
 			r := rand.New(rand.NewPCG(5, 6))
@@ -192,25 +192,8 @@ func TestProgramMatchesModel(t *testing.T) {
 				}
 			}
 			s, _ := n4.sweeperWith(t, Mark, engine, set)
-			if err := s.now.Set(now); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.resetStats(); err != nil {
-				t.Fatal(err)
-			}
-			for _, tg := range s.targets {
-				var err error
-				if tg.each != nil {
-					_, err = tg.each.Run(nil)
-				} else {
-					err = s.iterate(tg)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			res := &Result{Counts: map[uint32]*[4]Counts{}}
-			if err := s.collect(res); err != nil {
+			res, err := s.Sweep()
+			if err != nil {
 				t.Fatal(err)
 			}
 			for slot, cs := range want {

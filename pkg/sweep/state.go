@@ -69,6 +69,11 @@ type State struct {
 	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed
 	agent    *ebpf.Map // the running agent (AgentStatus); nil in a read-only state pinned before it existed
 	outcomes *ebpf.Map // the policies the agent refused (Outcomes); nil in a state pinned before it existed
+	engine   *ebpf.Map // the engine of the last sweeper (EngineInUse); nil in a state pinned before it existed
+	// set is the value of the set in force as this process last wrote or
+	// read it (under the lock no other egwct changes it): the userspace
+	// engine judges with it without reading 3 MB per sweep.
+	set *sweeperPolicySet
 	// slots is the number of policy slots of the set in force (0: not
 	// known yet): the sweep statistics of higher slots are never written.
 	slots uint32
@@ -123,13 +128,14 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		{&s.status, &ebpf.MapSpec{Name: "egwct_status", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}},
 		{&s.agent, &ebpf.MapSpec{Name: "egwct_agent", Type: ebpf.Array, KeySize: 4, ValueSize: agentStatusSize, MaxEntries: 1}},
 		{&s.outcomes, &ebpf.MapSpec{Name: "egwct_outcomes", Type: ebpf.Array, KeySize: 4, ValueSize: outcomesSize, MaxEntries: 1}},
+		{&s.engine, &ebpf.MapSpec{Name: "egwct_engine", Type: ebpf.Array, KeySize: 4, ValueSize: engineRecordSize, MaxEntries: 1}},
 	} {
 		if *x.dst, err = open(x.spec); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine} {
 		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
 			s.Close()
 			return nil, err
@@ -186,7 +192,7 @@ func mapName(m *ebpf.Map) string {
 
 // Close releases the maps and the lock; the pinned state stays.
 func (s *State) Close() {
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine} {
 		if m != nil {
 			m.Close()
 		}
@@ -239,6 +245,7 @@ func (s *State) Replace(set []Policy) error {
 		return fmt.Errorf("swap in the policy set: %w", err)
 	}
 	s.slots = uint32(len(set))
+	s.set = value
 	return nil
 }
 
@@ -557,7 +564,83 @@ func OpenStateReadOnly(bpffs string) (*State, error) {
 	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_agent"), ro); err == nil {
 		s.agent = m
 	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "egwct_engine"), ro); err == nil {
+		s.engine = m
+	}
 	return s, nil
+}
+
+// setInForce is the value of the set in force (nil before the first
+// Replace), read once and then kept: only this process changes it.
+func (s *State) setInForce() (*sweeperPolicySet, error) {
+	if s.set != nil {
+		return s.set, nil
+	}
+	v, err := s.currentSet()
+	if err != nil {
+		return nil, fmt.Errorf("read the policy set in force: %w", err)
+	}
+	s.set = v
+	return v, nil
+}
+
+// EngineInUse is the engine the last sweeper of this state runs (an
+// agent's, or the last apply's) and why: what egwct top shows.
+type EngineInUse struct {
+	Engine string `json:"engine"`
+	// Reason is why: chosen with --engine, or auto and the engines the
+	// kernel refused before it.
+	Reason string `json:"reason"`
+	// PID is the process of the sweeper.
+	PID int `json:"pid"`
+}
+
+// engineRecordSize is the size of the pinned engine record: a length and
+// a JSON document.
+const engineRecordSize = 1024
+
+// setEngine records the engine a new sweeper runs.
+func (s *State) setEngine(c Choice) error {
+	if s.engine == nil {
+		return nil
+	}
+	rec := EngineInUse{Engine: c.Engine.String(), Reason: c.Reason(), PID: os.Getpid()}
+	for {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if len(data) <= engineRecordSize-4 {
+			v := make([]byte, engineRecordSize)
+			binary.LittleEndian.PutUint32(v, uint32(len(data)))
+			copy(v[4:], data)
+			return s.engine.Put(uint32(0), v)
+		}
+		rec.Reason = rec.Reason[:len(rec.Reason)/2] + "..."
+	}
+}
+
+// Engine returns the engine of the last sweeper; ok is false when none
+// is recorded.
+func (s *State) Engine() (e EngineInUse, ok bool, err error) {
+	if s.engine == nil {
+		return e, false, nil
+	}
+	v := make([]byte, engineRecordSize)
+	if err := s.engine.Lookup(uint32(0), v); err != nil {
+		return e, false, fmt.Errorf("egwct engine: %w", err)
+	}
+	n := binary.LittleEndian.Uint32(v)
+	if n == 0 {
+		return e, false, nil
+	}
+	if n > engineRecordSize-4 {
+		return e, false, fmt.Errorf("egwct engine: a record of %d bytes in %d", n, engineRecordSize-4)
+	}
+	if err := json.Unmarshal(v[4:4+n], &e); err != nil {
+		return e, false, fmt.Errorf("egwct engine: %w", err)
+	}
+	return e, true, nil
 }
 
 // Set reads the policy set in force back from the pinned state: slot i+1

@@ -40,26 +40,6 @@ func (m Mode) String() string {
 	return "reclaim"
 }
 
-// Engine is the kind of BPF program that walks the CT maps.
-type Engine uint8
-
-const (
-	// Iterator walks each map with a map-element iterator, in chunks the
-	// kernel reschedules between: gentle on a busy node (the default).
-	Iterator Engine = iota
-	// ForEach walks each map with bpf_for_each_map_elem in one
-	// BPF_PROG_RUN call: about 1.4 times less CPU, but the CPU is held for
-	// the whole map (about 0.35 s per million entries here).
-	ForEach
-)
-
-func (e Engine) String() string {
-	if e == ForEach {
-		return "foreach"
-	}
-	return "iterator"
-}
-
 // IdleBuckets are the upper bounds of the idle-time histogram's buckets;
 // the last bucket holds everything idle longer.
 var IdleBuckets = [7]time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour}
@@ -70,9 +50,17 @@ type Config struct {
 	Profile *profiles.Profile
 	Clock   nodeconfig.Clock
 	// Node are the node's timeouts per state.
-	Node   map[profiles.State]time.Duration
-	Mode   Mode
+	Node map[profiles.State]time.Duration
+	Mode Mode
+	// Engine is the engine to run; Auto (the zero value) takes the first
+	// of AutoOrder that loads.
 	Engine Engine
+	// Now is the datapath's clock in lifetime units; nil reads the
+	// node's (ctmap.Now). Tests inject it.
+	Now func() (uint32, error)
+	// Refuse, when set, is asked before each engine is loaded: an error
+	// refuses the engine as a kernel would (tests force the fallbacks).
+	Refuse func(Engine) error
 }
 
 // Counts are the results of one sweep for one policy and state.
@@ -102,6 +90,14 @@ type Sweeper struct {
 	now     *ebpf.Variable
 	nat     [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort
 	rb      *ringbuf.Reader
+	choice  Choice
+	// node and buckets are the node's timeouts and the histogram's
+	// bounds in clock units (the program's constants).
+	node    [4]uint32
+	buckets [7]uint32
+	// judged, in tests, is called by the userspace engine between the
+	// judgement of an expired entry and its deletion or mark.
+	judged func(key []byte)
 }
 
 // target is one CT map the sweeper walks.
@@ -181,16 +177,109 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 			s.nat[famIndex(fam)] = m
 		}
 	}
-	if err := s.load(); err != nil {
+	for st, d := range cfg.Node {
+		s.node[st] = uint32(cfg.Clock.Units(d))
+	}
+	for i, d := range IdleBuckets {
+		s.buckets[i] = uint32(cfg.Clock.Units(d))
+	}
+	if err := s.choose(); err != nil {
 		s.Close()
 		return nil, err
 	}
-	var err error
-	if s.rb, err = ringbuf.NewReader(s.expired); err != nil {
+	if err := state.setEngine(s.choice); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Choice is the engine the sweeper runs and why.
+func (s *Sweeper) Choice() Choice { return s.choice }
+
+// choose loads the engine of the configuration, or with Auto the first
+// of AutoOrder that loads. An explicit engine that cannot be loaded is an
+// *EngineError naming the refusal and the engines that do load.
+func (s *Sweeper) choose() error {
+	auto := s.cfg.Engine == Auto
+	order := AutoOrder
+	if !auto {
+		order = []Engine{s.cfg.Engine}
+	}
+	var refused []Refusal
+	for _, e := range order {
+		err := s.try(e)
+		if err == nil {
+			s.choice = Choice{Engine: e, Auto: auto, Refused: refused}
+			return nil
+		}
+		refused = append(refused, Refusal{Engine: e, Err: err})
+	}
+	if auto {
+		return fmt.Errorf("no sweep engine loads on this node: %s", Choice{Auto: true, Refused: refused}.Reason())
+	}
+	ee := &EngineError{Engine: s.cfg.Engine, Err: refused[0].Err}
+	for _, e := range AutoOrder {
+		if e != s.cfg.Engine && s.try(e) == nil {
+			ee.Loads = append(ee.Loads, e)
+			s.unload()
+		}
+	}
+	return ee
+}
+
+// try loads engine e: a real load of its programs (and, for the
+// iterator, an attachment to a CT map), so that whatever the kernel, an
+// LSM or a container refuses is refused here and not at the first sweep.
+func (s *Sweeper) try(e Engine) error {
+	if s.cfg.Refuse != nil {
+		if err := s.cfg.Refuse(e); err != nil {
+			return err
+		}
+	}
+	switch e {
+	case Userspace:
+		return nil
+	case ForEach, Iterator:
+	default:
+		return fmt.Errorf("unknown engine %d", e)
+	}
+	if err := s.load(e); err != nil {
+		return err
+	}
+	if e == Iterator && len(s.targets) > 0 {
+		it, err := link.AttachIter(link.IterOptions{Program: s.iter[famIndex(s.targets[0].fam)], Map: s.targets[0].m.Map})
+		if err != nil {
+			s.unload()
+			return fmt.Errorf("attach the iterator: %w", err)
+		}
+		it.Close()
+	}
+	if s.cfg.Mode == Reclaim {
+		rb, err := ringbuf.NewReader(s.expired)
+		if err != nil {
+			s.unload()
+			return err
+		}
+		s.rb = rb
+	}
+	return nil
+}
+
+// unload releases what try loaded.
+func (s *Sweeper) unload() {
+	if s.rb != nil {
+		s.rb.Close()
+		s.rb = nil
+	}
+	if s.coll != nil {
+		s.coll.Close()
+		s.coll = nil
+	}
+	s.iter = [2]*ebpf.Program{}
+	for i := range s.targets {
+		s.targets[i].each = nil
+	}
 }
 
 // LayoutError is returned by New when a profile describes one of Cilium's
@@ -295,27 +384,19 @@ func checkLayout(spec *ebpf.CollectionSpec, p *profiles.Profile) error {
 	return nil
 }
 
-// load loads the programs of the engine in use for the maps opened, and
+// load loads the programs of a BPF engine for the maps opened, and
 // nothing else (older kernels reject programs they need not run).
-func (s *Sweeper) load() error {
+func (s *Sweeper) load(engine Engine) error {
 	cfg := s.cfg
 	spec := s.state.spec.Copy()
-	var node [4]uint32
-	for st, d := range cfg.Node {
-		node[st] = uint32(cfg.Clock.Units(d))
-	}
-	var buckets [7]uint32
-	for i, d := range IdleBuckets {
-		buckets[i] = uint32(cfg.Clock.Units(d))
-	}
-	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": node, "idle_bucket": buckets} {
+	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": s.node, "idle_bucket": s.buckets} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("configure the sweeper: %s: %w", name, err)
 		}
 	}
 	repl := map[string]*ebpf.Map{"egwct_policies": s.state.policies, "egwct_sweep": s.state.stats}
 	want := map[string]bool{}
-	if cfg.Engine == ForEach {
+	if engine == ForEach {
 		// bpf_for_each_map_elem needs Cilium's maps at load time, with
 		// their exact size and flags.
 		for _, t := range s.targets {
@@ -345,9 +426,6 @@ func (s *Sweeper) load() error {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
-		if old, release := kernelOlderThan(5, 12); old {
-			return fmt.Errorf("%w: the sweeper needs Linux 5.12 or later (map-element iterators, ring buffers, BPF atomics); this kernel is %s: %v", ErrKernelTooOld, release, err)
-		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load the sweeper: %+v", ve)
@@ -357,7 +435,7 @@ func (s *Sweeper) load() error {
 	s.coll = coll
 	s.expired, s.now = coll.Maps["egwct_expired"], coll.Variables["now"]
 	s.iter = [2]*ebpf.Program{coll.Programs["sweep4"], coll.Programs["sweep6"]}
-	if cfg.Engine == ForEach {
+	if engine == ForEach {
 		for i, t := range s.targets {
 			s.targets[i].each = coll.Programs["sweep_all_"+t.kind()]
 		}
@@ -366,19 +444,17 @@ func (s *Sweeper) load() error {
 }
 
 // Close releases the programs and the maps; egwct's pinned state stays.
+// A second Close does nothing.
 func (s *Sweeper) Close() {
-	if s.rb != nil {
-		s.rb.Close()
-	}
-	if s.coll != nil {
-		s.coll.Close()
-	}
+	s.unload()
 	for _, t := range s.targets {
 		t.m.Close()
 	}
-	for _, m := range s.nat {
+	s.targets = nil
+	for i, m := range s.nat {
 		if m != nil {
 			m.Close()
+			s.nat[i] = nil
 		}
 	}
 }
@@ -389,29 +465,17 @@ func (s *Sweeper) Sweep() (*Result, error) {
 	s.state.mu.Lock()
 	defer s.state.mu.Unlock()
 	start := time.Now()
-	if err := s.resetStats(); err != nil {
-		return nil, err
-	}
-	now, err := ctmap.Now(s.cfg.Clock)
+	now, err := s.clock()
 	if err != nil {
 		return nil, err
 	}
-	if err := s.now.Set(now); err != nil {
-		return nil, err
-	}
 	res := &Result{Counts: map[uint32]*[4]Counts{}}
-	if err := s.pass(res, true); err != nil {
+	if s.choice.Engine == Userspace {
+		if err := s.sweepUserspace(res, now); err != nil {
+			return nil, err
+		}
+	} else if err := s.sweepBPF(res, now); err != nil {
 		return nil, err
-	}
-	// Expired entries the ring buffer could not hold (a big backlog, e.g.
-	// the first apply on a busy node) are found again by another walk.
-	for i := 1; i < maxPasses && s.cfg.Mode == Reclaim && res.lost() > 0; i++ {
-		if err := s.resetStats(); err != nil {
-			return nil, err
-		}
-		if err := s.pass(res, false); err != nil {
-			return nil, err
-		}
 	}
 	if err := s.addTotals(res); err != nil {
 		return nil, err
@@ -421,6 +485,38 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// clock is the datapath's time now, in lifetime units.
+func (s *Sweeper) clock() (uint32, error) {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return ctmap.Now(s.cfg.Clock)
+}
+
+// sweepBPF runs a BPF engine's program over the CT maps.
+func (s *Sweeper) sweepBPF(res *Result, now uint32) error {
+	if err := s.resetStats(); err != nil {
+		return err
+	}
+	if err := s.now.Set(now); err != nil {
+		return err
+	}
+	if err := s.pass(res, true); err != nil {
+		return err
+	}
+	// Expired entries the ring buffer could not hold (a big backlog, e.g.
+	// the first apply on a busy node) are found again by another walk.
+	for i := 1; i < maxPasses && s.cfg.Mode == Reclaim && res.lost() > 0; i++ {
+		if err := s.resetStats(); err != nil {
+			return err
+		}
+		if err := s.pass(res, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxPasses bounds the walks of one sweep in reclaim mode.
@@ -812,30 +908,6 @@ func (s *State) Totals(slot uint32, st profiles.State) (Totals, error) {
 	var t Totals
 	err := s.totals.Lookup(slot*4+uint32(st), &t)
 	return t, err
-}
-
-// ErrKernelTooOld is returned when the kernel lacks what the sweeper needs.
-var ErrKernelTooOld = errors.New("kernel too old")
-
-// kernelOlderThan reports whether the running kernel is older than
-// major.minor, and its release string.
-func kernelOlderThan(major, minor int) (bool, string) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false, ""
-	}
-	release := unix.ByteSliceToString(u.Release[:])
-	return releaseOlderThan(release, major, minor), release
-}
-
-// releaseOlderThan compares a kernel release string ("5.10.0-28-amd64")
-// with major.minor; an unreadable release is not judged older.
-func releaseOlderThan(release string, major, minor int) bool {
-	var ma, mi int
-	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
-		return false
-	}
-	return ma < major || (ma == major && mi < minor)
 }
 
 func ebpfPossibleCPUs() int {

@@ -2,6 +2,7 @@ package mapsource
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/egwct/egwct/internal/tui"
@@ -46,7 +47,15 @@ func (s *Source) sweeper(snap *tui.Snapshot, state *sweep.State) string {
 	if a.Version != "" {
 		version = " " + tui.Clean(a.Version)
 	}
-	return fmt.Sprintf("egwct agent%s running (pid %d, mode %s, engine %s, a sweep every %s)", version, a.PID, a.Mode, tui.Clean(a.Engine), a.Interval)
+	engine := tui.Clean(a.Engine)
+	if e, ok, err := state.Engine(); err == nil && ok && e.PID == a.PID && e.Engine == a.Engine {
+		how, _, _ := strings.Cut(e.Reason, ":")
+		engine += " (" + tui.Clean(how) + ")"
+		if strings.Contains(e.Reason, " refused: ") {
+			snap.Node.Warnings = append(snap.Node.Warnings, "sweep engine "+tui.Clean(e.Engine)+": "+tui.Clean(e.Reason))
+		}
+	}
+	return fmt.Sprintf("egwct agent%s running (pid %d, mode %s, engine %s, a sweep every %s)", version, a.PID, a.Mode, engine, a.Interval)
 }
 
 // agentAlive says whether an agent whose last sweep took took still runs
