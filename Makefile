@@ -21,13 +21,17 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test)
+deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test; pre-commit for the hooks' test)
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install" >&2; exit 1; }
 	$(GO) mod download
 	@command -v tmux >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; \
 		else echo "tmux is missing: the end-to-end test of egwct top will be skipped" >&2; fi; }
+	@command -v pre-commit >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pre-commit; \
+		else echo "pre-commit is missing: the test of .pre-commit-hooks.yaml will be skipped" >&2; fi; }
 
 # The BPF toolchain (only to regenerate pkg/sweep's committed bpf2go output).
 BPF_PKGS := clang-14 llvm-14 libbpf-dev
