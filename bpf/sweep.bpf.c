@@ -11,9 +11,11 @@
  *   - mark mode: its lifetime is set to now - 1 (compare-and-swap against
  *     the lifetime read, so a concurrent refresh by the datapath wins), for
  *     Cilium's next GC pass to collect it. Nothing else changes.
- *   - reclaim mode: the key and the lifetime read are sent to userspace,
- *     which deletes the entry and its two SNAT entries unless the entry was
- *     refreshed meanwhile.
+ *   - reclaim mode: the program deletes the entry inside the walk, unless
+ *     its lifetime changed since it was read (the datapath refreshed it),
+ *     then its SNAT egress and reverse entries: the set Cilium's GC
+ *     deletes for an outbound entry. docs/sweeper.md says why deleting
+ *     during the walk is safe on these (LRU) hash maps.
  * Layouts: cilium-datapath.md §2 (key), §3 (ct_entry), §5 (states).
  *
  * The structs and enums userspace shares with this program reach Go as
@@ -88,6 +90,7 @@ _Static_assert(__builtin_offsetof(struct ct_entry, flags) == 36, "ct_entry.flags
  * bits of ct_entry.flags. */
 enum ct_const {
 	TUPLE_F_OUT = 0,
+	TUPLE_F_IN = 1,
 	IPPROTO_TCP = 6,
 	CT_RX_CLOSING = 1 << 0,
 	CT_TX_CLOSING = 1 << 1,
@@ -174,44 +177,32 @@ _Static_assert(POW2(NBUCKETS), "buckets are masked with NBUCKETS - 1");
 struct sweep_stats {
 	__u64 seen;
 	__u64 expired;
-	__u64 lost; /* expired but not reported: the ring buffer was full */
+	__u64 deleted_ct;  /* reclaim: CT entries deleted */
+	__u64 deleted_nat; /* reclaim: SNAT entries deleted with them */
+	__u64 refreshed;   /* reclaim: expired when judged, refreshed before deletion: kept */
 	__u64 idle[NBUCKETS];
 };
-_Static_assert(sizeof(struct sweep_stats) == 8 * (3 + NBUCKETS), "struct sweep_stats");
+_Static_assert(sizeof(struct sweep_stats) == 8 * (5 + NBUCKETS), "struct sweep_stats");
 
-/* An expired entry, for userspace to delete (reclaim mode): a header,
- * then the CT key (14 bytes for IPv4, 38 for IPv6) and padding to 8. */
-struct candidate_hdr {
-	__u32 lifetime;
-	__u16 policy;
-	__u8 state;
-	__u8 family;            /* 4 or 6 */
+/* The SNAT entries of Cilium (struct ipv4_nat_entry, ipv6_nat_entry): the
+ * translated address and port after created, needs_ct and two pads. */
+struct nat_entry4 {
+	__u64 pad0[4];
+	__u32 to_addr;
+	__u16 to_port;
+	__u16 pad1;
 };
+_Static_assert(sizeof(struct nat_entry4) == 40 && __builtin_offsetof(struct nat_entry4, to_addr) == 32,
+	       "struct ipv4_nat_entry is 40 bytes, to_saddr at 32");
 
-struct candidate4 {
-	struct candidate_hdr h;
-	struct ct_key4 key;
-	__u8 pad[2];
+struct nat_entry6 {
+	__u64 pad0[4];
+	__u32 to_addr[4];
+	__u16 to_port;
+	__u16 pad1[3];
 };
-
-struct candidate6 {
-	struct candidate_hdr h;
-	struct ct_key6 key;
-	__u8 pad[2];
-};
-_Static_assert(sizeof(struct candidate_hdr) == 8 && sizeof(struct candidate4) == 24 &&
-	       sizeof(struct candidate6) == 48, "candidates are the header, the key and padding to 8");
-
-/* A record of the ring buffer. */
-union candidate {
-	struct candidate_hdr h;
-	struct candidate4 v4;
-	struct candidate6 v6;
-};
-
-#define RINGBUF_SIZE (4 << 20)
-_Static_assert(POW2(RINGBUF_SIZE) && RINGBUF_SIZE >= 4096,
-	       "a ring buffer is a power-of-2 multiple of the page size");
+_Static_assert(sizeof(struct nat_entry6) == 56 && __builtin_offsetof(struct nat_entry6, to_port) == 48,
+	       "struct ipv6_nat_entry is 56 bytes, to_sport at 48");
 
 /* One slot holding the current policy set: swapping it is atomic. */
 struct {
@@ -234,12 +225,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sweep_stats);
 } egwct_sweep SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, RINGBUF_SIZE);
-	__type(value, union candidate); /* for BTF only: cilium/ebpf drops it */
-} egwct_expired SEC(".maps");
 
 /* The shared types no map or function signature names, so that their BTF
  * is in the object for bpf2go and the tests (clang emits the target of a
@@ -334,114 +319,10 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 	return 0;
 }
 
-/* account counts an entry of a policy slot (0: none) and handles it if it
- * has expired (see the comment at the top). */
-static __always_inline int account(struct policy_set *set, __u32 slot, __u32 state,
-				   const void *key, __u8 family, struct ct_entry *v)
-{
-	__u32 t = now;
-	__u32 lifetime = v->lifetime;
-	if (slot >= MAX_POLICIES)
-		slot = 0;
-	__u32 idx = slot * NSTATES + state;
-	struct sweep_stats *s = bpf_map_lookup_elem(&egwct_sweep, &idx);
-	if (!s)
-		return 0;
-
-	/* Every packet sets lifetime = now + node timeout: the last one was
-	 * at lifetime - node timeout. */
-	__s32 idle = (__s32)(t - (lifetime - node_timeout[state & (NSTATES - 1)]));
-	s->seen++;
-	__u32 b = 0;
-#pragma unroll
-	for (int i = 0; i < NBUCKETS - 1; i++)
-		if (idle >= (__s32)idle_bucket[i])
-			b = i + 1;
-	s->idle[b & (NBUCKETS - 1)]++;
-
-	if (!slot || !set)
-		return 0;
-	__u32 limit = set->timeout[slot][state & (NSTATES - 1)];
-	if (!limit || idle < (__s32)limit)
-		return 0;
-
-	if (mode == MODE_MARK && (__s32)(lifetime - t) < 0)
-		return 0; /* already expired: Cilium's GC collects it anyway */
-	s->expired++;
-	if (mode == MODE_MARK) {
-		/* Expire it for Cilium's GC (lifetime < now), unless the
-		 * datapath refreshed it since we read it. */
-		__sync_val_compare_and_swap(&v->lifetime, lifetime, t - 1);
-		return 0;
-	}
-	/* The size of a reservation must be a constant: one per family. */
-	struct candidate_hdr *c;
-	if (family == 4)
-		c = bpf_ringbuf_reserve(&egwct_expired, sizeof(struct candidate4), 0);
-	else
-		c = bpf_ringbuf_reserve(&egwct_expired, sizeof(struct candidate6), 0);
-	if (!c) {
-		s->lost++;
-		return 0;
-	}
-	c->lifetime = lifetime;
-	c->policy = slot;
-	c->state = state;
-	c->family = family;
-	if (family == 4) {
-		struct candidate4 *c4 = (void *)c;
-		__builtin_memcpy(&c4->key, key, sizeof(c4->key));
-		c4->pad[0] = c4->pad[1] = 0;
-	} else {
-		struct candidate6 *c6 = (void *)c;
-		__builtin_memcpy(&c6->key, key, sizeof(c6->key));
-		c6->pad[0] = c6->pad[1] = 0;
-	}
-	bpf_ringbuf_submit(c, 0);
-	return 0;
-}
-
-static __always_inline int judge4(struct ct_key4 *k, struct ct_entry *v)
-{
-	struct policy_set *set = current_set();
-	__u32 slot = 0;
-	if (set && k->flags == TUPLE_F_OUT)
-		slot = policy4(set, k->pod, k->dest);
-	return account(set, slot, classify(k->nexthdr, v->flags), k, 4, v);
-}
-
-static __always_inline int judge6(struct ct_key6 *k, struct ct_entry *v)
-{
-	struct policy_set *set = current_set();
-	__u32 slot = 0;
-	if (set && k->flags == TUPLE_F_OUT)
-		slot = policy6(set, k->pod, k->dest);
-	return account(set, slot, classify(k->nexthdr, v->flags), k, 6, v);
-}
-
-SEC("iter/bpf_map_elem")
-int sweep4(struct bpf_iter__bpf_map_elem *ctx)
-{
-	struct ct_key4 *k = ctx->key;
-	struct ct_entry *v = ctx->value;
-	if (!k || !v)
-		return 0;
-	return judge4(k, v);
-}
-
-SEC("iter/bpf_map_elem")
-int sweep6(struct bpf_iter__bpf_map_elem *ctx)
-{
-	struct ct_key6 *k = ctx->key;
-	struct ct_entry *v = ctx->value;
-	if (!k || !v)
-		return 0;
-	return judge6(k, v);
-}
-
-/* The same judgement over a whole map in one call, for BPF_PROG_RUN:
- * cheaper per entry than the iterator, but it holds the CPU for the whole
- * map. The CT maps are bound at load time. */
+/* Cilium's CT and SNAT maps, bound at load time (userspace replaces these
+ * one-entry placeholders with the pinned maps, their exact size and
+ * flags): a program can delete only from a map it was loaded with. A node
+ * without a SNAT map keeps its empty placeholder: lookups miss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1);
@@ -456,47 +337,180 @@ struct {
 	__uint(value_size, sizeof(struct ct_entry));
 } ct_tcp6 SEC(".maps"), ct_any6 SEC(".maps");
 
-static long visit4(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, void *ctx)
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct ct_key4));
+	__uint(value_size, sizeof(struct nat_entry4));
+} snat4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct ct_key6));
+	__uint(value_size, sizeof(struct nat_entry6));
+} snat6 SEC(".maps");
+
+/* account counts an entry of a policy slot (0: none) and returns the
+ * statistics to charge when it has expired and must be handled (NULL
+ * otherwise); *read is the lifetime it judged. */
+static __always_inline struct sweep_stats *account(struct policy_set *set, __u32 slot, __u32 state,
+						   struct ct_entry *v, __u32 *read)
 {
-	judge4(k, v);
-	return 0;
+	__u32 t = now;
+	__u32 lifetime = v->lifetime;
+	if (slot >= MAX_POLICIES)
+		slot = 0;
+	__u32 idx = slot * NSTATES + state;
+	struct sweep_stats *s = bpf_map_lookup_elem(&egwct_sweep, &idx);
+	if (!s)
+		return NULL;
+
+	/* Every packet sets lifetime = now + node timeout: the last one was
+	 * at lifetime - node timeout. */
+	__s32 idle = (__s32)(t - (lifetime - node_timeout[state & (NSTATES - 1)]));
+	s->seen++;
+	__u32 b = 0;
+#pragma unroll
+	for (int i = 0; i < NBUCKETS - 1; i++)
+		if (idle >= (__s32)idle_bucket[i])
+			b = i + 1;
+	s->idle[b & (NBUCKETS - 1)]++;
+
+	if (!slot || !set)
+		return NULL;
+	__u32 limit = set->timeout[slot][state & (NSTATES - 1)];
+	if (!limit || idle < (__s32)limit)
+		return NULL;
+
+	if (mode == MODE_MARK && (__s32)(lifetime - t) < 0)
+		return NULL; /* already expired: Cilium's GC collects it anyway */
+	s->expired++;
+	if (mode == MODE_MARK) {
+		/* Expire it for Cilium's GC (lifetime < now), unless the
+		 * datapath refreshed it since we read it. */
+		__sync_val_compare_and_swap(&v->lifetime, lifetime, t - 1);
+		return NULL;
+	}
+	*read = lifetime;
+	return s;
 }
 
-static long visit6(struct bpf_map *map, struct ct_key6 *k, struct ct_entry *v, void *ctx)
+/* reclaim4 deletes an expired IPv4 entry of map ct, unless the datapath
+ * refreshed it since it was judged, then its SNAT egress entry (the CT key
+ * with the addresses swapped) and reverse entry (built from the egress
+ * entry's translated address and port). The key is copied first: once
+ * deleted, an LRU element may be reused at once by another CPU. */
+static __always_inline void reclaim4(void *ct, const struct ct_key4 *k, struct ct_entry *v,
+				     __u32 lifetime, struct sweep_stats *s)
 {
-	judge6(k, v);
-	return 0;
+	struct ct_key4 key = *k;
+	if (v->lifetime != lifetime || bpf_map_delete_elem(ct, &key)) {
+		s->refreshed++;
+		return;
+	}
+	s->deleted_ct++;
+	struct ct_key4 egress = key;
+	egress.pod = key.dest;
+	egress.dest = key.pod;
+	struct nat_entry4 *e = bpf_map_lookup_elem(&snat4, &egress);
+	if (!e)
+		return;
+	struct ct_key4 rev = {
+		.pod = e->to_addr, .dest = key.dest, .dport = e->to_port, .sport = key.dport,
+		.nexthdr = key.nexthdr, .flags = TUPLE_F_IN,
+	};
+	if (!bpf_map_delete_elem(&snat4, &rev))
+		s->deleted_nat++;
+	if (!bpf_map_delete_elem(&snat4, &egress))
+		s->deleted_nat++;
 }
 
-/* One program per map: a call site of bpf_for_each_map_elem must always
- * see the same map (older verifiers reject a merged call). */
-SEC("raw_tp")
-int sweep_all_tcp4(void *ctx)
+/* reclaim6 is reclaim4 for IPv6. */
+static __always_inline void reclaim6(void *ct, const struct ct_key6 *k, struct ct_entry *v,
+				     __u32 lifetime, struct sweep_stats *s)
 {
-	bpf_for_each_map_elem(&ct_tcp4, visit4, NULL, 0);
-	return 0;
+	struct ct_key6 key = *k;
+	if (v->lifetime != lifetime || bpf_map_delete_elem(ct, &key)) {
+		s->refreshed++;
+		return;
+	}
+	s->deleted_ct++;
+	struct ct_key6 egress = key;
+	__builtin_memcpy(egress.pod, key.dest, sizeof(egress.pod));
+	__builtin_memcpy(egress.dest, key.pod, sizeof(egress.dest));
+	struct nat_entry6 *e = bpf_map_lookup_elem(&snat6, &egress);
+	if (!e)
+		return;
+	struct ct_key6 rev = {};
+	__builtin_memcpy(rev.pod, e->to_addr, sizeof(rev.pod));
+	__builtin_memcpy(rev.dest, key.dest, sizeof(rev.dest));
+	rev.dport = e->to_port;
+	rev.sport = key.dport;
+	rev.nexthdr = key.nexthdr;
+	rev.flags = TUPLE_F_IN;
+	if (!bpf_map_delete_elem(&snat6, &rev))
+		s->deleted_nat++;
+	if (!bpf_map_delete_elem(&snat6, &egress))
+		s->deleted_nat++;
 }
 
-SEC("raw_tp")
-int sweep_all_any4(void *ctx)
+/* judge4 judges one entry of the IPv4 CT map ct and handles it. */
+static __always_inline void judge4(void *ct, struct ct_key4 *k, struct ct_entry *v)
 {
-	bpf_for_each_map_elem(&ct_any4, visit4, NULL, 0);
-	return 0;
+	struct policy_set *set = current_set();
+	__u32 slot = 0, lifetime = 0;
+	if (set && k->flags == TUPLE_F_OUT)
+		slot = policy4(set, k->pod, k->dest);
+	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime);
+	if (s)
+		reclaim4(ct, k, v, lifetime, s);
 }
 
-SEC("raw_tp")
-int sweep_all_tcp6(void *ctx)
+static __always_inline void judge6(void *ct, struct ct_key6 *k, struct ct_entry *v)
 {
-	bpf_for_each_map_elem(&ct_tcp6, visit6, NULL, 0);
-	return 0;
+	struct policy_set *set = current_set();
+	__u32 slot = 0, lifetime = 0;
+	if (set && k->flags == TUPLE_F_OUT)
+		slot = policy6(set, k->pod, k->dest);
+	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime);
+	if (s)
+		reclaim6(ct, k, v, lifetime, s);
 }
 
-SEC("raw_tp")
-int sweep_all_any6(void *ctx)
-{
-	bpf_for_each_map_elem(&ct_any6, visit6, NULL, 0);
-	return 0;
-}
+/* One iterator program and one bpf_for_each_map_elem program per CT map:
+ * a program deletes only from the map it was loaded with, and a call site
+ * of bpf_for_each_map_elem must always see the same map (older verifiers
+ * reject a merged call). The iterator engine attaches iter_<map> to the
+ * map; the foreach engine runs sweep_all_<map> with BPF_PROG_RUN: cheaper
+ * per entry than the iterator, but it holds the CPU for the whole map. */
+#define ENGINES(name, fam)                                                        \
+	SEC("iter/bpf_map_elem")                                                  \
+	int iter_##name(struct bpf_iter__bpf_map_elem *ctx)                       \
+	{                                                                         \
+		struct ct_key##fam *k = ctx->key;                                 \
+		struct ct_entry *v = ctx->value;                                  \
+		if (k && v)                                                       \
+			judge##fam(&ct_##name, k, v);                             \
+		return 0;                                                         \
+	}                                                                         \
+	static long visit_##name(struct bpf_map *map, struct ct_key##fam *k,      \
+				 struct ct_entry *v, void *ctx)                   \
+	{                                                                         \
+		judge##fam(&ct_##name, k, v);                                     \
+		return 0;                                                         \
+	}                                                                         \
+	SEC("raw_tp")                                                             \
+	int sweep_all_##name(void *ctx)                                           \
+	{                                                                         \
+		bpf_for_each_map_elem(&ct_##name, visit_##name, NULL, 0);         \
+		return 0;                                                         \
+	}
+
+ENGINES(tcp4, 4)
+ENGINES(any4, 4)
+ENGINES(tcp6, 6)
+ENGINES(any6, 6)
 
 /* The cost of the walk alone: bpf_for_each_map_elem over the TCP map with
  * a callback that does nothing. The benchmark reports it beside the

@@ -83,7 +83,6 @@ func TestGeneratedTypes(t *testing.T) {
 		{"rule4", sweeperRule4{}},
 		{"rule6", sweeperRule6{}},
 		{"sweep_stats", sweeperSweepStats{}},
-		{"candidate_hdr", sweeperCandidateHdr{}},
 	} {
 		t.Run(tc.c, func(t *testing.T) {
 			s := btfStruct(t, spec, tc.c)
@@ -164,36 +163,6 @@ func TestConstants(t *testing.T) {
 		got, ok := btfEnum(t, spec, c.enum)[c.name]
 		if !ok || got != c.value {
 			t.Errorf("%s %s: the program's %d (defined: %v), Go's %d", c.enum, c.name, got, ok, c.value)
-		}
-	}
-}
-
-// TestCandidateRecords: a ring-buffer record is the header, then the CT
-// key where reclaimOne reads it, padded to 8 bytes.
-func TestCandidateRecords(t *testing.T) {
-	spec := programSpec(t)
-	hdr := btfStruct(t, spec, "candidate_hdr")
-	for _, f := range []struct {
-		name string
-		off  int
-	}{{"lifetime", candLifetime}, {"policy", candPolicy}, {"state", candState}, {"family", candFamily}} {
-		if off, _ := member(t, hdr, f.name); off != f.off {
-			t.Errorf("candidate_hdr.%s at %d, Go reads %d", f.name, off, f.off)
-		}
-	}
-	for _, tc := range []struct {
-		name    string
-		keySize int
-	}{{"candidate4", ctmap.TupleSize4}, {"candidate6", ctmap.TupleSize6}} {
-		s := btfStruct(t, spec, tc.name)
-		if off, _ := member(t, s, "h"); off != 0 {
-			t.Errorf("%s.h at %d", tc.name, off)
-		}
-		if off, size := member(t, s, "key"); off != candKey || size != tc.keySize {
-			t.Errorf("%s.key at %d (%d bytes), Go reads %d bytes at %d", tc.name, off, size, tc.keySize, candKey)
-		}
-		if s.Size%8 != 0 || int(s.Size) < candKey+tc.keySize {
-			t.Errorf("%s is %d bytes", tc.name, s.Size)
 		}
 	}
 }

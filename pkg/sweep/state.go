@@ -21,7 +21,7 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v3"
+const SchemaVersion = "v4"
 
 const nameSize = 256
 

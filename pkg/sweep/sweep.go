@@ -1,20 +1,16 @@
 package sweep
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/egwct/egwct/pkg/ctmap"
@@ -84,12 +80,9 @@ type Sweeper struct {
 	cfg     Config
 	state   *State
 	coll    *ebpf.Collection
-	iter    [2]*ebpf.Program // iterator engine, by family: IPv4, IPv6
 	targets []target
-	expired *ebpf.Map
 	now     *ebpf.Variable
-	nat     [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort
-	rb      *ringbuf.Reader
+	nat     [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
 	choice  Choice
 	// node and buckets are the node's timeouts and the histogram's
 	// bounds in clock units (the program's constants).
@@ -105,6 +98,7 @@ type target struct {
 	m    *ctmap.Map
 	fam  int           // 4 or 6
 	each *ebpf.Program // foreach engine: the program bound to m
+	iter *ebpf.Program // iterator engine: the program bound to m
 }
 
 // Families are the address families egwct sweeps on a profile's nodes:
@@ -248,37 +242,24 @@ func (s *Sweeper) try(e Engine) error {
 		return err
 	}
 	if e == Iterator && len(s.targets) > 0 {
-		it, err := link.AttachIter(link.IterOptions{Program: s.iter[famIndex(s.targets[0].fam)], Map: s.targets[0].m.Map})
+		it, err := link.AttachIter(link.IterOptions{Program: s.targets[0].iter, Map: s.targets[0].m.Map})
 		if err != nil {
 			s.unload()
 			return fmt.Errorf("attach the iterator: %w", err)
 		}
 		it.Close()
 	}
-	if s.cfg.Mode == Reclaim {
-		rb, err := ringbuf.NewReader(s.expired)
-		if err != nil {
-			s.unload()
-			return err
-		}
-		s.rb = rb
-	}
 	return nil
 }
 
 // unload releases what try loaded.
 func (s *Sweeper) unload() {
-	if s.rb != nil {
-		s.rb.Close()
-		s.rb = nil
-	}
 	if s.coll != nil {
 		s.coll.Close()
 		s.coll = nil
 	}
-	s.iter = [2]*ebpf.Program{}
 	for i := range s.targets {
-		s.targets[i].each = nil
+		s.targets[i].each, s.targets[i].iter = nil, nil
 	}
 }
 
@@ -396,22 +377,33 @@ func (s *Sweeper) load(engine Engine) error {
 	}
 	repl := map[string]*ebpf.Map{"egwct_policies": s.state.policies, "egwct_sweep": s.state.stats}
 	want := map[string]bool{}
-	if engine == ForEach {
-		// bpf_for_each_map_elem needs Cilium's maps at load time, with
-		// their exact size and flags.
-		for _, t := range s.targets {
-			name := "ct_" + t.kind()
-			info, err := t.m.Info()
-			if err != nil {
+	// A program deletes only from maps it was loaded with: Cilium's CT
+	// maps (and bpf_for_each_map_elem's map) and SNAT maps are bound at
+	// load time, with their exact size and flags.
+	bind := func(name string, m *ctmap.Map) error {
+		info, err := m.Info()
+		if err != nil {
+			return err
+		}
+		spec.Maps[name].MaxEntries, spec.Maps[name].Flags = info.MaxEntries, info.Flags
+		repl[name] = m.Map
+		return nil
+	}
+	for _, t := range s.targets {
+		if err := bind("ct_"+t.kind(), t.m); err != nil {
+			return err
+		}
+		if engine == ForEach {
+			want["sweep_all_"+t.kind()] = true
+		} else {
+			want["iter_"+t.kind()] = true
+		}
+	}
+	for i, m := range s.nat {
+		if m != nil {
+			if err := bind(fmt.Sprintf("snat%d", []int{4, 6}[i]), m); err != nil {
 				return err
 			}
-			spec.Maps[name].MaxEntries, spec.Maps[name].Flags = info.MaxEntries, info.Flags
-			repl[name] = t.m.Map
-			want["sweep_all_"+t.kind()] = true
-		}
-	} else {
-		for _, t := range s.targets {
-			want[fmt.Sprintf("sweep%d", t.fam)] = true
 		}
 	}
 	for name := range spec.Programs {
@@ -433,12 +425,9 @@ func (s *Sweeper) load(engine Engine) error {
 		return fmt.Errorf("load the sweeper: %w", err)
 	}
 	s.coll = coll
-	s.expired, s.now = coll.Maps["egwct_expired"], coll.Variables["now"]
-	s.iter = [2]*ebpf.Program{coll.Programs["sweep4"], coll.Programs["sweep6"]}
-	if engine == ForEach {
-		for i, t := range s.targets {
-			s.targets[i].each = coll.Programs["sweep_all_"+t.kind()]
-		}
+	s.now = coll.Variables["now"]
+	for i, t := range s.targets {
+		s.targets[i].each, s.targets[i].iter = coll.Programs["sweep_all_"+t.kind()], coll.Programs["iter_"+t.kind()]
 	}
 	return nil
 }
@@ -495,7 +484,9 @@ func (s *Sweeper) clock() (uint32, error) {
 	return ctmap.Now(s.cfg.Clock)
 }
 
-// sweepBPF runs a BPF engine's program over the CT maps.
+// sweepBPF runs a BPF engine's program over the CT maps: it judges every
+// entry and, in reclaim mode, deletes the expired ones and their SNAT
+// entries inside the walk.
 func (s *Sweeper) sweepBPF(res *Result, now uint32) error {
 	if err := s.resetStats(); err != nil {
 		return err
@@ -503,104 +494,10 @@ func (s *Sweeper) sweepBPF(res *Result, now uint32) error {
 	if err := s.now.Set(now); err != nil {
 		return err
 	}
-	if err := s.pass(res, true); err != nil {
+	if err := s.walk(); err != nil {
 		return err
 	}
-	// Expired entries the ring buffer could not hold (a big backlog, e.g.
-	// the first apply on a busy node) are found again by another walk.
-	for i := 1; i < maxPasses && s.cfg.Mode == Reclaim && res.lost() > 0; i++ {
-		if err := s.resetStats(); err != nil {
-			return err
-		}
-		if err := s.pass(res, false); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// maxPasses bounds the walks of one sweep in reclaim mode.
-const maxPasses = 8
-
-// lost is the number of expired entries not reported to userspace.
-func (r *Result) lost() uint64 {
-	n := uint64(0)
-	for _, cs := range r.Counts {
-		for _, c := range cs {
-			n += c.Lost
-		}
-	}
-	return n
-}
-
-// pass walks the CT maps once; in reclaim mode expired entries are
-// deleted while the walk goes on. The first pass of a sweep counts
-// everything; a later one adds what it deleted and replaces Lost.
-func (s *Sweeper) pass(res *Result, first bool) error {
-	var drained map[uint32]*[4]Counts
-	var drainErr error
-	var wg sync.WaitGroup
-	if s.cfg.Mode == Reclaim {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			drained, drainErr = s.drain()
-		}()
-	}
-	walkErr := s.walk()
-	if s.cfg.Mode == Reclaim {
-		// The reader returns what the walk left in the ring, then stops.
-		if err := s.rb.Flush(); err != nil {
-			// Never seen: an eventfd that cannot be written. Closing the
-			// reader is the only other way to stop it; this sweeper is
-			// done then.
-			s.rb.Close()
-			if walkErr == nil {
-				walkErr = fmt.Errorf("flush the ring buffer: %w", err)
-			}
-		}
-	}
-	wg.Wait()
-	if walkErr != nil {
-		return walkErr
-	}
-	if drainErr != nil {
-		return drainErr
-	}
-	got := res
-	if !first {
-		got = &Result{Counts: map[uint32]*[4]Counts{}}
-	}
-	if err := s.collect(got); err != nil {
-		return err
-	}
-	if !first {
-		for _, cs := range res.Counts {
-			for st := range cs {
-				cs[st].Lost = 0
-			}
-		}
-		for slot, cs := range got.Counts {
-			if res.Counts[slot] == nil {
-				res.Counts[slot] = new([4]Counts)
-			}
-			for st, c := range cs {
-				res.Counts[slot][st].Lost = c.Lost
-			}
-		}
-	}
-	for slot, cs := range drained {
-		if res.Counts[slot] == nil {
-			res.Counts[slot] = new([4]Counts)
-		}
-		for st, c := range cs {
-			r := &res.Counts[slot][st]
-			r.DeletedCT += c.DeletedCT
-			r.DeletedNAT += c.DeletedNAT
-			r.Refreshed += c.Refreshed
-		}
-	}
-	return nil
+	return s.collect(res)
 }
 
 // walk runs the program over every CT map.
@@ -622,7 +519,7 @@ func (s *Sweeper) walk() error {
 // iterate runs the iterator over one map to its end. A read processes at
 // most about a million elements and may then report EAGAIN: read again.
 func (s *Sweeper) iterate(t target) error {
-	it, err := link.AttachIter(link.IterOptions{Program: s.iter[famIndex(t.fam)], Map: t.m.Map})
+	it, err := link.AttachIter(link.IterOptions{Program: t.iter, Map: t.m.Map})
 	if err != nil {
 		return fmt.Errorf("attach the iterator: %w", err)
 	}
@@ -719,7 +616,9 @@ func (s *Sweeper) collect(res *Result) error {
 		for _, p := range vals[j*ncpu : (j+1)*ncpu] {
 			c.Seen += p.Seen
 			c.Expired += p.Expired
-			c.Lost += p.Lost
+			c.DeletedCT += p.DeletedCt
+			c.DeletedNAT += p.DeletedNat
+			c.Refreshed += p.Refreshed
 			for b := range c.Idle {
 				c.Idle[b] += p.Idle[b]
 			}
@@ -737,91 +636,9 @@ func (s *Sweeper) collect(res *Result) error {
 	return nil
 }
 
-// A ring-buffer record is a struct candidate_hdr, then the CT key: where
-// its fields are, from the generated type.
-const (
-	candLifetime = int(unsafe.Offsetof(sweeperCandidateHdr{}.Lifetime))
-	candPolicy   = int(unsafe.Offsetof(sweeperCandidateHdr{}.Policy))
-	candState    = int(unsafe.Offsetof(sweeperCandidateHdr{}.State))
-	candFamily   = int(unsafe.Offsetof(sweeperCandidateHdr{}.Family))
-	candKey      = int(unsafe.Sizeof(sweeperCandidateHdr{}))
-)
-
-// drain deletes what the program reports expired while the walk runs, so
-// that the ring buffer never fills on a big node, until stop is closed;
-// then it empties the ring buffer and returns its counts.
-func (s *Sweeper) drain() (map[uint32]*[4]Counts, error) {
-	counts := map[uint32]*[4]Counts{}
-	var rec ringbuf.Record
-	// No deadline: the kernel wakes the reader when records come, and the
-	// end of the walk flushes it (pass), so that a sweep never waits for
-	// a timer once its walk is done.
-	s.rb.SetDeadline(time.Time{})
-	for {
-		err := s.rb.ReadInto(&rec)
-		if errors.Is(err, ringbuf.ErrFlushed) {
-			return counts, nil
-		}
-		if err != nil {
-			return counts, err
-		}
-		if err := s.reclaimOne(rec.RawSample, counts); err != nil {
-			return counts, err
-		}
-	}
-}
-
-// reclaimOne deletes one expired entry the program reported: the CT
-// entry, unless its lifetime changed since it was judged (the datapath
-// refreshed it), and then its SNAT egress and reverse entries, exactly the
-// set Cilium's GC deletes for an outbound entry.
-func (s *Sweeper) reclaimOne(raw []byte, counts map[uint32]*[4]Counts) error {
-	if len(raw) < candKey {
-		return nil
-	}
-	lifetime := binary.LittleEndian.Uint32(raw[candLifetime:])
-	slot := uint32(binary.LittleEndian.Uint16(raw[candPolicy:]))
-	state, fam := raw[candState], int(raw[candFamily])
-	size := ctmap.TupleSize4
-	if fam == 6 {
-		size = ctmap.TupleSize6
-	}
-	if state >= uint8(sweeperCtStateNSTATES) || slot >= MaxPolicies || (fam != 4 && fam != 6) || len(raw) < candKey+size {
-		return nil
-	}
-	key := raw[candKey : candKey+size]
-	if counts[slot] == nil {
-		counts[slot] = new([4]Counts)
-	}
-	c := &counts[slot][state]
-	m := s.ctMap(fam, key[size-2] == ctmap.ProtoTCP)
-	if m == nil {
-		return nil
-	}
-	deleted, err := s.deleteCT(m, key, lifetime)
-	if err != nil {
-		return err
-	}
-	if !deleted {
-		c.Refreshed++
-		return nil
-	}
-	c.DeletedCT++
-	n, err := s.deleteNAT(s.nat[famIndex(fam)], key)
-	c.DeletedNAT += n
-	return err
-}
-
-// ctMap is the CT map of a family holding TCP or other flows.
-func (s *Sweeper) ctMap(fam int, tcp bool) *ctmap.Map {
-	for _, t := range s.targets {
-		if t.fam == fam && (t.m.Spec.Role == profiles.RoleCTTCP) == tcp {
-			return t.m
-		}
-	}
-	return nil
-}
-
+// deleteCT deletes a CT entry judged expired (the userspace engine),
+// unless its lifetime changed since it was judged (the datapath refreshed
+// it); deleteNAT then deletes its SNAT egress and reverse entries.
 func (s *Sweeper) deleteCT(m *ctmap.Map, key []byte, lifetime uint32) (bool, error) {
 	var v ctmap.CTEntry
 	if err := m.Lookup(key, v[:]); err != nil {

@@ -370,60 +370,37 @@ func reverseOf(k string, egressGone map[string]bool, nat map[string][]byte) bool
 }
 
 // TestRefreshedBeforeDeletion: an entry judged expired that the datapath
-// refreshes before it is deleted is kept, with its SNAT entries.
+// refreshes before it is deleted is kept, with its SNAT entries. The BPF
+// engines re-check the lifetime inside the walk, where a test cannot
+// step in; the userspace engine is stopped between judgement and
+// deletion.
 func TestRefreshedBeforeDeletion(t *testing.T) {
-	for _, engine := range engines {
-		t.Run(engine.String(), func(t *testing.T) {
-			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
-			n := newNode(t, "main", clock)
-			p := Policy{Name: "a/b", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
-			p.Timeouts[profiles.StateEstablished] = 60
-			k := n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
-			s, _ := n.sweeperWith(t, Reclaim, engine, []Policy{p})
-			// The datapath sees a packet: lifetime = now + timeout.
-			refresh := func() {
-				var v ctmap.CTEntry
-				n.ct.Lookup(k.Bytes(), v[:])
-				v.SetLifetime(n.now + n.units[profiles.StateEstablished])
-				n.ct.Put(k.Bytes(), v[:])
-			}
-			var c Counts
-			if engine == Userspace {
-				s.judged = func([]byte) { refresh() }
-				res, err := s.Sweep()
-				if err != nil {
-					t.Fatal(err)
-				}
-				c = res.Counts[1][profiles.StateEstablished]
-			} else {
-				s.now.Set(n.now)
-				if err := s.resetStats(); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.walk(); err != nil {
-					t.Fatal(err)
-				}
-				refresh()
-				if err := s.rb.Flush(); err != nil {
-					t.Fatal(err)
-				}
-				counts, err := s.drain()
-				if err != nil {
-					t.Fatal(err)
-				}
-				c = counts[1][profiles.StateEstablished]
-			}
-			if c.Refreshed != 1 || c.DeletedCT != 0 {
-				t.Fatalf("counts %+v", c)
-			}
-			var v ctmap.CTEntry
-			if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
-				t.Fatalf("refreshed entry deleted: %v", err)
-			}
-			if len(dump(t, n.nat)) != 2 {
-				t.Error("its SNAT entries were touched")
-			}
-		})
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	n := newNode(t, "main", clock)
+	p := Policy{Name: "a/b", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	p.Timeouts[profiles.StateEstablished] = 60
+	k := n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+	s, _ := n.sweeperWith(t, Reclaim, Userspace, []Policy{p})
+	// The datapath sees a packet: lifetime = now + timeout.
+	s.judged = func([]byte) {
+		var v ctmap.CTEntry
+		n.ct.Lookup(k.Bytes(), v[:])
+		v.SetLifetime(n.now + n.units[profiles.StateEstablished])
+		n.ct.Put(k.Bytes(), v[:])
+	}
+	res, err := s.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Counts[1][profiles.StateEstablished]; c.Refreshed != 1 || c.DeletedCT != 0 || c.Expired != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+	var v ctmap.CTEntry
+	if err := n.ct.Lookup(k.Bytes(), v[:]); err != nil {
+		t.Fatalf("refreshed entry deleted: %v", err)
+	}
+	if len(dump(t, n.nat)) != 2 {
+		t.Error("its SNAT entries were touched")
 	}
 }
 
@@ -702,7 +679,7 @@ func testConcurrentWriter(t *testing.T, engine Engine) {
 // TestBacklog: more expired entries than the ring buffer holds at once
 // (the first apply on a busy node) are all deleted by one sweep.
 func TestBacklog(t *testing.T) {
-	const n = 200_000 // the 4 MiB ring buffer holds 131,072 IPv4 candidates
+	const n = 200_000
 	for _, engine := range engines {
 		t.Run(engine.String(), func(t *testing.T) {
 			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}

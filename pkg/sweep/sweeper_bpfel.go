@@ -13,24 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type sweeperCandidate struct {
-	_ structs.HostLayout
-	H sweeperCandidateHdr
-	_ [40]byte
-}
-
-type sweeperCandidateHdr struct {
-	_        structs.HostLayout
-	Lifetime uint32
-	Policy   uint16
-	State    uint8
-	Family   uint8
-}
-
 type sweeperCtConst uint32
 
 const (
 	sweeperCtConstTUPLE_F_OUT     sweeperCtConst = 0
+	sweeperCtConstTUPLE_F_IN      sweeperCtConst = 1
 	sweeperCtConstIPPROTO_TCP     sweeperCtConst = 6
 	sweeperCtConstCT_RX_CLOSING   sweeperCtConst = 1
 	sweeperCtConstCT_TX_CLOSING   sweeperCtConst = 2
@@ -153,11 +140,13 @@ const (
 )
 
 type sweeperSweepStats struct {
-	_       structs.HostLayout
-	Seen    uint64
-	Expired uint64
-	Lost    uint64
-	Idle    [8]uint64
+	_          structs.HostLayout
+	Seen       uint64
+	Expired    uint64
+	DeletedCt  uint64
+	DeletedNat uint64
+	Refreshed  uint64
+	Idle       [8]uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -168,11 +157,14 @@ const (
 	sweeperMapCtAny6        = "ct_any6"
 	sweeperMapCtTcp4        = "ct_tcp4"
 	sweeperMapCtTcp6        = "ct_tcp6"
-	sweeperMapEgwctExpired  = "egwct_expired"
 	sweeperMapEgwctPolicies = "egwct_policies"
 	sweeperMapEgwctSweep    = "egwct_sweep"
-	sweeperProgSweep4       = "sweep4"
-	sweeperProgSweep6       = "sweep6"
+	sweeperMapSnat4         = "snat4"
+	sweeperMapSnat6         = "snat6"
+	sweeperProgIterAny4     = "iter_any4"
+	sweeperProgIterAny6     = "iter_any6"
+	sweeperProgIterTcp4     = "iter_tcp4"
+	sweeperProgIterTcp6     = "iter_tcp6"
 	sweeperProgSweepAllAny4 = "sweep_all_any4"
 	sweeperProgSweepAllAny6 = "sweep_all_any6"
 	sweeperProgSweepAllTcp4 = "sweep_all_tcp4"
@@ -227,8 +219,10 @@ type sweeperSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperProgramSpecs struct {
-	Sweep4       *ebpf.ProgramSpec `ebpf:"sweep4"`
-	Sweep6       *ebpf.ProgramSpec `ebpf:"sweep6"`
+	IterAny4     *ebpf.ProgramSpec `ebpf:"iter_any4"`
+	IterAny6     *ebpf.ProgramSpec `ebpf:"iter_any6"`
+	IterTcp4     *ebpf.ProgramSpec `ebpf:"iter_tcp4"`
+	IterTcp6     *ebpf.ProgramSpec `ebpf:"iter_tcp6"`
 	SweepAllAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
 	SweepAllAny6 *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
 	SweepAllTcp4 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp4"`
@@ -244,9 +238,10 @@ type sweeperMapSpecs struct {
 	CtAny6        *ebpf.MapSpec `ebpf:"ct_any6"`
 	CtTcp4        *ebpf.MapSpec `ebpf:"ct_tcp4"`
 	CtTcp6        *ebpf.MapSpec `ebpf:"ct_tcp6"`
-	EgwctExpired  *ebpf.MapSpec `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.MapSpec `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.MapSpec `ebpf:"egwct_sweep"`
+	Snat4         *ebpf.MapSpec `ebpf:"snat4"`
+	Snat6         *ebpf.MapSpec `ebpf:"snat6"`
 }
 
 // sweeperVariableSpecs contains global variables before they are loaded into the kernel.
@@ -284,9 +279,10 @@ type sweeperMaps struct {
 	CtAny6        *ebpf.Map `ebpf:"ct_any6"`
 	CtTcp4        *ebpf.Map `ebpf:"ct_tcp4"`
 	CtTcp6        *ebpf.Map `ebpf:"ct_tcp6"`
-	EgwctExpired  *ebpf.Map `ebpf:"egwct_expired"`
 	EgwctPolicies *ebpf.Map `ebpf:"egwct_policies"`
 	EgwctSweep    *ebpf.Map `ebpf:"egwct_sweep"`
+	Snat4         *ebpf.Map `ebpf:"snat4"`
+	Snat6         *ebpf.Map `ebpf:"snat6"`
 }
 
 func (m *sweeperMaps) Close() error {
@@ -295,9 +291,10 @@ func (m *sweeperMaps) Close() error {
 		m.CtAny6,
 		m.CtTcp4,
 		m.CtTcp6,
-		m.EgwctExpired,
 		m.EgwctPolicies,
 		m.EgwctSweep,
+		m.Snat4,
+		m.Snat6,
 	)
 }
 
@@ -316,8 +313,10 @@ type sweeperVariables struct {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperPrograms struct {
-	Sweep4       *ebpf.Program `ebpf:"sweep4"`
-	Sweep6       *ebpf.Program `ebpf:"sweep6"`
+	IterAny4     *ebpf.Program `ebpf:"iter_any4"`
+	IterAny6     *ebpf.Program `ebpf:"iter_any6"`
+	IterTcp4     *ebpf.Program `ebpf:"iter_tcp4"`
+	IterTcp6     *ebpf.Program `ebpf:"iter_tcp6"`
 	SweepAllAny4 *ebpf.Program `ebpf:"sweep_all_any4"`
 	SweepAllAny6 *ebpf.Program `ebpf:"sweep_all_any6"`
 	SweepAllTcp4 *ebpf.Program `ebpf:"sweep_all_tcp4"`
@@ -327,8 +326,10 @@ type sweeperPrograms struct {
 
 func (p *sweeperPrograms) Close() error {
 	return _SweeperClose(
-		p.Sweep4,
-		p.Sweep6,
+		p.IterAny4,
+		p.IterAny6,
+		p.IterTcp4,
+		p.IterTcp6,
 		p.SweepAllAny4,
 		p.SweepAllAny6,
 		p.SweepAllTcp4,
