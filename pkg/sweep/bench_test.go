@@ -218,3 +218,138 @@ func walkOnly(b *testing.B, bn *benchNode) *ebpf.Program {
 	b.Cleanup(func() { o.Walk.Close() })
 	return o.Walk
 }
+
+// BenchmarkBacklog measures the first reclaim on a node with a backlog:
+// 250,000 established flows with their SNAT egress and reverse entries,
+// 7/8 of them idle past their policy's timeout. In the same run, on the
+// same maps refilled before each: a reclaim sweep of every engine the
+// kernel loads, and a userspace GC pass that does what Cilium's
+// ctmap.GC and NatMapNext4 do (batch reads of the CT map; per expired
+// entry, delete it, look its SNAT egress entry up, delete the reverse
+// and the egress entry). Reported: wall time per reclaimed flow of each
+// and each engine's ratio to the GC pass.
+//
+//	go test ./pkg/sweep -run '^$' -bench Backlog -benchtime 1x -count 3
+func BenchmarkBacklog(b *testing.B) {
+	const n = 250_000
+	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	fs := testutil.PrivateBPFFS(b)
+	r, _ := profiles.Resolve("1.18.3")
+	node := map[profiles.State]time.Duration{}
+	for _, p := range r.Profile.Parameters {
+		node[p.State] = p.Default
+	}
+	var ct, nat *ctmap.Map
+	for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny, profiles.RoleSNAT} {
+		spec, _ := r.Profile.Map(role, 4)
+		m, err := ctmap.Create(fs, spec, uint32(3*n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		switch role {
+		case profiles.RoleCTTCP:
+			ct = m
+		case profiles.RoleSNAT:
+			nat = m
+		}
+	}
+	now, _ := ctmap.Now(clock)
+	fill := func() {
+		fillBench(b, ct, n, now)
+		var ks [][14]byte
+		var nvs [][40]byte
+		if err := ct.Walk(func(k, _ []byte) error {
+			t, _ := ctmap.DecodeTuple(k)
+			eg, _ := ctmap.NATKeysForCT(t)
+			ev := ctmap.NewNATEntry(1, true, netip.MustParseAddr("192.168.100.10"), t.SPort)
+			rv := ctmap.NewNATEntry(1, true, t.DAddr, t.SPort)
+			ks = append(ks, [14]byte(eg.Bytes()), [14]byte(ctmap.ReverseKey(eg, &ev).Bytes()))
+			nvs = append(nvs, [40]byte(ev.Bytes()), [40]byte(rv.Bytes()))
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := nat.BatchUpdate(ks, nvs, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err := OpenState(fs, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	set := benchSet()
+	if err := st.Replace(set); err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{BPFFS: fs, Profile: r.Profile, Clock: clock, Node: node, Mode: Reclaim,
+		Now: func() (uint32, error) { return now, nil }}
+	matcher := NewMatcher(set)
+	times := ctmap.NewTimes(clock, now, node)
+
+	wall := map[string]time.Duration{}
+	flows := map[string]uint64{}
+	var names []string
+	for i := 0; i < b.N; i++ {
+		for _, e := range AutoOrder {
+			cfg.Engine = e
+			s, err := New(cfg, st)
+			if err != nil {
+				continue
+			}
+			b.StopTimer()
+			fill()
+			b.StartTimer()
+			t0 := time.Now()
+			res, err := s.Sweep()
+			wall[e.String()] += time.Since(t0)
+			s.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var del, delNAT uint64
+			for _, cs := range res.Counts {
+				del += cs[profiles.StateEstablished].DeletedCT
+				delNAT += cs[profiles.StateEstablished].DeletedNAT
+			}
+			if del == 0 || delNAT != 2*del {
+				b.Fatalf("%s deleted %d CT and %d SNAT entries", e, del, delNAT)
+			}
+			flows[e.String()] += del
+			if i == 0 {
+				names = append(names, e.String())
+			}
+		}
+		b.StopTimer()
+		fill()
+		b.StartTimer()
+		t0 := time.Now()
+		var c ctmap.CT
+		var gone uint64
+		var ds Sweeper
+		if err := ct.Walk(func(k, v []byte) error {
+			c.Key, _ = ctmap.DecodeTuple(k)
+			copy(c.Value[:], v)
+			if _, exp := matcher.Judge(&c, times); !exp {
+				return nil
+			}
+			if err := ct.Delete(k); err != nil {
+				return err
+			}
+			gone++
+			_, err := ds.deleteNAT(nat, k)
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		wall["gc"] += time.Since(t0)
+		flows["gc"] += gone
+	}
+	per := func(name string) float64 { return float64(wall[name].Nanoseconds()) / float64(flows[name]) }
+	b.ReportMetric(per("gc"), "gc-ns/flow")
+	for _, e := range names {
+		b.ReportMetric(per(e), e+"-ns/flow")
+		b.ReportMetric(per(e)/per("gc"), e+"/gc")
+	}
+}
