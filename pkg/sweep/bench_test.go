@@ -111,8 +111,10 @@ func newBenchNode(b *testing.B, n int) *benchNode {
 // and finds nothing new, in mark mode. In the same run: every engine the
 // kernel loads (foreach, iterator, userspace) and the floor,
 // bpf_for_each_map_elem over the same map with a callback that does
-// nothing. Reported: CPU time (user + system, all threads) per entry of
-// each, and each engine's ratio to the floor.
+// nothing, and a GC pass with nothing to delete (batch reads, lifetime
+// against now, as Cilium's ctmap.GC). Reported: CPU time (user + system,
+// all threads) per entry of each, and each engine's ratios to the floor
+// and to the GC pass.
 //
 //	go test ./pkg/sweep -run '^$' -bench Sweep -benchtime 3x
 func BenchmarkSweep(b *testing.B) {
@@ -148,7 +150,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 
 	cpu := make([]time.Duration, len(sweepers))
-	var floor time.Duration
+	var floor, gc time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j, s := range sweepers {
@@ -163,13 +165,29 @@ func BenchmarkSweep(b *testing.B) {
 			b.Fatal(err)
 		}
 		floor += cpuTime() - c0
+		// A GC pass with nothing to delete, as Cilium's ctmap.GC reads
+		// the map: batch reads, lifetime against now.
+		c0 = cpuTime()
+		t, _ := ctmap.Now(clock)
+		old := 0
+		if err := ct.Walk(func(_, v []byte) error {
+			if int32(binary.LittleEndian.Uint32(v[32:])-t) < 0 {
+				old++
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		gc += cpuTime() - c0
 	}
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / n }
 	b.ReportMetric(per(floor), "floor-ns/entry")
+	b.ReportMetric(per(gc), "gc-ns/entry")
 	for j, s := range sweepers {
 		e := s.Choice().Engine.String()
 		b.ReportMetric(per(cpu[j]), e+"-ns/entry")
 		b.ReportMetric(float64(cpu[j])/float64(floor), e+"/floor")
+		b.ReportMetric(float64(cpu[j])/float64(gc), e+"/gc")
 	}
 }
 
@@ -262,7 +280,9 @@ func BenchmarkBacklog(b *testing.B) {
 		if err := ct.Walk(func(k, _ []byte) error {
 			t, _ := ctmap.DecodeTuple(k)
 			eg, _ := ctmap.NATKeysForCT(t)
-			ev := ctmap.NewNATEntry(1, true, netip.MustParseAddr("192.168.100.10"), t.SPort)
+			// A translated (address, port) of its own for every flow.
+			j := len(ks) / 2
+			ev := ctmap.NewNATEntry(1, true, netip.AddrFrom4([4]byte{192, 168, byte(j >> 16), 10}), uint16(j))
 			rv := ctmap.NewNATEntry(1, true, t.DAddr, t.SPort)
 			ks = append(ks, [14]byte(eg.Bytes()), [14]byte(ctmap.ReverseKey(eg, &ev).Bytes()))
 			nvs = append(nvs, [40]byte(ev.Bytes()), [40]byte(rv.Bytes()))
