@@ -107,8 +107,8 @@ demo: build ## As root: a simulated gateway node, listed, validated, applied, wa
 	./$(BIN) lab down --bpffs $(DEMO_FS)
 
 .PHONY: docs
-docs: ## Regenerate docs/timeouts.md from pkg/profiles
-	$(GO) run ./internal/gendocs -o docs/timeouts.md
+docs: ## Regenerate docs/timeouts.md and deploy/admission-policy.yaml from pkg/profiles
+	$(GO) run ./internal/gendocs -o docs/timeouts.md -admission-policy deploy/admission-policy.yaml
 
 .PHONY: clean
 clean: ## Remove build output

@@ -70,6 +70,7 @@ Exit codes:
 		newResetCmd(ios),
 		newAgentCmd(ios),
 		newTopCmd(ios),
+		newAdmissionPolicyCmd(ios),
 	)
 	classifyRuns(root)
 	return root

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egwct/egwct/internal/admission"
 	"github.com/egwct/egwct/pkg/policy"
 	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/validate"
@@ -20,6 +21,7 @@ import (
 
 func main() {
 	out := flag.String("o", "docs/timeouts.md", "file to write")
+	vap := flag.String("admission-policy", "", "also write the admission policy manifest (deploy/admission-policy.yaml) to this file")
 	flag.Parse()
 	var b bytes.Buffer
 	write(&b)
@@ -27,6 +29,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if *vap != "" {
+		data, err := admissionPolicy()
+		if err == nil {
+			err = os.WriteFile(*vap, data, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// AdmissionVersion is the Cilium version of the checked-in
+// deploy/admission-policy.yaml (the one the demo and the examples use);
+// `egwct admission-policy --cilium-version V` makes one for another.
+const AdmissionVersion = "1.18.3"
+
+// admissionPolicy is deploy/admission-policy.yaml.
+func admissionPolicy() ([]byte, error) {
+	res, err := profiles.Resolve(AdmissionVersion)
+	if err != nil {
+		return nil, err
+	}
+	return admission.YAML(admission.Options{Resolution: res})
 }
 
 func write(w io.Writer) {

@@ -19,3 +19,19 @@ func TestTimeoutsDocIsCurrent(t *testing.T) {
 		t.Fatal("docs/timeouts.md is stale: run `make docs` and commit the result")
 	}
 }
+
+// TestAdmissionPolicyFresh fails when deploy/admission-policy.yaml was not
+// regenerated after a change to the profiles, the rules or the generator.
+func TestAdmissionPolicyFresh(t *testing.T) {
+	want, err := admissionPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../deploy/admission-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("deploy/admission-policy.yaml is stale: run `make docs` and commit the result")
+	}
+}
