@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -31,6 +32,61 @@ type agentOptions struct {
 	Interval    time.Duration
 	MetricsAddr string
 	LogFormat   string
+	events      eventOptions
+}
+
+// eventOptions are the agent's flags for the Events on the policies.
+type eventOptions struct {
+	On                        bool
+	Identity                  string
+	LeaseNamespace, LeaseName string
+	Namespace                 string
+}
+
+func (e *eventOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&e.On, "events", false, "with --from-cluster: write Events on the CiliumEgressGatewayPolicies (TimeoutsApplied, InvalidTimeouts), one per policy generation and outcome, by one agent chosen with a Lease")
+	f.StringVar(&e.Identity, "identity", "", "this agent's name in the Lease and the Events (default $POD_NAME, else the host name)")
+	f.StringVar(&e.LeaseNamespace, "lease-namespace", "", "namespace of the Lease that chooses the Events writer (default $POD_NAMESPACE, else egwct-system)")
+	f.StringVar(&e.LeaseName, "lease-name", cluster.DefaultLeaseName, "name of the Lease that chooses the Events writer")
+	f.StringVar(&e.Namespace, "events-namespace", cluster.DefaultEventsNamespace, "namespace the Events are written in (the policies are cluster-scoped; kubectl describe finds them in any)")
+}
+
+// writer returns the Events writer of the flags, nil without --events.
+func (e *eventOptions) writer(ios *IO, c *clusterOptions, log *slog.Logger, m agentMetrics) (*cluster.EventWriter, error) {
+	if !e.On {
+		return nil, nil
+	}
+	if !c.From {
+		return nil, usageErrorf("--events needs --from-cluster: Events are written on the cluster's policies")
+	}
+	host, _ := os.Hostname()
+	or := func(v ...string) string {
+		for _, s := range v {
+			if s != "" {
+				return s
+			}
+		}
+		return ""
+	}
+	cfg, err := c.flags.RESTConfig()
+	if err != nil {
+		return nil, envError(err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, envError(err)
+	}
+	return &cluster.EventWriter{
+		Client:         kube,
+		Identity:       or(e.Identity, ios.Getenv("POD_NAME"), host),
+		Node:           or(ios.Getenv("NODE_NAME"), host),
+		LeaseNamespace: or(e.LeaseNamespace, ios.Getenv("POD_NAMESPACE"), "egwct-system"),
+		LeaseName:      e.LeaseName,
+		Namespace:      e.Namespace,
+		Log:            log.With("source", "events"),
+		Metrics:        m,
+	}, nil
 }
 
 func newAgentCmd(ios *IO) *cobra.Command {
@@ -62,6 +118,15 @@ CiliumEndpoints (one resolve and one swap per burst of changes). When the API se
 with the last known objects, logs the failure and counts it in
 egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 
+With --events (and --from-cluster), the agents tell each policy's author
+what became of its timeout text: an Event on the CiliumEgressGatewayPolicy
+(kubectl describe cegp NAME shows it), TimeoutsApplied with the keys in
+force or InvalidTimeouts with the finding, once per policy generation and
+outcome, not once per node: one agent, chosen with the Lease --lease-name
+in --lease-namespace, writes for all. egwct_events_writer says whether this
+agent writes; egwct_events_written_total and egwct_event_errors_total count
+what it wrote.
+
 SIGTERM or SIGINT stops the agent; egwct's pinned state stays, so sweeping
 resumes with the same set after a restart.`,
 		Example: `  sudo egwct agent -f /etc/egwct/policies/ --cilium-version 1.18.3 --interval 10s
@@ -78,6 +143,7 @@ resumes with the same set after a restart.`,
 	}
 	o.apply.node.register(cmd)
 	o.apply.cluster.register(cmd, "the CiliumEgressGatewayPolicies and CiliumEndpoints, and follow their changes")
+	o.events.register(cmd)
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.apply.Files, "filename", "f", nil, "manifest file or folder with policies and endpoints (repeatable)")
 	f.StringVar(&o.apply.Mode, "mode", "reclaim", "reclaim (delete CT and SNAT entries) or mark (leave them to Cilium's GC)")
@@ -120,6 +186,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return err
 	}
 	m := agentMetrics{mm}
+	ew, err := o.events.writer(o.apply.io, &o.apply.cluster, log, m)
+	if err != nil {
+		return err
+	}
 	var ci *cluster.Cilium
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
@@ -168,6 +238,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	a := &enforce.Agent{
 		Env: n.Env, Source: enforce.Sources(ctx, srcs...), Interval: o.Interval, Debounce: debounceDelay,
 		Mode: mode, Engine: engine, Log: log, Metrics: m, Version: b.Version,
+	}
+	if ew != nil {
+		ew.Start()
+		go ew.Run(ctx)
+		a.Events = ew
 	}
 	return a.Run(ctx)
 }

@@ -9,10 +9,13 @@ import (
 	"sync"
 	"testing"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/egwct/egwct/internal/cluster"
@@ -54,21 +57,47 @@ func TestDeployManifests(t *testing.T) {
 		t.Errorf("apply as the service account: exit %d: %s", code, errOut)
 	}
 
-	// Nothing else: no writes, no other objects.
+	// The Events writer's: Events in default, the one Lease in egwct-system.
 	dyn := dynFor(t, sa)
 	ctx := context.Background()
+	kube := kubeFor(t, sa)
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "p.1"}, InvolvedObject: corev1.ObjectReference{Kind: "CiliumEgressGatewayPolicy", Name: "p"}, Reason: "TimeoutsApplied"}
+	if _, err := kube.CoreV1().Events("default").Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		t.Errorf("the service account may not create an Event: %v", err)
+	}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "egwct-events"}}
+	leases := kube.CoordinationV1().Leases("egwct-system")
+	if _, err := leases.Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+		t.Errorf("the service account may not create its Lease: %v", err)
+	}
+	if got, err := leases.Get(ctx, "egwct-events", metav1.GetOptions{}); err != nil {
+		t.Errorf("the service account may not get its Lease: %v", err)
+	} else if _, err := leases.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("the service account may not update its Lease: %v", err)
+	}
+	env.Kube(t).CoordinationV1().Leases("egwct-system").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses"}}, metav1.CreateOptions{})
+	// Nothing else: no other writes, no other objects.
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("cilium.io/v2")
 	u.SetKind("CiliumEgressGatewayPolicy")
 	u.SetName("sneaky")
 	u.Object["spec"] = map[string]any{"selectors": []any{map[string]any{}}, "destinationCIDRs": []any{"0.0.0.0/0"}}
 	for what, err := range map[string]error{
-		"create a policy":          second(dyn.Resource(cluster.PolicyResource).Create(ctx, u, metav1.CreateOptions{})),
-		"delete an endpoint":       dyn.Resource(cluster.EndpointResource).Namespace("default").Delete(ctx, "x", metav1.DeleteOptions{}),
-		"list configmaps":          second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
-		"get another configmap":    second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Get(ctx, "extension-apiserver-authentication", metav1.GetOptions{})),
-		"list daemonsets":          second(dyn.Resource(cluster.DaemonSetResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
-		"update the cilium config": second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Update(ctx, configMap("cilium-config", "kube-system"), metav1.UpdateOptions{})),
+		"create a policy":           second(dyn.Resource(cluster.PolicyResource).Create(ctx, u, metav1.CreateOptions{})),
+		"delete an endpoint":        dyn.Resource(cluster.EndpointResource).Namespace("default").Delete(ctx, "x", metav1.DeleteOptions{}),
+		"list configmaps":           second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
+		"get another configmap":     second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Get(ctx, "extension-apiserver-authentication", metav1.GetOptions{})),
+		"list daemonsets":           second(dyn.Resource(cluster.DaemonSetResource).Namespace("kube-system").List(ctx, metav1.ListOptions{})),
+		"update the cilium config":  second(dyn.Resource(cluster.ConfigMapResource).Namespace("kube-system").Update(ctx, configMap("cilium-config", "kube-system"), metav1.UpdateOptions{})),
+		"create an Event elsewhere": second(kube.CoreV1().Events("kube-system").Create(ctx, ev, metav1.CreateOptions{})),
+		"list Events":               second(kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{})),
+		"update an Event":           second(kube.CoreV1().Events("default").Update(ctx, ev, metav1.UpdateOptions{})),
+		"delete an Event":           kube.CoreV1().Events("default").Delete(ctx, "p.1", metav1.DeleteOptions{}),
+		"get another Lease":         second(leases.Get(ctx, "someone-elses", metav1.GetOptions{})),
+		"update another Lease":      second(leases.Update(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses"}}, metav1.UpdateOptions{})),
+		"list Leases":               second(leases.List(ctx, metav1.ListOptions{})),
+		"delete its Lease":          leases.Delete(ctx, "egwct-events", metav1.DeleteOptions{}),
+		"create a Lease elsewhere":  second(kube.CoordinationV1().Leases("kube-system").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "egwct-events"}}, metav1.CreateOptions{})),
 	} {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("the service account may %s: %v", what, err)
@@ -143,6 +172,15 @@ func dynFor(t *testing.T, kubeconfig string) dynamic.Interface {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func kubeFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
 }
 
 func second[T any](_ T, err error) error { return err }

@@ -68,6 +68,9 @@ type Agent struct {
 	Log    *slog.Logger
 	// Metrics may be nil.
 	Metrics Metrics
+	// Events, when set, receives the events of the cluster's policies
+	// after each resolve (one writer among the agents writes them).
+	Events Reporter
 	// Clock is the wall clock and the agent's timers (default: the real
 	// one).
 	Clock clock.WithTicker
@@ -183,6 +186,9 @@ func (a *Agent) reload() {
 	}
 	res := a.resolver.Resolve(objs)
 	a.tell(objs.Findings, res)
+	if a.Events != nil {
+		a.Events.Report(PolicyEvents(a.Env.Resolution.Profile, res))
+	}
 	if err := a.state.SetOutcomes(Outcomes(res)); err != nil {
 		a.Log.Warn("cannot record the refused policies for egwct top", "err", err)
 	}

@@ -30,8 +30,12 @@ const (
 
 // PolicyStatus is what became of one policy with a timeout text.
 type PolicyStatus struct {
-	Name    string
-	Outcome Outcome
+	Name string
+	// UID and Generation identify the object read from a cluster (empty
+	// for files): the Events on it name them.
+	UID        string
+	Generation int64
+	Outcome    Outcome
 	// Findings are the errors that refused (or kept) the current version.
 	Findings []validate.Finding
 	// Keys is how many (pod, CIDR) keys the policy has in force.
@@ -172,7 +176,7 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 			errs = append(errs, validate.SpecFinding(p, err))
 			spec = nil
 		}
-		st := PolicyStatus{Name: name, Findings: errs}
+		st := PolicyStatus{Name: name, UID: p.UID, Generation: p.Generation, Findings: errs}
 		switch g, had := r.good[name]; {
 		case len(errs) == 0:
 			st.Outcome, st.Timeouts = Applied, res.Timeouts

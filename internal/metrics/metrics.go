@@ -87,6 +87,9 @@ type Metrics struct {
 	policies, keys                    prometheus.Gauge
 	lastSweep, sweepEntries           prometheus.Gauge
 	duration                          prometheus.Histogram
+	eventsWriter                      prometheus.Gauge
+	eventsWritten                     *prometheus.CounterVec
+	eventErrors                       prometheus.Counter
 }
 
 // seriesKey names the series of one policy and CT state.
@@ -149,6 +152,10 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 		Help:    "Duration of successful sweeps.",
 		Buckets: sweepDurationBuckets,
 	})
+	m.eventsWriter = gauge("egwct_events_writer", "1 while this agent holds the Lease and writes the Events on CiliumEgressGatewayPolicies for every agent, else 0.")
+	m.eventsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egwct_events_written_total",
+		Help: "Events this agent wrote on CiliumEgressGatewayPolicies, by reason (TimeoutsApplied, InvalidTimeouts)."}, []string{"reason"})
+	m.eventErrors = counter("egwct_event_errors_total", "Events this agent failed to write; it retries while it holds the Lease.")
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "egwct_build_info",
 		Help: "Always 1; the labels name the running build.",
@@ -164,6 +171,7 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		build, m.sweeps, m.sweepErrors, m.reloadErrors, m.mapReopens, m.clusterErrors,
 		m.policies, m.keys, m.lastSweep, m.sweepEntries, m.duration,
+		m.eventsWriter, m.eventsWritten, m.eventErrors,
 		(*collector)(m),
 	} {
 		if err := m.reg.Register(c); err != nil {
@@ -406,3 +414,19 @@ func plain(w http.ResponseWriter, code int, line string) {
 	w.WriteHeader(code)
 	_, _ = fmt.Fprintln(w, line)
 }
+
+// EventsWriter records whether this agent writes the Events (holds the
+// Lease).
+func (m *Metrics) EventsWriter(writing bool) {
+	v := 0.0
+	if writing {
+		v = 1
+	}
+	m.eventsWriter.Set(v)
+}
+
+// EventWritten counts an Event this agent wrote.
+func (m *Metrics) EventWritten(reason string) { m.eventsWritten.WithLabelValues(reason).Inc() }
+
+// EventError counts an Event this agent failed to write.
+func (m *Metrics) EventError() { m.eventErrors.Inc() }

@@ -99,7 +99,11 @@ func nthLine(s string, n int) string {
 
 // Policy is a CiliumEgressGatewayPolicy read from a manifest.
 type Policy struct {
-	Name       string
+	Name string
+	// UID and Generation are the object's metadata.uid and
+	// metadata.generation, set on objects read from a cluster.
+	UID        string
+	Generation int64
 	APIVersion string
 	// Pos is the position of the object (its first key).
 	Pos Position
@@ -231,10 +235,12 @@ func (s *Source) collect(n *yaml.Node, depth int, policy func(*Policy), endpoint
 	meta := yamlnode.Get(n, "metadata")
 	p := &Policy{
 		Name:       yamlnode.Str(yamlnode.Get(meta, "name")),
+		UID:        yamlnode.Str(yamlnode.Get(meta, "uid")),
 		APIVersion: apiVersion,
 		Pos:        pos,
 		Object:     n,
 	}
+	p.Generation, _ = strconv.ParseInt(yamlnode.Str(yamlnode.Get(meta, "generation")), 10, 64)
 	if v := yamlnode.Get(yamlnode.Get(n, "spec"), SpecField); v != nil {
 		p.Spec = s.textSource("spec."+SpecField, v)
 	}

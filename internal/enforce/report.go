@@ -1,0 +1,84 @@
+package enforce
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+// The reasons of the Events on a CiliumEgressGatewayPolicy, as `kubectl
+// describe cegp NAME` shows them.
+const (
+	// ReasonApplied: the policy's timeouts are in force.
+	ReasonApplied = "TimeoutsApplied"
+	// ReasonInvalid: the policy's timeout text is refused, with the
+	// finding.
+	ReasonInvalid = "InvalidTimeouts"
+)
+
+// PolicyEvent is what one policy's current generation warrants telling
+// its author. Agents that resolve the same generation make the same
+// PolicyEvent, so one writer for all of them suffices.
+type PolicyEvent struct {
+	Policy, UID string
+	Generation  int64
+	// Reason is ReasonApplied or ReasonInvalid; Type is Normal or
+	// Warning, as Kubernetes Events have it.
+	Reason, Type string
+	Message      string
+}
+
+// Key names the (policy, generation, outcome) an Event is written once
+// for.
+func (e PolicyEvent) Key() string {
+	return fmt.Sprintf("%s/%s/%d/%s", e.Policy, e.UID, e.Generation, e.Reason)
+}
+
+// Reporter receives, after each resolve, the events of every policy read
+// from a cluster; it decides what is new. It must not block.
+type Reporter interface {
+	Report([]PolicyEvent)
+}
+
+// PolicyEvents are the events of a resolved set: one per policy with a
+// timeout text that was read from a cluster (has a UID).
+func PolicyEvents(p *profiles.Profile, r *Resolved) []PolicyEvent {
+	var out []PolicyEvent
+	for _, st := range r.Policies {
+		if st.UID == "" {
+			continue
+		}
+		e := PolicyEvent{Policy: st.Name, UID: st.UID, Generation: st.Generation}
+		switch st.Outcome {
+		case Applied:
+			e.Reason, e.Type = ReasonApplied, "Normal"
+			e.Message = fmt.Sprintf("egwct: %s in force for %d (pod, CIDR) keys; every egwct agent (one per node) sweeps with them",
+				keysText(p, st), st.Keys)
+		default:
+			e.Reason, e.Type = ReasonInvalid, "Warning"
+			what := "its flows keep the node's timeouts"
+			if st.Outcome == Kept {
+				what = fmt.Sprintf("its last valid timeouts stay in force (%s)", keysText(p, st))
+			}
+			e.Message = fmt.Sprintf("egwct: timeout text refused, %s: %s", what, Summary(st.Findings))
+		}
+		// An Event's message is at most 1 KiB.
+		if len(e.Message) > 1024 {
+			e.Message = e.Message[:1021] + "..."
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// keysText is "bpfCtTimeoutRegularTcp=15m0s, bpfCtTimeoutRegularAny=30s".
+func keysText(p *profiles.Profile, st PolicyStatus) string {
+	var parts []string
+	for _, s := range profiles.States {
+		if d, ok := st.Timeouts[s]; ok {
+			parts = append(parts, p.ParameterFor(s).Key+"="+d.String())
+		}
+	}
+	return strings.Join(parts, ", ")
+}
