@@ -329,17 +329,17 @@ func variables(res profiles.Resolution) []admv1.Variable {
 		// [key, normalized key] of each key the profile does not have.
 		admv1.Variable{Name: "unknown", Expression: `variables.valid.filter(e, !(e[0] in variables.known))` +
 			`.map(e, [e[0], e[0].lowerAscii().replace('-', '').replace('_', '').replace('.', '').replace(' ', '')])`},
-		// [key, value, bare number, Go duration, Simple, nanoseconds] of
-		// each value of a known key. The nanoseconds are Go's for Simple
-		// values: each number's integer part times the unit, plus its
-		// fraction as float64(f)*(float64(unit)/scale) truncated.
+		// [key, value, nanoseconds] of each value of a known key (CEL's
+		// lists hold one type: the nanoseconds are a string, "-1" when the
+		// value is not Simple). They are Go's for Simple values: each
+		// number's integer part times the unit, plus its fraction as
+		// float64(f)*(float64(unit)/scale) truncated.
 		admv1.Variable{Name: "values", Expression: fmt.Sprintf(`variables.valid.filter(e, e[0] in variables.known)`+
-			`.map(e, [e[0], e[1], e[1].matches(%s), e[1].matches(%s), e[1].matches(%s)])`+
-			`.map(e, e + [!e[4] ? -1.0 : e[1].findAll(%s).map(c, `+
+			`.map(e, [e[0], e[1], !e[1].matches(%s) ? '-1' : string(e[1].findAll(%s).map(c, `+
 			`(c.find('^[0-9]*') == '' ? 0.0 : double(c.find('^[0-9]*'))) * %s + `+
-			`(c.find('[.][0-9]+') == '' ? 0.0 : double(int(double(c.find('[.][0-9]+').substring(1)) * (%s / %s[c.find('[.][0-9]+').size() - 1])))`+
-			`).sum()])`,
-			cel(BareNumber), cel(GoDuration), cel(Simple), cel(component), unit, unit,
+			`(c.find('[.][0-9]+') == '' ? 0.0 : double(int(double(c.find('[.][0-9]+').substring(1)) * (%s / %s[c.find('[.][0-9]+').size() - 1]))))`+
+			`).sum())])`,
+			cel(Simple), cel(component), unit, unit,
 			`{1: 10.0, 2: 100.0, 3: 1000.0, 4: 10000.0, 5: 100000.0, 6: 1000000.0, 7: 10000000.0, 8: 100000000.0, 9: 1000000000.0}`)},
 	)
 	return v
@@ -348,12 +348,12 @@ func variables(res profiles.Resolution) []admv1.Variable {
 const rulesRef = "docs/timeouts.md#"
 
 func msg(r validate.Rule, expr string) string {
-	return fmt.Sprintf(`'egwct %s: ' + %s + ' [see %s%s]'`, r.ID, expr, rulesRef, r.Anchor())
+	return fmt.Sprintf(`'%s: ' + %s + ' [%s%s]'`, r.ID, expr, rulesRef, r.Anchor())
 }
 
-// A value (an element of variables.values) egwct reads: a Go duration
-// with a unit, positive.
-const valueOK = `(!v[2] && v[3] && !v[1].startsWith('-') && (!v[4] || v[5] > 0.0))`
+// valueOK says whether a value (an element of variables.values) is one
+// egwct reads: a Go duration with a unit, positive.
+var valueOK = fmt.Sprintf(`(!v[1].matches(%s) && v[1].matches(%s) && !v[1].startsWith('-') && double(v[2]) != 0.0)`, cel(BareNumber), cel(GoDuration))
 
 func validations(res profiles.Resolution) []admv1.Validation {
 	p := res.Profile
@@ -363,14 +363,13 @@ func validations(res profiles.Resolution) []admv1.Validation {
 	}
 	version := res.Version.String()
 
-	var out []admv1.Validation
-	add := func(r validate.Rule, expr, message, why string) {
-		out = append(out, admv1.Validation{
-			Expression:        expr,
-			Message:           fmt.Sprintf("egwct %s: %s (Cilium %s, profile %s) [see %s%s]", r.ID, message, version, p.Name, rulesRef, r.Anchor()),
-			MessageExpression: msg(r, why),
-			Reason:            ptr(metav1.StatusReasonInvalid),
-		})
+	// One validation for all the checks: the API server reports only the
+	// first failed validation's message, and the author should read every
+	// problem at once. Each check adds "rule: what is wrong".
+	var oks, whys []string
+	add := func(r validate.Rule, expr, _, why string) {
+		oks = append(oks, "("+expr+")")
+		whys = append(whys, fmt.Sprintf("(%s) ? '' : %s", expr, msg(r, why)))
 	}
 	add(validate.RuleNotText, `variables.specAny.size() == variables.spec.size()`,
 		"spec.connection-timeouts is not a text",
@@ -404,15 +403,21 @@ func validations(res profiles.Resolution) []admv1.Validation {
 			version, strings.Join(keys, ", ")))
 	add(validate.RuleBadDuration, `variables.values.all(v, `+valueOK+`)`,
 		"a value is not a positive duration with a unit",
-		`variables.values.filter(v, !`+valueOK+`).map(v, v[0] + ': "' + v[1] + '" ' + (v[2] `+
+		`variables.values.filter(v, !`+valueOK+`).map(v, v[0] + ': "' + v[1] + '" ' + (v[1].matches(`+cel(BareNumber)+`) `+
 			`? (v[1].startsWith('-') || double(v[1]) <= 0.0 ? 'is not a positive duration' : 'has no unit: durations need one (s, m, h), e.g. "' + v[1].replace('+', '') + 's"') `+
-			`: !v[3] ? 'is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m' : 'is not a positive duration')).join('; ')`)
-	above := `v[4] && ` + valueOK + ` && v[5] >= variables.limits[v[0]]`
+			`: !v[1].matches(`+cel(GoDuration)+`) ? 'is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m' : 'is not a positive duration')).join('; ')`)
+	above := `v[2] != '-1' && ` + valueOK + ` && double(v[2]) >= variables.limits[v[0]]`
 	add(validate.RuleAboveNode, `!variables.values.exists(v, `+above+`)`,
 		"a value is longer than the node's timeout; egwct can only shorten timeouts",
 		fmt.Sprintf(`variables.values.filter(v, `+above+`).map(v, v[0] + ': ' + v[1] + ' is longer than the node timeout of ' + string(variables.known[v[0]]) + 's, the Cilium %s default; egwct can only shorten timeouts (a node whose cilium-config raises it: regenerate the policy, or use Warn)').join('; ')`,
 			version))
-	return out
+	return []admv1.Validation{{
+		Expression: strings.Join(oks, " &&\n"),
+		Message: fmt.Sprintf("egwct: the timeout text has errors that egwct validate reports (Cilium %s, profile %s); see %srules-of-egwct-validate",
+			version, p.Name, rulesRef),
+		MessageExpression: "'egwct: ' + [\n" + strings.Join(whys, ",\n") + "\n].filter(m, m != '').join('; ')",
+		Reason:            ptr(metav1.StatusReasonInvalid),
+	}}
 }
 
 func ptr[T any](v T) *T { return &v }

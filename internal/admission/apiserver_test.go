@@ -222,7 +222,7 @@ func TestExamples(t *testing.T) {
 				for _, f := range errs {
 					want := f.Key
 					if want == "" {
-						want = "egwct " + f.Rule
+						want = f.Rule + ": "
 					}
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("the message does not name %q (%s):\n%v", want, f.Rule, err)

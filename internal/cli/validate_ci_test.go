@@ -178,3 +178,27 @@ func TestValidateEnvVersion(t *testing.T) {
 		t.Errorf("bad version in the environment: exit %d, %s", code, stderr)
 	}
 }
+
+// TestAdmissionPolicyCommand: the command prints the policy and binding,
+// takes the version from the flag or the environment, and refuses bad
+// flags with exit 2.
+func TestAdmissionPolicyCommand(t *testing.T) {
+	code, out, stderr := runEnv(t, nil, "admission-policy", "--cilium-version", "1.17.4", "--validation-actions", "Warn,Audit")
+	if code != ExitOK || !strings.Contains(out, "kind: ValidatingAdmissionPolicy\n") || !strings.Contains(out, "kind: ValidatingAdmissionPolicyBinding\n") ||
+		!strings.Contains(out, "    - Warn\n    - Audit\n") || !strings.Contains(out, "egwct.io/cilium-version: 1.17.4") {
+		t.Errorf("exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, _ = runEnv(t, map[string]string{envCiliumVersion: "1.14.5"}, "admission-policy")
+	if code != ExitOK || !strings.Contains(out, `"bpfCtTimeoutRegularTcp": 21600`) {
+		t.Errorf("from $EGWCT_CILIUM_VERSION: exit %d", code)
+	}
+	for _, args := range [][]string{
+		{"admission-policy"},
+		{"admission-policy", "--cilium-version", "1.99"},
+		{"admission-policy", "--cilium-version", "1.18", "--validation-actions", "Deny,Warn"},
+	} {
+		if code, _, stderr := runEnv(t, nil, args...); code != ExitUsage {
+			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
+		}
+	}
+}
