@@ -40,7 +40,6 @@ type eventOptions struct {
 	On                        bool
 	Identity                  string
 	LeaseNamespace, LeaseName string
-	Namespace                 string
 }
 
 func (e *eventOptions) register(cmd *cobra.Command) {
@@ -49,7 +48,6 @@ func (e *eventOptions) register(cmd *cobra.Command) {
 	f.StringVar(&e.Identity, "identity", "", "this agent's name in the Lease and the Events (default $POD_NAME, else the host name)")
 	f.StringVar(&e.LeaseNamespace, "lease-namespace", "", "namespace of the Lease that chooses the Events writer (default $POD_NAMESPACE, else egwct-system)")
 	f.StringVar(&e.LeaseName, "lease-name", cluster.DefaultLeaseName, "name of the Lease that chooses the Events writer")
-	f.StringVar(&e.Namespace, "events-namespace", cluster.DefaultEventsNamespace, "namespace the Events are written in (the policies are cluster-scoped; kubectl describe finds them in any)")
 }
 
 // writer returns the Events writer of the flags, nil without --events.
@@ -83,7 +81,6 @@ func (e *eventOptions) writer(ios *IO, c *clusterOptions, log *slog.Logger, m ag
 		Node:           or(ios.Getenv("NODE_NAME"), host),
 		LeaseNamespace: or(e.LeaseNamespace, ios.Getenv("POD_NAMESPACE"), "egwct-system"),
 		LeaseName:      e.LeaseName,
-		Namespace:      e.Namespace,
 		Log:            log.With("source", "events"),
 		Metrics:        m,
 	}, nil

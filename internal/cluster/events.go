@@ -19,9 +19,11 @@ import (
 	"github.com/egwct/egwct/internal/enforce"
 )
 
-// Defaults of the event writer's flags.
+// Defaults of the event writer.
 const (
-	DefaultLeaseName       = "egwct-events"
+	DefaultLeaseName = "egwct-events"
+	// DefaultEventsNamespace is where the API server wants the Events of
+	// cluster-scoped objects.
 	DefaultEventsNamespace = metav1.NamespaceDefault
 )
 
@@ -46,9 +48,9 @@ type EventWriter struct {
 	Node string
 	// LeaseNamespace and LeaseName name the Lease.
 	LeaseNamespace, LeaseName string
-	// Namespace is where the Events go: CiliumEgressGatewayPolicies are
-	// cluster-scoped, and kubectl describe finds their Events in any
-	// namespace ("default", as client-go's recorder does).
+	// Namespace is where the Events go (default "default"): the API server
+	// accepts the Events of a cluster-scoped object, such as a
+	// CiliumEgressGatewayPolicy, only there.
 	Namespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod are the leader
 	// election's (defaults 15 s, 10 s, 2 s).

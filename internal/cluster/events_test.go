@@ -61,14 +61,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestEventWriters(t *testing.T) {
 	env := k8stest.Shared(t)
 	kube := kubernetes.NewForConfigOrDie(env.Config)
-	env.Namespaces(t, "egwct-system", "events-test")
+	env.Namespaces(t, "egwct-system")
 	ctx := context.Background()
 
 	start := func(i int) *testAgent {
 		a := &testAgent{m: &fakeEventMetrics{}, done: make(chan struct{})}
 		a.w = &EventWriter{
 			Client: kubernetes.NewForConfigOrDie(env.Config), Identity: fmt.Sprintf("agent-%d", i), Node: fmt.Sprintf("node-%d", i),
-			LeaseNamespace: "egwct-system", LeaseName: "egwct-events-test", Namespace: "events-test",
+			LeaseNamespace: "egwct-system", LeaseName: "egwct-events-test",
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 300 * time.Millisecond,
 			Metrics: a.m,
 		}
@@ -99,7 +99,7 @@ func TestEventWriters(t *testing.T) {
 		}
 	}
 	list := func() []corev1.Event {
-		l, err := kube.CoreV1().Events("events-test").List(ctx, metav1.ListOptions{})
+		l, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,10 +107,11 @@ func TestEventWriters(t *testing.T) {
 	}
 	count := func(e enforce.PolicyEvent) (n int, by string) {
 		for _, ev := range list() {
-			if ev.InvolvedObject.Name == e.Policy && string(ev.InvolvedObject.UID) == e.UID && ev.Reason == e.Reason && strings.Contains(ev.Name, ".") {
+			if ev.Name == EventName(e) {
 				n++
 				by = ev.ReportingInstance
-				if ev.InvolvedObject.Kind != "CiliumEgressGatewayPolicy" || ev.InvolvedObject.APIVersion != "cilium.io/v2" || ev.Message != e.Message || ev.Type != e.Type {
+				if ev.InvolvedObject.Name != e.Policy || string(ev.InvolvedObject.UID) != e.UID || ev.Reason != e.Reason ||
+					ev.InvolvedObject.Kind != "CiliumEgressGatewayPolicy" || ev.InvolvedObject.APIVersion != "cilium.io/v2" || ev.Message != e.Message || ev.Type != e.Type {
 					t.Errorf("event = %+v", ev)
 				}
 			}
