@@ -82,9 +82,10 @@ fuzz: deps ## Run every fuzz target for FUZZTIME (default 15s) each
 	done
 
 .PHONY: bench
-bench: deps ## Benchmarks (ratios against a baseline of the same run; the CT one needs root)
+bench: deps ## Benchmarks (ratios against a baseline of the same run; the CT and sweeper ones need root)
 	$(GO) test ./pkg/validate -run '^$$' -bench Validate10k -benchtime 5x -count 3
 	$(GO) test ./internal/cli -run '^$$' -bench CTListJSON -benchtime 3x
+	$(GO) test ./pkg/sweep -run '^$$' -bench 'Sweep|Backlog' -benchtime 1x -count 2
 
 DEMO_FS  ?= /tmp/egwct-demo
 DEMO_VER ?= 1.18.3
