@@ -26,7 +26,7 @@ import (
 // startClusterAgent runs `egwct agent --from-cluster` on a lab node with
 // the given kubeconfig, and a sweep interval long enough that only the
 // watches can explain a change seen in the test.
-func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration) (logs *syncBuffer, metrics func() string) {
+func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) (logs *syncBuffer, metrics func() string) {
 	t.Helper()
 	logs = &syncBuffer{}
 	addr := freeAddr(t)
@@ -38,6 +38,9 @@ func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Durat
 	}
 	o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: "1.18.3", StateDir: dir + ".state"}
 	o.apply.cluster = clusterOptions{From: true, Namespace: "kube-system", flags: cluster.Flags{Kubeconfig: kubeconfig, Timeout: 5 * time.Second}}
+	for _, opt := range opts {
+		opt(o)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runAgent(ctx, o) }()

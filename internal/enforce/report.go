@@ -27,12 +27,16 @@ type PolicyEvent struct {
 	// Warning, as Kubernetes Events have it.
 	Reason, Type string
 	Message      string
+	// Outcome is what the Event is about: the timeouts in force, or the
+	// findings. A change of the annotation keeps the generation (it is
+	// metadata), so the outcome tells one text from the next.
+	Outcome string
 }
 
 // Key names the (policy, generation, outcome) an Event is written once
 // for.
 func (e PolicyEvent) Key() string {
-	return fmt.Sprintf("%s/%s/%d/%s", e.Policy, e.UID, e.Generation, e.Reason)
+	return fmt.Sprintf("%s/%s/%d/%s/%s", e.Policy, e.UID, e.Generation, e.Reason, e.Outcome)
 }
 
 // Reporter receives, after each resolve, the events of every policy read
@@ -52,11 +56,11 @@ func PolicyEvents(p *profiles.Profile, r *Resolved) []PolicyEvent {
 		e := PolicyEvent{Policy: st.Name, UID: st.UID, Generation: st.Generation}
 		switch st.Outcome {
 		case Applied:
-			e.Reason, e.Type = ReasonApplied, "Normal"
+			e.Reason, e.Type, e.Outcome = ReasonApplied, "Normal", keysText(p, st)
 			e.Message = fmt.Sprintf("egwct: %s in force for %d (pod, CIDR) keys; every egwct agent (one per node) sweeps with them",
 				keysText(p, st), st.Keys)
 		default:
-			e.Reason, e.Type = ReasonInvalid, "Warning"
+			e.Reason, e.Type, e.Outcome = ReasonInvalid, "Warning", Summary(st.Findings)
 			what := "its flows keep the node's timeouts"
 			if st.Outcome == Kept {
 				what = fmt.Sprintf("its last valid timeouts stay in force (%s)", keysText(p, st))
