@@ -62,6 +62,7 @@ envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 .PHONY: test
 test: deps lint ## Install what the tests need, then run all of them
 	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 20m ./...
+	cd hack/verify-profiles && $(GO) test -count=1 ./...
 
 .PHONY: vmtest
 vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG)
@@ -70,6 +71,7 @@ vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...
+	cd hack/verify-profiles && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
@@ -106,6 +108,14 @@ demo: build ## As root: a simulated gateway node, listed, validated, applied, wa
 	$(call DEMO,agent) -f $(DEMO_FS).state/manifests --metrics-addr '' >/dev/null 2>&1 & agent=$$!; \
 	sleep 1; $(call DEMO,top); rc=$$?; kill $$drive $$agent; wait; exit $$rc
 	./$(BIN) lab down --bpffs $(DEMO_FS)
+
+# Which releases verify-profiles checks; by default every release the
+# profiles claim (their VerifiedAgainst lists). CI: VERIFY_ARGS='-newest -minors 1.19,1.20'.
+VERIFY_ARGS ?=
+
+.PHONY: verify-profiles
+verify-profiles: ## As root: check pkg/profiles against Cilium's own Go code, per release (hack/verify-profiles; about 1-5 min a release the first time)
+	cd hack/verify-profiles && $(GO) run . $(VERIFY_ARGS)
 
 .PHONY: docs
 docs: ## Regenerate docs/timeouts.md and deploy/admission-policy.yaml from pkg/profiles

@@ -173,11 +173,17 @@ func showProfile(w io.Writer, res profiles.Resolution, noHeaders bool) error {
 func checkedAgainst(p *profiles.Profile) string {
 	switch {
 	case p.Dev:
-		return "main @ " + strings.Fields(p.Sources[0])[1][:10]
-	case p.Verified == (profiles.Version{}):
+		return fmt.Sprintf("%d.%d-dev, not verified", p.Major, p.Minor)
+	case len(p.VerifiedAgainst) > 0:
+		vs := make([]string, len(p.VerifiedAgainst))
+		for i, v := range p.VerifiedAgainst {
+			vs[i] = v.String()
+		}
+		return strings.Join(vs, ", ")
+	case p.Checked == (profiles.Version{}):
 		return fmt.Sprintf("v%d.%d branch point", p.Major, p.Minor)
 	}
-	return p.Verified.String()
+	return p.Checked.String() + " (by hand)"
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%ds", d/time.Second) }

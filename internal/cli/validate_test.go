@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/egwct/egwct/internal/manifest"
 	"github.com/egwct/egwct/internal/printer"
+	"github.com/egwct/egwct/pkg/profiles"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -263,5 +265,34 @@ func TestDocumentedCommands(t *testing.T) {
 	}
 	if n < 3 {
 		t.Errorf("found %d documented commands, want at least 3", n)
+	}
+}
+
+// TestStrictOnEveryVerifiedRelease: a valid policy passes validate --strict
+// for every release a profile was verified against and for a newer patch of
+// a verified minor (a note, not a warning); a development build and a minor
+// still in development stay warnings (exit 1 with --strict).
+func TestStrictOnEveryVerifiedRelease(t *testing.T) {
+	chdirRoot(t)
+	versions := []string{"1.18.3", "1.18.11"}
+	for _, p := range profiles.All() {
+		for _, v := range p.VerifiedAgainst {
+			versions = append(versions, v.String())
+		}
+		if n := p.NewestChecked(); !p.Dev && n != (profiles.Version{}) {
+			versions = append(versions, fmt.Sprintf("%d.%d.%d", n.Major, n.Minor, n.Patch+1))
+		}
+	}
+	for _, v := range versions {
+		code, out, errOut := run(t, "", "validate", "--strict", "--cilium-version", v, "examples/valid/cluster-policies.yaml")
+		if code != 0 {
+			t.Errorf("validate --strict --cilium-version %s: exit %d\n%s%s", v, code, out, errOut)
+		}
+	}
+	for _, v := range []string{"main", "1.21.0", "1.20.0-rc.1"} {
+		code, out, _ := run(t, "", "validate", "--strict", "--cilium-version", v, "examples/valid/cluster-policies.yaml")
+		if code != 1 || !strings.Contains(out, "unverified-version") {
+			t.Errorf("validate --strict --cilium-version %s: exit %d, want 1 with an unverified-version warning\n%s", v, code, out)
+		}
 	}
 }

@@ -147,11 +147,17 @@ refuses them (rule ` + "`service-timer`" + `).
 		p("### %s\n\n", title)
 		switch {
 		case pr.Dev:
-			p("Checked against %s.", pr.Sources[0])
-		case pr.Verified == (profiles.Version{}):
+			p("Read from %s; not verified against a release (the development branch is not on the Go module proxy), so every version it covers gets an `unverified-version` warning.", pr.Sources[0])
+		case len(pr.VerifiedAgainst) > 0:
+			vs := make([]string, len(pr.VerifiedAgainst))
+			for i, v := range pr.VerifiedAgainst {
+				vs[i] = v.String()
+			}
+			p("Verified with Cilium's own code (`make verify-profiles`) against %s; later %d.%d patch releases get a `newer-patch` note.", strings.Join(vs, ", "), pr.Major, pr.Minor)
+		case pr.Checked == (profiles.Version{}):
 			p("Checked against the v%d.%d branch point only: every %d.%d release gets an `unverified-version` warning until a release is checked.", pr.Major, pr.Minor, pr.Major, pr.Minor)
 		default:
-			p("Checked against %s; later %d.%d patch releases get an `unverified-version` warning.", pr.Verified, pr.Major, pr.Minor)
+			p("Read by hand from the sources of %s (not yet verified by `make verify-profiles`); later %d.%d patch releases get a `newer-patch` note.", pr.Checked, pr.Major, pr.Minor)
 		}
 		p(" Clock: %s by default; %s.\n\n", pr.Clock.Default, pr.Clock.Jiffies)
 		if len(pr.Quirks) > 0 {

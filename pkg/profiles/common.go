@@ -160,3 +160,67 @@ func earlyPassQuirk(affects ...Range) Quirk {
 
 // v is a short constructor for the ranges of quirks.
 func v(s string) Version { return MustParseVersion(s) }
+
+// The agent's CT GC interval (§7.4): defaults.ConntrackGCStartingInterval,
+// ConntrackGCMinInterval and ConntrackGCMaxLRUInterval.
+var gcInterval = GCInterval{Start: 5 * time.Minute, Min: 10 * time.Second, Max: 12 * time.Hour}
+
+// Key and value layouts other than ct_entry (§2, §6.1, §8.1), by C name.
+// The CT and SNAT maps share the tuple keys. v6 adds the IPv6 egress-policy
+// structs (1.18+), egwV2 the value of cilium_egress_gw_policy_v4_v2 (1.20+).
+func layouts(v6, egwV2 bool) []Layout {
+	tuple := func(name string, addr int) Layout {
+		return Layout{Name: name, Size: 2*addr + 6, Fields: []Field{
+			{Name: "daddr", Offset: 0, Size: addr},
+			{Name: "saddr", Offset: addr, Size: addr},
+			{Name: "dport", Offset: 2 * addr, Size: 2},
+			{Name: "sport", Offset: 2*addr + 2, Size: 2},
+			{Name: "nexthdr", Offset: 2*addr + 4, Size: 1},
+			{Name: "flags", Offset: 2*addr + 5, Size: 1},
+		}}
+	}
+	natEntry := func(name string, addr, size int) Layout {
+		return Layout{Name: name, Size: size, Fields: []Field{
+			{Name: "created", Offset: 0, Size: 8},
+			{Name: "needs_ct", Offset: 8, Size: 8},
+			{Name: "pad1", Offset: 16, Size: 8},
+			{Name: "pad2", Offset: 24, Size: 8},
+			{Name: "to_saddr", Offset: 32, Size: addr, Note: "to_daddr in reverse (IN) entries"},
+			{Name: "to_sport", Offset: 32 + addr, Size: 2, Note: "to_dport in reverse (IN) entries"},
+		}}
+	}
+	policyKey := func(name string, addr int) Layout {
+		return Layout{Name: name, Size: 4 + 2*addr, Fields: []Field{
+			{Name: "lpm_key", Offset: 0, Size: 4, Note: "prefix length: 32 (or 128) for saddr plus the destination's"},
+			{Name: "saddr", Offset: 4, Size: addr},
+			{Name: "daddr", Offset: 4 + addr, Size: addr},
+		}}
+	}
+	ifindexEntry := func(name string, egressIP int) Layout {
+		return Layout{Name: name, Size: egressIP + 24, Fields: []Field{
+			{Name: "egress_ip", Offset: 0, Size: egressIP},
+			{Name: "gateway_ip", Offset: egressIP, Size: 4},
+			{Name: "reserved", Offset: egressIP + 4, Size: 12},
+			{Name: "egress_ifindex", Offset: egressIP + 16, Size: 4},
+			{Name: "reserved2", Offset: egressIP + 20, Size: 4},
+		}}
+	}
+	out := []Layout{
+		tuple("ipv4_ct_tuple", 4),
+		tuple("ipv6_ct_tuple", 16),
+		natEntry("ipv4_nat_entry", 4, 40),
+		natEntry("ipv6_nat_entry", 16, 56),
+		policyKey("egress_gw_policy_key", 4),
+		{Name: "egress_gw_policy_entry", Size: 8, Fields: []Field{
+			{Name: "egress_ip", Offset: 0, Size: 4},
+			{Name: "gateway_ip", Offset: 4, Size: 4},
+		}},
+	}
+	if v6 {
+		out = append(out, policyKey("egress_gw_policy_key6", 16), ifindexEntry("egress_gw_policy_entry6", 16))
+	}
+	if egwV2 {
+		out = append(out, ifindexEntry("egress_gw_policy_entry_v2", 4))
+	}
+	return out
+}

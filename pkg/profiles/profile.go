@@ -233,14 +233,21 @@ type Profile struct {
 	// Name is how users refer to the profile: "1.18" or "main".
 	Name string
 	// Major and Minor are the version the profile covers (main: the
-	// development version, 1.20).
+	// development version, 1.21).
 	Major, Minor int
 	// Dev marks the profile of Cilium's development branch.
 	Dev bool
-	// Verified is the newest release whose sources the facts were checked
-	// against; later patches resolve to the profile with a warning. Zero
-	// when no release was checked (only a branch point).
-	Verified Version
+	// Checked is the newest release whose sources the facts were read
+	// from by hand (Sources); zero when only a branch point was read.
+	Checked Version
+	// VerifiedAgainst lists the releases hack/verify-profiles checked the
+	// profile against with Cilium's own Go code, oldest first
+	// (hack/verify-profiles/verified.json records each check).
+	VerifiedAgainst []Version
+	// Differs lists releases of the minor on which hack/verify-profiles
+	// found a fact that differs from the profile; they resolve with a
+	// warning.
+	Differs []Version
 	// Sources lists the upstream commits the facts were read from.
 	Sources []string
 	// Parameters are the keys of the timeout text, one per State.
@@ -251,6 +258,11 @@ type Profile struct {
 	Maps []MapSpec
 	// CTEntry is the ct_entry layout.
 	CTEntry CTEntryLayout
+	// Layouts are the other C structs of the maps' keys and values, by
+	// their C name (ipv4_ct_tuple, ipv4_nat_entry, egress_gw_policy_key, ...).
+	Layouts []Layout
+	// GCInterval are the bounds of the agent's CT GC interval.
+	GCInterval GCInterval
 	// Clock are the clock-source rules.
 	Clock ClockRules
 	// SNATRetries is SNAT_COLLISION_RETRIES, the port-allocation retries.
@@ -260,6 +272,46 @@ type Profile struct {
 	GCDeletesNAT string
 	// Quirks are known behaviours of some of the profile's releases.
 	Quirks []Quirk
+}
+
+// Layout is the layout of one C struct of a map key or value.
+type Layout struct {
+	Name   string
+	Size   int
+	Fields []Field
+}
+
+// Layout returns the layout of the named C struct; "ct_entry" is CTEntry.
+func (p *Profile) Layout(name string) (Layout, bool) {
+	if name == "ct_entry" {
+		return Layout{Name: name, Size: p.CTEntry.Size, Fields: p.CTEntry.Fields}, true
+	}
+	for _, l := range p.Layouts {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Layout{}, false
+}
+
+// GCInterval are the bounds of the agent's dynamic CT GC interval: it
+// starts at Start and adapts between Min and Max (unless the node sets
+// conntrack-gc-interval), so an entry past its lifetime may wait up to
+// Max for Cilium's own GC.
+type GCInterval struct {
+	Start, Min, Max time.Duration
+}
+
+// NewestChecked is the newest release the profile's facts were checked
+// against, by hand or by hack/verify-profiles; zero if none.
+func (p *Profile) NewestChecked() Version {
+	v := p.Checked
+	for _, r := range p.VerifiedAgainst {
+		if v == (Version{}) || r.Compare(v) > 0 {
+			v = r
+		}
+	}
+	return v
 }
 
 // Parameter returns the timeout-text parameter with the given key.

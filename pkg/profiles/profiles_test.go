@@ -1,7 +1,11 @@
 package profiles
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -12,24 +16,28 @@ func TestResolve(t *testing.T) {
 		in         string
 		profile    string
 		unverified bool
+		newerPatch bool
 		wantErr    string
 	}{
 		{in: "1.18.3", profile: "1.18"},
-		{in: "1.18.4", profile: "1.18", unverified: true},
-		{in: "v1.17.0-rc.1", profile: "1.17"},
+		{in: "1.18.4", profile: "1.18", newerPatch: true},
+		{in: "v1.17.0-rc.1", profile: "1.17", unverified: true},
 		{in: "1.17", profile: "1.17"},
 		{in: "1.14.16", profile: "1.14"},
-		{in: "1.14.17", profile: "1.14", unverified: true},
+		{in: "1.14.17", profile: "1.14", newerPatch: true},
 		{in: "v1.15.2+abc", profile: "1.15"},
-		{in: "1.19.0", profile: "1.19", unverified: true},
-		{in: "1.20.0-dev", profile: "main"},
-		{in: "1.20.0-pre.1", profile: "main"},
-		{in: "1.20.0", profile: "main", unverified: true},
-		{in: "main", profile: "main"},
-		{in: "MAIN", profile: "main"},
+		{in: "1.19.0", profile: "1.19"},
+		{in: "1.19.99", profile: "1.19", newerPatch: true},
+		{in: "1.20.2", profile: "1.20"},
+		{in: "1.20.0-dev", profile: "1.20", unverified: true},
+		{in: "1.21.0-dev", profile: "main", unverified: true},
+		{in: "1.21.0-pre.1", profile: "main", unverified: true},
+		{in: "1.21.0", profile: "main", unverified: true},
+		{in: "main", profile: "main", unverified: true},
+		{in: "MAIN", profile: "main", unverified: true},
 		{in: "1.16", profile: "1.16"},
-		{in: "1.13.4", wantErr: "known: 1.14, 1.15, 1.16, 1.17, 1.18, 1.19, main (1.20-dev)"},
-		{in: "1.21.0", wantErr: "no profile for Cilium version"},
+		{in: "1.13.4", wantErr: "known: 1.14, 1.15, 1.16, 1.17, 1.18, 1.19, 1.20, main (1.21-dev)"},
+		{in: "1.22.0", wantErr: "no profile for Cilium version"},
 		{in: "2.0.0", wantErr: "no profile"},
 		{in: "latest", wantErr: "invalid Cilium version"},
 		{in: "1.18.x", wantErr: "not a version number"},
@@ -49,9 +57,9 @@ func TestResolve(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Resolve(%q): %v", tt.in, err)
 			}
-			if r.Profile.Name != tt.profile || r.Unverified != tt.unverified {
-				t.Errorf("Resolve(%q) = %s unverified=%v, want %s unverified=%v",
-					tt.in, r.Profile.Name, r.Unverified, tt.profile, tt.unverified)
+			if r.Profile.Name != tt.profile || r.Unverified != tt.unverified || r.NewerPatch != tt.newerPatch {
+				t.Errorf("Resolve(%q) = %s unverified=%v newerPatch=%v, want %s unverified=%v newerPatch=%v",
+					tt.in, r.Profile.Name, r.Unverified, r.NewerPatch, tt.profile, tt.unverified, tt.newerPatch)
 			}
 			if r.Reason() == "" {
 				t.Error("empty reason")
@@ -240,4 +248,44 @@ func kebab(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// TestVerifiedAgainstMatchesRecord checks that every profile claims exactly
+// the releases hack/verify-profiles verified (its verified.json), and lists
+// as Differs exactly those where it found a difference.
+func TestVerifiedAgainstMatchesRecord(t *testing.T) {
+	b, err := os.ReadFile("../../hack/verify-profiles/verified.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Releases map[string]struct {
+			Result string `json:"result"`
+		} `json:"releases"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatalf("verified.json: %v", err)
+	}
+	want := map[string][]Version{}
+	for s, o := range rec.Releases {
+		v, err := ParseVersion(s)
+		if err != nil {
+			t.Fatalf("verified.json: %v", err)
+		}
+		key := fmt.Sprintf("%d.%d/%s", v.Major, v.Minor, o.Result)
+		want[key] = append(want[key], v)
+	}
+	for _, p := range All() {
+		for _, c := range []struct {
+			result string
+			got    []Version
+		}{{"verified", p.VerifiedAgainst}, {"differs", p.Differs}} {
+			w := want[fmt.Sprintf("%d.%d/%s", p.Major, p.Minor, c.result)]
+			sort.Slice(w, func(i, j int) bool { return w[i].Compare(w[j]) < 0 })
+			if fmt.Sprint(w) != fmt.Sprint(c.got) {
+				t.Errorf("profile %s: releases recorded as %s in verified.json = %v, profile lists %v (the list must be what make verify-profiles checked, oldest first)",
+					p.Name, c.result, w, c.got)
+			}
+		}
+	}
 }

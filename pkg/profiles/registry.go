@@ -47,10 +47,15 @@ type Resolution struct {
 	Profile *Profile
 	// Version is the parsed version (for "main", the development version).
 	Version Version
-	// Unverified is set when Version is a release newer than the profile's
-	// Verified release (or the profile has no verified release): its
-	// semantics may differ from the profile's.
+	// Unverified is set when the profile's facts may not hold for Version:
+	// a development build, a release of a minor that is still in
+	// development, a profile checked against no release, or a release on
+	// which hack/verify-profiles found a difference.
 	Unverified bool
+	// NewerPatch is set when Version is a patch release newer than any the
+	// profile was checked against, of a minor whose released patches all
+	// matched: worth a note, not a warning.
+	NewerPatch bool
 }
 
 // Reason says in a sentence why the profile was chosen.
@@ -59,13 +64,32 @@ func (r Resolution) Reason() string {
 	s := fmt.Sprintf("Cilium %s uses profile %s", r.Version, p.Name)
 	switch {
 	case p.Dev:
-		s += " (checked against " + p.Sources[0] + ")"
-	case p.Verified == (Version{}):
-		s += " (checked against the v" + fmt.Sprintf("%d.%d", p.Major, p.Minor) + " branch point, no release checked)"
+		s += fmt.Sprintf(" (%d.%d development; checked against %s)", p.Major, p.Minor, p.Sources[0])
+	case len(p.VerifiedAgainst) > 0:
+		s += " (verified against " + joinVersions(p.VerifiedAgainst) + " with Cilium's own code)"
+	case p.Checked == (Version{}):
+		s += fmt.Sprintf(" (checked against the v%d.%d branch point, no release checked)", p.Major, p.Minor)
 	default:
-		s += " (checked against " + p.Verified.String() + ")"
+		s += " (checked against " + p.Checked.String() + ")"
 	}
 	return s
+}
+
+func joinVersions(vs []Version) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func contains(vs []Version, v Version) bool {
+	for _, x := range vs {
+		if x.Compare(v) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // UnknownVersionError is returned for a version no profile covers.
@@ -99,7 +123,7 @@ func Resolve(s string) (Resolution, error) {
 			if p.Dev {
 				v = Version{Major: p.Major, Minor: p.Minor, Patch: 0, Pre: "dev"}
 			}
-			return Resolution{Profile: p, Version: v}, nil
+			return Resolution{Profile: p, Version: v, Unverified: p.Dev}, nil
 		}
 	}
 	v, err := ParseVersion(name)
@@ -111,16 +135,22 @@ func Resolve(s string) (Resolution, error) {
 			continue
 		}
 		r := Resolution{Profile: p, Version: v}
+		newest := p.NewestChecked()
 		switch {
 		case p.Dev:
-			// The development profile covers pre-releases; a final release
-			// of that minor was not checked.
-			r.Unverified = v.Pre == "" && v.Patch >= 0
-		case v.Patch < 0:
-		case p.Verified == (Version{}):
+			// Development builds and releases of a minor still in
+			// development: nothing released was checked.
 			r.Unverified = true
-		default:
-			r.Unverified = v.Patch > p.Verified.Patch
+		case v.Patch < 0:
+		case v.Pre != "":
+			// A pre-release or development build of a released minor.
+			r.Unverified = true
+		case contains(p.Differs, v):
+			r.Unverified = true
+		case newest == (Version{}):
+			r.Unverified = true
+		case v.Patch > newest.Patch:
+			r.NewerPatch = true
 		}
 		return r, nil
 	}

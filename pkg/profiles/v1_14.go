@@ -5,7 +5,7 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.14", Major: 1, Minor: 14,
-		Verified: v("1.14.16"),
+		Checked: v("1.14.16"),
 		Sources: []string{
 			"v1.14.0 b5013e1562dbfe442dd2011a5af46de9095315ff",
 			"v1.14.16 c2fcf1db31b1b408662471cbe1fddd121bd9678a",
@@ -15,6 +15,8 @@ func init() {
 		Maps:          mapSet([]uint32{0}, FlagNoPrealloc),
 		CTEntry: ctEntry(countersV114,
 			Field{Name: "ifindex", Offset: 40, Size: 2}, "nat46", "dsr"),
+		Layouts:    layouts(false, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false), the kernel has jiffies64 and KERNEL_HZ != 1",

@@ -5,7 +5,7 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.15", Major: 1, Minor: 15,
-		Verified: v("1.15.5"),
+		Checked: v("1.15.5"),
 		Sources: []string{
 			"v1.15.0 2db45c468981a863b230186ad37d44e5a7c08d61",
 			"v1.15.5 8c7e442ccd48b9011a10f34a128ec98751d9a80e",
@@ -15,6 +15,8 @@ func init() {
 		Maps:          mapSet([]uint32{0}, FlagNoPrealloc),
 		CTEntry: ctEntry(countersV114,
 			Field{Name: "ifindex", Offset: 40, Size: 2}, "nat64", "dsr"),
+		Layouts:    layouts(false, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false), the kernel has jiffies64 and KERNEL_HZ != 1",

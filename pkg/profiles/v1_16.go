@@ -5,7 +5,7 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.16", Major: 1, Minor: 16,
-		Verified: v("1.16.15"),
+		Checked: v("1.16.15"),
 		Sources: []string{
 			"v1.16.0 82999990bc954699cf24853ef9747d9166ee24c8",
 			"v1.16.15 75130674084311ceedfc2bd6dfec511478d23105",
@@ -15,6 +15,8 @@ func init() {
 		Maps:          mapSet([]uint32{0}, FlagNoPrealloc),
 		CTEntry: ctEntry(countersV116,
 			Field{Name: "ifindex", Offset: 40, Size: 2, Note: "unused with HAVE_FIB_INDEX"}, "nat64", "dsr_internal"),
+		Layouts:    layouts(false, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false), the kernel has jiffies64 and KERNEL_HZ != 1",

@@ -5,7 +5,7 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.17", Major: 1, Minor: 17,
-		Verified: v("1.17.8"),
+		Checked: v("1.17.8"),
 		Sources: []string{
 			"v1.17.0 c2bbf787eab9b7f728fcc861904d9bcf17e4ba9b",
 			"v1.17.8 03b5572f35bba14971c5ce049de3842b8ff4fa6a",
@@ -15,6 +15,8 @@ func init() {
 		Maps:          mapSet([]uint32{0}, FlagNoPrealloc),
 		CTEntry: ctEntry(countersV116,
 			Field{Name: "ifindex", Offset: 40, Size: 2, Note: "unused with HAVE_FIB_INDEX"}, "nat64", "dsr_internal"),
+		Layouts:    layouts(false, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false), the kernel has jiffies64 and KERNEL_HZ != 1",

@@ -5,7 +5,7 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.18", Major: 1, Minor: 18,
-		Verified: v("1.18.3"),
+		Checked: v("1.18.3"),
 		Sources: []string{
 			"v1.18.0 274205f001bb24b89d19f0fe7c3fb3aca20030c2",
 			"v1.18.3 c16016890116f9fc6bf8d90e3ffe0f4e91ae8097",
@@ -16,6 +16,8 @@ func init() {
 			maps118(FlagNoPrealloc)...),
 		CTEntry: ctEntry(countersV116,
 			Field{Name: "reserved4", Offset: 40, Size: 2, Note: "unused since 1.18"}, "nat64", "dsr_internal"),
+		Layouts:    layouts(true, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when enable-bpf-clock-probe=true (default false) and KERNEL_HZ != 1",

@@ -5,7 +5,6 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.19", Major: 1, Minor: 19,
-		// Only the v1.19 branch point was checked, no 1.19 release.
 		Sources: []string{
 			"v1.19 branch point 2ba24a2a3d8df04c0921f2029ca2b68003b97900",
 		},
@@ -13,8 +12,9 @@ func init() {
 		ServiceTimers: serviceTimers(8000 * time.Second),
 		Maps: append(mapSet([]uint32{0, FlagNoCommonLRU}, FlagNoPrealloc),
 			maps118(FlagNoPrealloc)...),
-		CTEntry: ctEntry(countersV119,
-			Field{Name: "nat_port", Offset: 40, Size: 2, Note: "be16, CT_EGRESS DSR; 0 for gateway entries"}, "nat64", "dsr_internal"),
+		CTEntry:    ctEntryV119(),
+		Layouts:    layouts(true, false),
+		GCInterval: gcInterval,
 		Clock: ClockRules{
 			Default:   clockDefault,
 			Jiffies:   "jiffies64 >> 8 when the agent's runtime config sets enable_jiffies (enable-bpf-clock-probe=true, default false)",

@@ -74,13 +74,14 @@ var (
 	RuleJiffyRounding     = Rule{"jiffy-rounding", Warning, "on a jiffies node the value rounds by a second or more: say what it acts as"}
 	RuleSynAboveEst       = Rule{"syn-above-established", Warning, "the SYN timeout is longer than the established-TCP timeout"}
 	RuleBelowRFC5382      = Rule{"below-rfc5382", Warning, "the established-TCP timeout is below RFC 5382's 2h4m: idle connections without keepalives are cut"}
-	RuleUnverifiedVersion = Rule{"unverified-version", Warning, "the Cilium release is newer than the one the profile was checked against"}
+	RuleUnverifiedVersion = Rule{"unverified-version", Warning, "the profile's facts may not hold for the Cilium version: a development build, a minor still in development, or a release on which hack/verify-profiles found a difference"}
 	RuleAPIVersion        = Rule{"api-version", Warning, "a CiliumEgressGatewayPolicy whose apiVersion is not cilium.io/v2"}
 	RuleNodeConfig        = Rule{"node-config", Warning, "a node setting that probably does not mean what was meant"}
 	RuleProfile           = Rule{"profile", Info, "which profile was used, and why"}
 	RuleNodeSettings      = Rule{"node-settings", Info, "where the node's timeouts and clock were taken from"}
 	RuleVersionQuirk      = Rule{"version-quirk", Info, "a known behaviour of the Cilium release that matters to per-policy timeouts"}
 	RuleNoEffect          = Rule{"no-effect", Info, "the value equals the node's timeout, so it changes nothing"}
+	RuleNewerPatch        = Rule{"newer-patch", Info, "a patch release newer than those the profile was verified against, of a minor whose verified releases all matched"}
 )
 
 // Rules lists every rule.
@@ -89,5 +90,5 @@ var Rules = []Rule{
 	RuleServiceTimer, RuleBareNumber, RuleBadDuration, RuleNonPositive, RuleAboveNode, RuleSourceConflict,
 	RuleFileTooLarge, RulePolicySpec, RuleBelowPrecision, RuleJiffyRounding, RuleSynAboveEst, RuleBelowRFC5382,
 	RuleUnverifiedVersion, RuleAPIVersion, RuleNodeConfig, RuleProfile, RuleNodeSettings, RuleVersionQuirk,
-	RuleNoEffect,
+	RuleNoEffect, RuleNewerPatch,
 }

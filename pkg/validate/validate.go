@@ -85,6 +85,18 @@ func (v *Validator) Clock() (nodeconfig.Clock, bool) {
 	return nodeconfig.Clock{Mode: nodeconfig.Ktime}, false
 }
 
+func unverifiedMessage(r profiles.Resolution) string {
+	p := r.Profile
+	switch {
+	case p.Dev:
+		return fmt.Sprintf("Cilium %s is a development version (%d.%d): profile %s was read from %s, not verified against a release, so the meaning of the timeout text may differ",
+			r.Version, p.Major, p.Minor, p.Name, p.Sources[0])
+	case len(p.Differs) > 0 && r.Version.Patch >= 0:
+		return fmt.Sprintf("hack/verify-profiles found Cilium %s's maps or defaults to differ from profile %s: the meaning of the timeout text may differ", r.Version, p.Name)
+	}
+	return fmt.Sprintf("no %d.%d release was checked for profile %s: the meaning of the timeout text may differ", p.Major, p.Minor, p.Name)
+}
+
 // Preamble returns the findings about the run as a whole: the profile and
 // why, an unverified release, the node's settings, and known quirks.
 func (v *Validator) Preamble() []Finding {
@@ -95,12 +107,15 @@ func (v *Validator) Preamble() []Finding {
 		msg += "; version from " + v.opts.VersionFrom
 	}
 	out = append(out, newFinding(RuleProfile, policy.Position{}, msg))
-	if r.Unverified {
-		f := newFinding(RuleUnverifiedVersion, policy.Position{}, fmt.Sprintf(
-			"Cilium %s is newer than any release profile %s was checked against: the meaning of the timeout text may differ",
-			r.Version, v.profile.Name))
+	switch {
+	case r.Unverified:
+		f := newFinding(RuleUnverifiedVersion, policy.Position{}, unverifiedMessage(r))
 		f.Suggestion = "check the release notes of Cilium " + r.Version.String() + " for conntrack changes"
 		out = append(out, f)
+	case r.NewerPatch:
+		out = append(out, newFinding(RuleNewerPatch, policy.Position{}, fmt.Sprintf(
+			"Cilium %s is newer than the %d.%d releases profile %s was verified against (newest %s); every verified %d.%d release matched, so its facts are expected to hold",
+			r.Version, r.Profile.Major, r.Profile.Minor, v.profile.Name, r.Profile.NewestChecked(), r.Profile.Major, r.Profile.Minor)))
 	}
 
 	n := v.opts.Node

@@ -177,7 +177,8 @@ func TestPreamble(t *testing.T) {
 		want    []string
 	}{
 		{"1.18.3", nil, []string{"profile", "node-settings", "version-quirk"}},
-		{"1.17.99", nil, []string{"profile", "unverified-version", "node-settings"}},
+		{"1.17.99", nil, []string{"profile", "newer-patch", "node-settings"}},
+		{"1.21.0", nil, []string{"profile", "unverified-version", "node-settings"}},
 		{"1.15.1", nil, []string{"profile", "node-settings", "version-quirk", "version-quirk"}},
 		{"1.17", &nodeconfig.Config{File: "cm.yaml", Kind: "ConfigMap x/y", ClockProbe: true,
 			Notes: []nodeconfig.Note{{Line: 3, Column: 4, Msg: "m"}}},
