@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"go/build/constraint"
 	"io"
 	"os"
 	"os/exec"
@@ -23,6 +24,10 @@ import (
 // minor: the constructors and cells that create the maps changed between
 // minors (see the files of ./_extract).
 var generations = map[string]string{
+	"1.14": "cilium114",
+	"1.15": "cilium115",
+	"1.16": "cilium116",
+	"1.17": "cilium117",
 	"1.18": "cilium118",
 	"1.19": "cilium119",
 	"1.20": "cilium120",
@@ -67,6 +72,18 @@ func build(v profiles.Version, cache string) (bin, src string, err error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, mod.Dir, nil
 	}
+	// Builds of this release from older extractor sources are of no use.
+	old, _ := filepath.Glob(filepath.Join(cache, v.String()+"-*"))
+	for _, o := range old {
+		if o != dir {
+			os.RemoveAll(o)
+		}
+	}
+	// Start from nothing: an interrupted build may have left files of
+	// another generation.
+	if err := os.RemoveAll(dir); err != nil {
+		return "", "", err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
@@ -77,11 +94,21 @@ func build(v profiles.Version, cache string) (bin, src string, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), gomod, 0o644); err != nil {
 		return "", "", err
 	}
+	// Only the files of this generation: go mod tidy reads every file
+	// whatever its build tags, and other generations import packages this
+	// release does not have.
 	files, _ := filepath.Glob(filepath.Join(ext, "*.go"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", "", err
+		}
+		ok, err := forTag(b, tag)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: %w", f, err)
+		}
+		if !ok {
+			continue
 		}
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
 			return "", "", err
@@ -95,6 +122,25 @@ func build(v profiles.Version, cache string) (bin, src string, err error) {
 		return "", "", fmt.Errorf("build against github.com/cilium/cilium@v%s: %w", v, err)
 	}
 	return bin, mod.Dir, os.Rename(bin+".tmp", bin)
+}
+
+// forTag reports whether a Go file's //go:build line (if any) is satisfied
+// by the build tag alone.
+func forTag(src []byte, tag string) (bool, error) {
+	for _, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "package ") {
+			break
+		}
+		if constraint.IsGoBuild(line) {
+			expr, err := constraint.Parse(line)
+			if err != nil {
+				return false, err
+			}
+			return expr.Eval(func(t string) bool { return t == tag }), nil
+		}
+	}
+	return true, nil
 }
 
 type module struct {

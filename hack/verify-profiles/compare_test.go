@@ -163,3 +163,21 @@ func TestSelectVersions(t *testing.T) {
 		t.Fatalf("newest of 1.20 = %v, %v", vs, err)
 	}
 }
+
+func TestForTag(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		tag  string
+		want bool
+	}{
+		{"package main\n", "cilium120", true},
+		{"//go:build cilium119 || cilium120\n\npackage main\n", "cilium120", true},
+		{"//go:build cilium119 || cilium120\n\npackage main\n", "cilium118", false},
+		{"// comment\n//go:build cilium114\n\npackage main\n", "cilium114", true},
+	} {
+		got, err := forTag([]byte(tt.src), tt.tag)
+		if err != nil || got != tt.want {
+			t.Errorf("forTag(%q, %s) = %v, %v; want %v", tt.src, tt.tag, got, err, tt.want)
+		}
+	}
+}

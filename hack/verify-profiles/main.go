@@ -79,11 +79,13 @@ func main() {
 			outcome.Result = ResultVerified
 		}
 		rec.Releases[v.String()] = outcome
-	}
-	if *record {
-		if err := rec.save(recordFile); err != nil {
-			fmt.Fprintln(os.Stderr, "verify-profiles:", err)
-			os.Exit(2)
+		// Saved after each release: a long run that is stopped keeps
+		// what it checked.
+		if *record {
+			if err := rec.save(recordFile); err != nil {
+				fmt.Fprintln(os.Stderr, "verify-profiles:", err)
+				os.Exit(2)
+			}
 		}
 	}
 	os.Exit(status)

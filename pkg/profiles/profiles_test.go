@@ -20,13 +20,14 @@ func TestResolve(t *testing.T) {
 		wantErr    string
 	}{
 		{in: "1.18.3", profile: "1.18"},
-		{in: "1.18.4", profile: "1.18", newerPatch: true},
 		{in: "v1.17.0-rc.1", profile: "1.17", unverified: true},
 		{in: "1.17", profile: "1.17"},
 		{in: "1.14.16", profile: "1.14"},
 		{in: "1.14.17", profile: "1.14", newerPatch: true},
 		{in: "v1.15.2+abc", profile: "1.15"},
 		{in: "1.19.0", profile: "1.19"},
+		{in: "1.18.11", profile: "1.18"},
+		{in: "1.18.12", profile: "1.18", newerPatch: true},
 		{in: "1.19.99", profile: "1.19", newerPatch: true},
 		{in: "1.20.2", profile: "1.20"},
 		{in: "1.20.0-dev", profile: "1.20", unverified: true},

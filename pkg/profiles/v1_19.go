@@ -8,8 +8,9 @@ func init() {
 		Sources: []string{
 			"v1.19 branch point 2ba24a2a3d8df04c0921f2029ca2b68003b97900",
 		},
-		Parameters:    regularParameters(8000 * time.Second),
-		ServiceTimers: serviceTimers(8000 * time.Second),
+		VerifiedAgainst: []Version{v("1.19.7")},
+		Parameters:      regularParameters(8000 * time.Second),
+		ServiceTimers:   serviceTimers(8000 * time.Second),
 		Maps: append(mapSet([]uint32{0, FlagNoCommonLRU}, FlagNoPrealloc),
 			maps118(FlagNoPrealloc)...),
 		CTEntry:    ctEntryV119(),

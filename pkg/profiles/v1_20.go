@@ -25,7 +25,7 @@ func init() {
 		Sources: []string{
 			"main aeb2d1b68e0e0bb36fc48f262bbc75c4903c19e8 (2026-06-25), before the v1.20 branch",
 		},
-		VerifiedAgainst: []Version{v("1.20.2")},
+		VerifiedAgainst: []Version{v("1.20.0"), v("1.20.2")},
 		Parameters:      regularParameters(8000 * time.Second),
 		ServiceTimers:   serviceTimers(8000 * time.Second),
 		Maps: append(append(mapSet([]uint32{0, FlagNoCommonLRU}, egwFlags), maps118(egwFlags)...),
