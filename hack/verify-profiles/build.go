@@ -151,10 +151,14 @@ type module struct {
 func download(v profiles.Version) (module, error) {
 	var m module
 	cmd := exec.Command("go", "mod", "download", "-json", "github.com/cilium/cilium@v"+v.String())
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, _ := cmd.Output()
+	// Outside any module: the download must not depend on this one's go.mod.
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	var stderr tail
+	cmd.Stderr = &stderr
+	out, runErr := cmd.Output()
 	if err := json.Unmarshal(out, &m); err != nil {
-		return m, fmt.Errorf("go mod download github.com/cilium/cilium@v%s: %s", v, strings.TrimSpace(string(out)))
+		return m, fmt.Errorf("go mod download github.com/cilium/cilium@v%s: %v: %s %s", v, runErr, strings.TrimSpace(string(out)), stderr.String())
 	}
 	if m.Error != "" {
 		return m, fmt.Errorf("github.com/cilium/cilium@v%s is not on the Go module proxy: %s", v, m.Error)
