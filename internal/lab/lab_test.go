@@ -94,7 +94,10 @@ func TestUpIsStable(t *testing.T) {
 		{"1.17.8", nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 1000}, 42, 1500, 20, "130d833dfcc6945d"},
 		// Dual-stack labs (taken when they became dual-stack).
 		{"1.18.3", nodeconfig.Clock{Mode: nodeconfig.Ktime}, 1, 2000, 8, "d37c1e05c353125c"},
-		{"main", nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 250}, 7, 2000, 12, "e82af101d3d1f40f"},
+		// 1.20 is what main was (1.20-dev) when this digest was taken.
+		{"1.20.2", nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 250}, 7, 2000, 12, "e82af101d3d1f40f"},
+		// main as 1.21-dev: no cilium_egress_gw_policy_v4.
+		{"main", nodeconfig.Clock{Mode: nodeconfig.Jiffies, HZ: 250}, 7, 2000, 12, "1e93e4c6298fc118"},
 	} {
 		t.Run(fmt.Sprintf("%s/%s/seed%d", tc.version, tc.clock.Mode, tc.seed), func(t *testing.T) {
 			fs := testutil.PrivateBPFFS(t)
