@@ -4,7 +4,18 @@ GO       ?= go
 BIN      ?= bin/egwct
 FUZZTIME ?= 15s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X github.com/egwct/egwct/internal/cli.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+# The commit's date, not the clock's: the same commit builds the same bytes.
+DATE     ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+CLI      := github.com/egwct/egwct/internal/cli
+LDFLAGS  := -s -w -X $(CLI).version=$(VERSION) -X $(CLI).commit=$(COMMIT) -X $(CLI).date=$(DATE)
+# Static binaries (no cgo, no libc): they run on a scratch image and any distro.
+GOBUILD   = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+# Every platform egwct ships for. Linux has every command; macOS and
+# Windows have those that need no kernel (validate, profiles, version,
+# completion): the node commands exit 3 there saying they need Linux.
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := \
@@ -47,8 +58,16 @@ generate: bpf-deps ## Rebuild the BPF program and its Go bindings (bpf2go)
 	$(GO) generate ./pkg/sweep
 
 .PHONY: build
-build: deps ## Build bin/egwct
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/egwct
+build: deps ## Build bin/egwct (static, version stamped)
+	$(GOBUILD) -o $(BIN) ./cmd/egwct
+
+.PHONY: cross
+cross: ## Build every platform of PLATFORMS into bin/<os>_<arch>/
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "build $$os/$$arch"; \
+		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/$${os}_$${arch}/egwct$$ext ./cmd/egwct; \
+	done
 
 # kube-apiserver and etcd for the Kubernetes integration tests, built from
 # the Go module proxy into a cache outside the repository (about 4 min the

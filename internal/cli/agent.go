@@ -178,7 +178,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	log := slog.New(h)
 	b := currentBuild()
-	mm, err := metrics.New(metrics.BuildInfo{Version: b.Version, Revision: b.Commit}, metrics.Options{})
+	mm, err := metrics.New(metrics.BuildInfo{Version: b.Version, Revision: b.Commit, Date: b.BuildDate}, metrics.Options{})
 	if err != nil {
 		return err
 	}

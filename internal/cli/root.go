@@ -43,7 +43,9 @@ Exit codes:
   1  error findings (or warnings with --strict), or egwct refused to act
   2  usage error: bad flags or arguments
   3  environment error: unreadable input, no privileges, kernel or maps
-     missing, or a Cilium map whose shape does not match the profile`,
+     missing, a Cilium map whose shape does not match the profile, or a
+     node command (ct, nat, egress, lab, apply, reset, agent, top) run on
+     a system other than Linux`,
 		Example: `  # Check manifests against the Cilium version the cluster runs
   egwct validate --cilium-version 1.18.3 deploy/policies/
 
@@ -62,16 +64,17 @@ Exit codes:
 		newValidateCmd(ios),
 		newProfilesCmd(ios),
 		newVersionCmd(ios),
-		newCTCmd(ios),
-		newNATCmd(ios),
-		newEgressCmd(ios),
-		newLabCmd(ios),
-		newApplyCmd(ios),
-		newResetCmd(ios),
-		newAgentCmd(ios),
-		newTopCmd(ios),
+		needsLinux(newCTCmd(ios)),
+		needsLinux(newNATCmd(ios)),
+		needsLinux(newEgressCmd(ios)),
+		needsLinux(newLabCmd(ios)),
+		needsLinux(newApplyCmd(ios)),
+		needsLinux(newResetCmd(ios)),
+		needsLinux(newAgentCmd(ios)),
+		needsLinux(newTopCmd(ios)),
 		newAdmissionPolicyCmd(ios),
 	)
+	guardPlatform(root, false)
 	classifyRuns(root)
 	return root
 }

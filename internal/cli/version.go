@@ -11,27 +11,39 @@ import (
 	"github.com/egwct/egwct/internal/printer"
 )
 
-// version is set at build time with -ldflags "-X .../internal/cli.version=v1.2.3".
-var version = ""
+// The release stamp, set at build time (make build, make release):
+//
+//	-ldflags "-X github.com/egwct/egwct/internal/cli.version=v1.2.3
+//	  -X github.com/egwct/egwct/internal/cli.commit=<sha>
+//	  -X github.com/egwct/egwct/internal/cli.date=2026-01-02T15:04:05Z"
+//
+// Without them, the commit and date come from the Go toolchain's VCS stamp
+// and the version from the module (go install …@v1.2.3), else "dev".
+var version, commit, date string
 
 // buildInfo is the document of version -o json|yaml (docs/schemas/version.json).
 type buildInfo struct {
 	printer.Header
 	Version   string `json:"version"`
 	Commit    string `json:"commit,omitempty"`
+	BuildDate string `json:"buildDate,omitempty"`
 	GoVersion string `json:"goVersion"`
 	Platform  string `json:"platform"`
 }
 
 func currentBuild() buildInfo {
-	b := buildInfo{Header: printer.NewHeader("Version"), Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	b := buildInfo{Header: printer.NewHeader("Version"), Version: version, Commit: commit, BuildDate: date,
+		GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			b.Version = bi.Main.Version
 		}
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
+			switch {
+			case s.Key == "vcs.revision" && b.Commit == "":
 				b.Commit = s.Value
+			case s.Key == "vcs.time" && b.BuildDate == "":
+				b.BuildDate = s.Value
 			}
 		}
 	}
@@ -63,7 +75,11 @@ func newVersionCmd(ios *IO) *cobra.Command {
 				if b.Commit != "" {
 					fmt.Fprintf(w, " (%.12s)", b.Commit)
 				}
-				fmt.Fprintf(w, " %s %s\n", b.GoVersion, b.Platform)
+				fmt.Fprintf(w, " %s %s", b.GoVersion, b.Platform)
+				if b.BuildDate != "" {
+					fmt.Fprintf(w, " built %s", b.BuildDate)
+				}
+				fmt.Fprintln(w)
 				return nil
 			}}))
 		},

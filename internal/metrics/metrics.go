@@ -38,6 +38,7 @@ const NoPolicy = "(none)"
 type BuildInfo struct {
 	Version  string // the release, e.g. "v0.4.0"
 	Revision string // the VCS commit the binary was built from
+	Date     string // when it was built (RFC 3339)
 }
 
 // Options tune a Metrics; the zero value gives the defaults.
@@ -162,6 +163,7 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{
 			"version":   orUnknown(b.Version),
 			"revision":  orUnknown(b.Revision),
+			"builddate": orUnknown(b.Date),
 			"goversion": runtime.Version(),
 		},
 	})

@@ -23,7 +23,7 @@ var at = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newMetrics(t *testing.T, o Options) *Metrics {
 	t.Helper()
-	m, err := New(BuildInfo{Version: "v1.2.3", Revision: "abc123"}, o)
+	m, err := New(BuildInfo{Version: "v1.2.3", Revision: "abc123", Date: "2026-01-02T15:04:05Z"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestLintClean(t *testing.T) {
 		}
 	}
 	b := fams["egwct_build_info"].GetMetric()[0]
-	want := map[string]string{"version": "v1.2.3", "revision": "abc123", "goversion": "go"}
+	want := map[string]string{"version": "v1.2.3", "revision": "abc123", "builddate": "2026-01-02T15:04:05Z", "goversion": "go"}
 	for _, l := range b.GetLabel() {
 		if w, ok := want[l.GetName()]; !ok || !strings.HasPrefix(l.GetValue(), w) {
 			t.Errorf("egwct_build_info label %s=%q", l.GetName(), l.GetValue())

@@ -1,4 +1,3 @@
-// Package bpffs mounts and recognises BPF filesystems.
 package bpffs
 
 import (
