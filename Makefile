@@ -137,8 +137,8 @@ verify-profiles: ## As root: check pkg/profiles against Cilium's own Go code, pe
 	cd hack/verify-profiles && $(GO) run . $(VERIFY_ARGS)
 
 .PHONY: docs
-docs: ## Regenerate docs/timeouts.md and deploy/admission-policy.yaml from pkg/profiles
-	$(GO) run ./internal/gendocs -o docs/timeouts.md -admission-policy deploy/admission-policy.yaml
+docs: ## Regenerate docs/timeouts.md, deploy/admission-policy.yaml, the CLI reference docs/cli/ and the man pages docs/man/
+	$(GO) run ./internal/gendocs
 
 .PHONY: clean
 clean: ## Remove build output

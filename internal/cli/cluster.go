@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
@@ -27,6 +28,9 @@ func (c *clusterOptions) register(cmd *cobra.Command, what string) {
 	// egwct reads cluster-wide objects; -n names Cilium's namespace, as in
 	// the cilium CLI.
 	f.Lookup("namespace").Usage = "the namespace of Cilium (the same as --cilium-namespace, which it overrides)"
+	if v := f.Lookup("cilium-version"); v != nil && strings.HasSuffix(v.Usage, "(required)") {
+		v.Usage = strings.TrimSuffix(v.Usage, "(required)") + "(required without --from-cluster, which detects it from the cilium DaemonSet)"
+	}
 }
 
 // ciliumNamespace is -n if given, else --cilium-namespace.

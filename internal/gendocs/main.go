@@ -1,7 +1,10 @@
-// Command gendocs writes docs/timeouts.md, the reference of the timeout
-// text for every Cilium profile, from pkg/profiles and pkg/validate, so
-// that the reference cannot drift from the code. Run it with `make docs`;
-// a test fails when the committed file is stale.
+// Command gendocs writes what the code can say better than a hand-kept
+// copy, so that it cannot drift: docs/timeouts.md, the reference of the
+// timeout text for every Cilium profile (from pkg/profiles and
+// pkg/validate), deploy/admission-policy.yaml, and the command-line reference, docs/cli/*.md and the
+// man pages docs/man/man1/*.1 (from the cobra command tree). Run it with
+// `make docs` from the repository's root; a test fails when a committed
+// file is stale, missing or left over.
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,24 +24,11 @@ import (
 )
 
 func main() {
-	out := flag.String("o", "docs/timeouts.md", "file to write")
-	vap := flag.String("admission-policy", "", "also write the admission policy manifest (deploy/admission-policy.yaml) to this file")
+	root := flag.String("root", ".", "the repository's root")
 	flag.Parse()
-	var b bytes.Buffer
-	write(&b)
-	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	if err := writeAll(*root); err != nil {
+		fmt.Fprintln(os.Stderr, "gendocs:", err)
 		os.Exit(1)
-	}
-	if *vap != "" {
-		data, err := admissionPolicy()
-		if err == nil {
-			err = os.WriteFile(*vap, data, 0o644)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
 	}
 }
 
@@ -53,6 +44,52 @@ func admissionPolicy() ([]byte, error) {
 		return nil, err
 	}
 	return admission.YAML(admission.Options{Resolution: res})
+}
+
+// writeAll writes every generated file under root and removes the
+// generated files that no longer have a source (a removed command).
+func writeAll(root string) error {
+	files, err := generate()
+	if err != nil {
+		return err
+	}
+	for _, dir := range generatedDirs {
+		old, _ := filepath.Glob(filepath.Join(root, dir, "*"))
+		for _, f := range old {
+			rel, _ := filepath.Rel(root, f)
+			if _, ok := files[filepath.ToSlash(rel)]; !ok {
+				if err := os.Remove(f); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for name, data := range files {
+		path := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// generate returns every generated file by its slash-separated path from
+// the repository's root.
+func generate() (map[string][]byte, error) {
+	var b bytes.Buffer
+	write(&b)
+	vap, err := admissionPolicy()
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{"docs/timeouts.md": b.Bytes(), "deploy/admission-policy.yaml": vap}
+	if err := cliReference(files); err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 func write(w io.Writer) {
