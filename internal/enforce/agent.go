@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -356,9 +355,8 @@ func (a *Agent) reopenIfRecreated() error {
 		if !swept[s.Family] || (s.Role != profiles.RoleCTTCP && s.Role != profiles.RoleCTAny && s.Role != profiles.RoleSNAT) {
 			continue
 		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(ctmap.PinPath(a.Env.BPFFS, s), &st); err == nil {
-			pins[s.Name] = st.Ino
+		if ino, ok := inode(ctmap.PinPath(a.Env.BPFFS, s)); ok {
+			pins[s.Name] = ino
 		}
 	}
 	if a.sw != nil && equalPins(pins, a.pins) {

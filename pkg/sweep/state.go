@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/egwct/egwct/pkg/policy"
 )
@@ -96,9 +95,9 @@ func OpenState(bpffs string, create bool) (*State, error) {
 	if s.lock, err = os.Open(dir); err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(s.lock); err != nil {
 		s.lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errLocked) {
 			return nil, fmt.Errorf("%s is locked: another egwct apply or agent is running", dir)
 		}
 		return nil, err
@@ -175,7 +174,7 @@ func removeOtherVersions(bpffs string) {
 		if err != nil {
 			continue
 		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		if tryLock(f) == nil {
 			os.RemoveAll(dir)
 		}
 		f.Close()

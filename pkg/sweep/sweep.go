@@ -10,8 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
@@ -242,7 +240,7 @@ func (s *Sweeper) try(e Engine) error {
 		return err
 	}
 	if e == Iterator && len(s.targets) > 0 {
-		it, err := link.AttachIter(link.IterOptions{Program: s.targets[0].iter, Map: s.targets[0].m.Map})
+		it, err := attachIter(s.targets[0].iter, s.targets[0].m.Map)
 		if err != nil {
 			s.unload()
 			return fmt.Errorf("attach the iterator: %w", err)
@@ -519,7 +517,7 @@ func (s *Sweeper) walk() error {
 // iterate runs the iterator over one map to its end. A read processes at
 // most about a million elements and may then report EAGAIN: read again.
 func (s *Sweeper) iterate(t target) error {
-	it, err := link.AttachIter(link.IterOptions{Program: t.iter, Map: t.m.Map})
+	it, err := attachIter(t.iter, t.m.Map)
 	if err != nil {
 		return fmt.Errorf("attach the iterator: %w", err)
 	}
@@ -535,7 +533,7 @@ func (s *Sweeper) iterate(t target) error {
 		switch {
 		case errors.Is(err, io.EOF), err == nil && n == 0:
 			return nil
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, errAgain), errors.Is(err, os.ErrDeadlineExceeded):
 			continue
 		case err != nil:
 			return err
