@@ -8,7 +8,7 @@ func init() {
 		Sources: []string{
 			"v1.19 branch point 2ba24a2a3d8df04c0921f2029ca2b68003b97900",
 		},
-		VerifiedAgainst: []Version{v("1.19.5"), v("1.19.7")},
+		VerifiedAgainst: []Version{v("1.19.0"), v("1.19.5"), v("1.19.7")},
 		Parameters:      regularParameters(8000 * time.Second),
 		ServiceTimers:   serviceTimers(8000 * time.Second),
 		Maps: append(mapSet([]uint32{0, FlagNoCommonLRU}, FlagNoPrealloc),
