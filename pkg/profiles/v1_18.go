@@ -6,7 +6,7 @@ func init() {
 	register(&Profile{
 		Name: "1.18", Major: 1, Minor: 18,
 		Checked:         v("1.18.3"),
-		VerifiedAgainst: []Version{v("1.18.11")},
+		VerifiedAgainst: []Version{v("1.18.3"), v("1.18.11")},
 		Sources: []string{
 			"v1.18.0 274205f001bb24b89d19f0fe7c3fb3aca20030c2",
 			"v1.18.3 c16016890116f9fc6bf8d90e3ffe0f4e91ae8097",
