@@ -74,6 +74,12 @@ cross: ## Build every platform of PLATFORMS into bin/<os>_<arch>/
 # first time, seconds after); see hack/envtest.sh and docs/kubernetes.md.
 ENVTEST = GO=$(GO) hack/envtest.sh
 
+# The release archives: dist/egwct_<os>_<arch>.tar.gz (names other tools
+# download by), dist/checksums.txt (sha256) and dist/egwct.krew.yaml.
+.PHONY: release
+release: cross ## Build every platform and pack dist/: archives, checksums.txt, krew manifest
+	$(GO) run ./internal/release -version $(VERSION) -date $(DATE) -platforms '$(PLATFORMS)'
+
 .PHONY: envtest
 envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 	@$(ENVTEST) >/dev/null
@@ -142,4 +148,4 @@ docs: ## Regenerate docs/timeouts.md, deploy/admission-policy.yaml, the CLI refe
 
 .PHONY: clean
 clean: ## Remove build output
-	rm -rf bin/
+	rm -rf bin/ dist/
