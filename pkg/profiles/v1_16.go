@@ -5,7 +5,8 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.16", Major: 1, Minor: 16,
-		Checked: v("1.16.15"),
+		Checked:         v("1.16.15"),
+		VerifiedAgainst: []Version{v("1.16.19")},
 		Sources: []string{
 			"v1.16.0 82999990bc954699cf24853ef9747d9166ee24c8",
 			"v1.16.15 75130674084311ceedfc2bd6dfec511478d23105",
