@@ -5,7 +5,8 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.14", Major: 1, Minor: 14,
-		Checked: v("1.14.16"),
+		Checked:         v("1.14.16"),
+		VerifiedAgainst: []Version{v("1.14.19")},
 		Sources: []string{
 			"v1.14.0 b5013e1562dbfe442dd2011a5af46de9095315ff",
 			"v1.14.16 c2fcf1db31b1b408662471cbe1fddd121bd9678a",

@@ -5,7 +5,8 @@ import "time"
 func init() {
 	register(&Profile{
 		Name: "1.15", Major: 1, Minor: 15,
-		Checked: v("1.15.5"),
+		Checked:         v("1.15.5"),
+		VerifiedAgainst: []Version{v("1.15.19")},
 		Sources: []string{
 			"v1.15.0 2db45c468981a863b230186ad37d44e5a7c08d61",
 			"v1.15.5 8c7e442ccd48b9011a10f34a128ec98751d9a80e",
