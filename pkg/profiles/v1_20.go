@@ -18,9 +18,12 @@ func ctEntryV119() CTEntryLayout {
 		Field{Name: "nat_port", Offset: 40, Size: 2, Note: "be16, CT_EGRESS DSR; 0 for gateway entries"}, "nat64", "dsr_internal")
 }
 
-func init() {
+func init() { register(profile120()) }
+
+// profile120 is the 1.20 profile; main (1.21-dev) starts from it.
+func profile120() *Profile {
 	egwFlags := FlagNoPrealloc | FlagRdonlyProg
-	register(&Profile{
+	return &Profile{
 		Name: "1.20", Major: 1, Minor: 20,
 		Sources: []string{
 			"main aeb2d1b68e0e0bb36fc48f262bbc75c4903c19e8 (2026-06-25), before the v1.20 branch",
@@ -42,5 +45,5 @@ func init() {
 		},
 		SNATRetries:  32,
 		GCDeletesNAT: "only for entries with tuple flags exactly OUT, from the GC cell: dsr_internal entries delete the port-swapped NAT key, others the address-swapped egress key and its reverse key",
-	})
+	}
 }
