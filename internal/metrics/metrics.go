@@ -87,6 +87,7 @@ type Metrics struct {
 	mapReopens, clusterErrors         prometheus.Counter
 	policies, keys                    prometheus.Gauge
 	lastSweep, sweepEntries           prometheus.Gauge
+	reloadOK                          prometheus.Gauge
 	duration                          prometheus.Histogram
 	eventsWriter                      prometheus.Gauge
 	eventsWritten                     *prometheus.CounterVec
@@ -142,6 +143,8 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 	m.sweeps = counter("egwct_sweeps_total", "Sweeps run, successful or not.")
 	m.sweepErrors = counter("egwct_sweep_errors_total", "Sweeps that failed, including failures to open Cilium's maps.")
 	m.reloadErrors = counter("egwct_reload_errors_total", "Policy reloads refused; the policies keep their last good timeouts.")
+	m.reloadOK = gauge("egwct_last_reload_successful", "1 until a policy reload is refused as a whole, 0 from then until a reload puts its set in force (the set in force before stays meanwhile).")
+	m.reloadOK.Set(1)
 	m.mapReopens = counter("egwct_map_reopens_total", "Times Cilium re-created its maps and egwct re-opened them.")
 	m.clusterErrors = counter("egwct_cluster_errors_total", "Failed requests, lists and watches of the cluster; the last known objects stay in use.")
 	m.policies = gauge("egwct_policies", "Policies with timeouts in force.")
@@ -171,7 +174,7 @@ func New(b BuildInfo, o Options) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		build, m.sweeps, m.sweepErrors, m.reloadErrors, m.mapReopens, m.clusterErrors,
+		build, m.sweeps, m.sweepErrors, m.reloadErrors, m.reloadOK, m.mapReopens, m.clusterErrors,
 		m.policies, m.keys, m.lastSweep, m.sweepEntries, m.duration,
 		m.eventsWriter, m.eventsWritten, m.eventErrors,
 		(*collector)(m),
@@ -289,7 +292,8 @@ func (m *Metrics) SweepFailed(err error) {
 	m.sweepErrors.Inc()
 }
 
-// Policies replaces the policy set: egwct_policy_valid has one series per
+// Policies replaces the policy set, the outcome of a successful reload
+// (egwct_last_reload_successful turns 1): egwct_policy_valid has one series per
 // policy of ps, egwct_policies and egwct_policy_keys count those in force,
 // and the counters of a policy no longer in ps are removed (a policy that
 // comes back starts again at 0, which rate() and increase() take as a
@@ -327,11 +331,17 @@ func (m *Metrics) Policies(ps []Policy) error {
 	}
 	m.policies.Set(float64(inForce))
 	m.keys.Set(float64(keys))
+	m.reloadOK.Set(1)
 	return nil
 }
 
-// ReloadFailed counts a policy reload that was refused as a whole.
-func (m *Metrics) ReloadFailed() { m.reloadErrors.Inc() }
+// ReloadFailed counts a policy reload that was refused as a whole and
+// sets egwct_last_reload_successful to 0 until the next successful one
+// (Policies).
+func (m *Metrics) ReloadFailed() {
+	m.reloadErrors.Inc()
+	m.reloadOK.Set(0)
+}
 
 // MapsReopened counts a re-opening of Cilium's maps after Cilium
 // re-created them.

@@ -135,7 +135,7 @@ func TestLintClean(t *testing.T) {
 	for _, name := range []string{
 		"egwct_build_info", "egwct_ct_entries", "egwct_ct_idle_seconds", "egwct_ct_expired_total",
 		"egwct_ct_deleted_total", "egwct_nat_deleted_total", "egwct_ct_refreshed_total", "egwct_ct_lost_total",
-		"egwct_sweeps_total", "egwct_sweep_errors_total", "egwct_reload_errors_total", "egwct_map_reopens_total",
+		"egwct_sweeps_total", "egwct_sweep_errors_total", "egwct_reload_errors_total", "egwct_last_reload_successful", "egwct_map_reopens_total",
 		"egwct_cluster_errors_total", "egwct_cluster_up", "egwct_policies", "egwct_policy_keys", "egwct_policy_valid",
 		"egwct_last_sweep_timestamp_seconds", "egwct_sweep_entries", "egwct_sweep_duration_seconds",
 		"egwct_sweep_engine_info", "egwct_snat_ports_in_use", "egwct_snat_port_capacity",
@@ -436,4 +436,33 @@ func TestCountersOnlyForTheSet(t *testing.T) {
 	if got := labelsOf(fams, "egwct_ct_entries", "policy"); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("the last sweep saw a and b: %q", got)
 	}
+}
+
+// TestLastReloadSuccessful: egwct_last_reload_successful is 1 until a
+// reload is refused, 0 from then until a policy set is put in force.
+func TestLastReloadSuccessful(t *testing.T) {
+	m := newMetrics(t, Options{})
+	want := func(ok, refused float64) {
+		t.Helper()
+		_, fams := scrape(t, m)
+		if got := fams["egwct_last_reload_successful"].GetMetric()[0].GetGauge().GetValue(); got != ok {
+			t.Errorf("egwct_last_reload_successful = %v, want %v", got, ok)
+		}
+		if got := fams["egwct_reload_errors_total"].GetMetric()[0].GetCounter().GetValue(); got != refused {
+			t.Errorf("egwct_reload_errors_total = %v, want %v", got, refused)
+		}
+	}
+	want(1, 0)
+	m.ReloadFailed()
+	want(0, 1)
+	m.ReloadFailed()
+	want(0, 2)
+	if err := m.Policies([]Policy{{Name: "", Valid: true}}); err == nil {
+		t.Fatal("a policy without a name was accepted")
+	}
+	want(0, 2) // a refused call changes nothing
+	if err := m.Policies([]Policy{{Name: "a", Valid: false, InForce: true}}); err != nil {
+		t.Fatal(err)
+	}
+	want(1, 2) // in force, even with a refused policy in it
 }
