@@ -16,7 +16,6 @@ func resultDoc(res *enforce.Resolved, ar *enforce.ApplyResult) *printer.ApplyRes
 			r.DeletedCT += c.DeletedCT
 			r.DeletedNAT += c.DeletedNAT
 			r.Refreshed += c.Refreshed
-			r.Lost += c.Lost
 		}
 		rows = append(rows, r)
 	}

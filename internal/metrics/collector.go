@@ -25,8 +25,6 @@ var (
 		"SNAT entries deleted with them.", []string{"policy", "state"}, nil)
 	descRefreshed = prometheus.NewDesc("egwct_ct_refreshed_total",
 		"Expired entries the datapath refreshed before deletion, kept.", []string{"policy", "state"}, nil)
-	descLost = prometheus.NewDesc("egwct_ct_lost_total",
-		"Expired entries not reported to userspace in time; retried by the next sweep.", []string{"policy", "state"}, nil)
 	descValid = prometheus.NewDesc("egwct_policy_valid",
 		"1 when the policy's timeout text is accepted, 0 when it is refused (the policy keeps its last good timeouts, or none).",
 		[]string{"policy"}, nil)
@@ -56,7 +54,7 @@ type collector Metrics
 // Describe sends the descriptions of every series the collector emits.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descIdle, descExpired, descDeletedCT, descDeletedNAT,
-		descRefreshed, descLost, descValid, descEngine, descClusterUp, descPorts, descCapacity} {
+		descRefreshed, descValid, descEngine, descClusterUp, descPorts, descCapacity} {
 		ch <- d
 	}
 }
@@ -97,7 +95,6 @@ func (c *collector) snapshot() []prometheus.Metric {
 		emit(descDeletedCT, prometheus.CounterValue, float64(t.deletedCT), k.policy, state)
 		emit(descDeletedNAT, prometheus.CounterValue, float64(t.deletedNAT), k.policy, state)
 		emit(descRefreshed, prometheus.CounterValue, float64(t.refreshed), k.policy, state)
-		emit(descLost, prometheus.CounterValue, float64(t.lost), k.policy, state)
 	}
 	for name, ok := range c.valid {
 		v := 0.0

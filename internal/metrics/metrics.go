@@ -102,7 +102,7 @@ type seriesKey struct {
 
 // policyCounters are the running totals of one policy and state.
 type policyCounters struct {
-	expired, deletedCT, deletedNAT, refreshed, lost uint64
+	expired, deletedCT, deletedNAT, refreshed uint64
 }
 
 // sweepDurationBuckets are the upper bounds, in seconds, of
@@ -259,7 +259,6 @@ func (m *Metrics) Sweep(names map[uint32]string, res *sweep.Result, at time.Time
 		t.deletedCT += c.DeletedCT
 		t.deletedNAT += c.DeletedNAT
 		t.refreshed += c.Refreshed
-		t.lost += c.Lost
 	}
 	m.health.success()
 	m.sweeps.Inc()
@@ -272,7 +271,6 @@ func (m *Metrics) Sweep(names map[uint32]string, res *sweep.Result, at time.Time
 func addCounts(a, c *sweep.Counts) {
 	a.Seen += c.Seen
 	a.Expired += c.Expired
-	a.Lost += c.Lost
 	a.DeletedCT += c.DeletedCT
 	a.DeletedNAT += c.DeletedNAT
 	a.Refreshed += c.Refreshed

@@ -43,7 +43,7 @@ func result(slots ...uint32) *sweep.Result {
 				c.Seen += uint64(b + 1)
 			}
 			if s != 0 {
-				c.Expired, c.DeletedCT, c.DeletedNAT, c.Refreshed, c.Lost = 5, 4, 8, 1, 0
+				c.Expired, c.DeletedCT, c.DeletedNAT, c.Refreshed = 5, 4, 8, 1
 			}
 			res.Entries += c.Seen
 		}
@@ -134,7 +134,7 @@ func TestLintClean(t *testing.T) {
 	_, fams := scrape(t, m)
 	for _, name := range []string{
 		"egwct_build_info", "egwct_ct_entries", "egwct_ct_idle_seconds", "egwct_ct_expired_total",
-		"egwct_ct_deleted_total", "egwct_nat_deleted_total", "egwct_ct_refreshed_total", "egwct_ct_lost_total",
+		"egwct_ct_deleted_total", "egwct_nat_deleted_total", "egwct_ct_refreshed_total",
 		"egwct_sweeps_total", "egwct_sweep_errors_total", "egwct_reload_errors_total", "egwct_last_reload_successful", "egwct_map_reopens_total",
 		"egwct_cluster_errors_total", "egwct_cluster_up", "egwct_policies", "egwct_policy_keys", "egwct_policy_valid",
 		"egwct_last_sweep_timestamp_seconds", "egwct_sweep_entries", "egwct_sweep_duration_seconds",
@@ -253,7 +253,7 @@ func TestGoneSeries(t *testing.T) {
 		}{
 			{"egwct_policy_valid", s.valid},
 			{"egwct_ct_expired_total", s.counters},
-			{"egwct_ct_lost_total", s.counters},
+			{"egwct_ct_refreshed_total", s.counters},
 			{"egwct_ct_entries", s.sweeps},
 			{"egwct_ct_idle_seconds", s.sweeps},
 		} {

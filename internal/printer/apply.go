@@ -58,9 +58,6 @@ type AppliedPolicy struct {
 	// Refreshed counts expired entries that saw traffic before their
 	// deletion and were kept.
 	Refreshed uint64 `json:"refreshed"`
-	// Lost counts expired entries not deleted in this sweep (the ring
-	// buffer was full); the next sweep deletes them.
-	Lost uint64 `json:"lost"`
 }
 
 // NewApplyResult returns the document with its header and the duration
@@ -74,7 +71,7 @@ func NewApplyResult(mode, engine, reason string, entries uint64, took time.Durat
 }
 
 // View prints the result: the table is apply's per-policy table and the
-// notes on refreshed and lost entries.
+// note on refreshed entries.
 func (r *ApplyResult) View() View {
 	return View{
 		Doc: r,
@@ -87,19 +84,16 @@ func (r *ApplyResult) View() View {
 		},
 		Table: func(w io.Writer, o TableOptions) error {
 			t := NewTable(w, o.NoHeaders, "POLICY", "KEYS", "ENTRIES", "EXPIRED", "CT DELETED", "NAT DELETED")
-			var refreshed, lost uint64
+			var refreshed uint64
 			for _, p := range r.Policies {
 				_ = t.Append(Clean(p.Policy), p.Keys, p.Entries, p.Expired, p.DeletedCT, p.DeletedNAT)
-				refreshed, lost = refreshed+p.Refreshed, lost+p.Lost
+				refreshed += p.Refreshed
 			}
 			if err := t.Render(); err != nil {
 				return err
 			}
 			if refreshed > 0 {
 				fmt.Fprintf(w, "%d expired entries saw traffic before their deletion and were kept\n", refreshed)
-			}
-			if lost > 0 {
-				fmt.Fprintf(w, "%d expired entries were not deleted (more than the sweeper reports in one sweep): the next sweep deletes them\n", lost)
 			}
 			return nil
 		},

@@ -9,7 +9,7 @@ import (
 
 func TestApplyViews(t *testing.T) {
 	res := NewApplyResult("reclaim", "iter", "", 1200, 1500*time.Millisecond, []AppliedPolicy{
-		{Policy: "payments-egress", Keys: 3, Entries: 1000, Expired: 10, DeletedCT: 10, DeletedNAT: 20, Refreshed: 1, Lost: 2},
+		{Policy: "payments-egress", Keys: 3, Entries: 1000, Expired: 10, DeletedCT: 10, DeletedNAT: 20, Refreshed: 1},
 		{Policy: "evil\x1b[2J", Keys: 1},
 	})
 	plan := NewApplyPlan(4, 1, 0, []PlannedPolicy{NewPlannedPolicy("payments-egress", 3, [4]int{1, 2, 3, 4})},
@@ -21,7 +21,7 @@ func TestApplyViews(t *testing.T) {
 		want   []string // in this order
 	}{
 		{"result table", res.View(), "table", []string{"POLICY", "CT DELETED", "NAT DELETED", "payments-egress", "20", `evil\x1b[2J`,
-			"1 expired entries saw traffic", "2 expired entries were not deleted"}},
+			"1 expired entries saw traffic"}},
 		{"result json", res.View(), "json", []string{`"kind": "ApplyResult"`, `"mode": "reclaim"`, `"durationSeconds": 1.5`, `"deletedCT": 10`, `"deletedNAT": 20`}},
 		{"result name", res.View(), "name", []string{"payments-egress\n", `evil\x1b[2J` + "\n"}},
 		{"plan table", plan.View(), "table", []string{"Dry run: 1 policies with timeouts, 4 keys (+1 added, -0 removed", "EXPIRE NOW", "payments-egress", "10",

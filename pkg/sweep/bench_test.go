@@ -134,7 +134,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	matcher := NewMatcher(set)
 	times := ctmap.NewTimes(clock, now, node)
-	walk := walkOnly(b, bn)
+	walk, read := floors(b, bn)
 
 	want := countExpired(b, ct, matcher, times)
 	res, err := sweepers[0].Sweep()
@@ -150,7 +150,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 
 	cpu := make([]time.Duration, len(sweepers))
-	var floor, gc time.Duration
+	var floor, readFloor, gc time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j, s := range sweepers {
@@ -165,6 +165,11 @@ func BenchmarkSweep(b *testing.B) {
 			b.Fatal(err)
 		}
 		floor += cpuTime() - c0
+		c0 = cpuTime()
+		if _, err := read.Run(nil); err != nil {
+			b.Fatal(err)
+		}
+		readFloor += cpuTime() - c0
 		// A GC pass with nothing to delete, as Cilium's ctmap.GC reads
 		// the map: batch reads, lifetime against now.
 		c0 = cpuTime()
@@ -182,11 +187,13 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / n }
 	b.ReportMetric(per(floor), "floor-ns/entry")
+	b.ReportMetric(per(readFloor), "read-ns/entry")
 	b.ReportMetric(per(gc), "gc-ns/entry")
 	for j, s := range sweepers {
 		e := s.Choice().Engine.String()
 		b.ReportMetric(per(cpu[j]), e+"-ns/entry")
 		b.ReportMetric(float64(cpu[j])/float64(floor), e+"/floor")
+		b.ReportMetric(float64(cpu[j])/float64(readFloor), e+"/read")
 		b.ReportMetric(float64(cpu[j])/float64(gc), e+"/gc")
 	}
 }
@@ -215,9 +222,10 @@ func countExpired(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) i
 	return n
 }
 
-// walkOnly loads the program that walks the bench node's CT map with a
-// callback doing nothing.
-func walkOnly(b *testing.B, bn *benchNode) *ebpf.Program {
+// floors loads the floor programs over the bench node's CT map: the walk
+// alone (walk_only, a callback doing nothing) and the walk with the reads
+// every judgement makes (read_only).
+func floors(b *testing.B, bn *benchNode) (walk, read *ebpf.Program) {
 	spec, err := loadSweeper()
 	if err != nil {
 		b.Fatal(err)
@@ -229,12 +237,13 @@ func walkOnly(b *testing.B, bn *benchNode) *ebpf.Program {
 	spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
 	var o struct {
 		Walk *ebpf.Program `ebpf:"walk_only"`
+		Read *ebpf.Program `ebpf:"read_only"`
 	}
 	if err := spec.LoadAndAssign(&o, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}}); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { o.Walk.Close() })
-	return o.Walk
+	b.Cleanup(func() { o.Walk.Close(); o.Read.Close() })
+	return o.Walk, o.Read
 }
 
 // BenchmarkBacklog measures the first reclaim on a node with a backlog:

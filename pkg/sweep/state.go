@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v4"
+const SchemaVersion = "v5"
 
 const nameSize = 256
 
@@ -49,7 +49,7 @@ const policyExcluded = 1
 
 // Totals are running counts per policy and state, kept by userspace.
 type Totals struct {
-	Expired, DeletedCT, DeletedNAT, Refreshed, Lost uint64
+	Expired, DeletedCT, DeletedNAT, Refreshed uint64
 }
 
 // State is egwct's pinned state.
@@ -122,7 +122,7 @@ func OpenState(bpffs string, create bool) (*State, error) {
 	}{
 		{&s.policies, s.spec.Maps["egwct_policies"]},
 		{&s.stats, s.spec.Maps["egwct_sweep"]},
-		{&s.totals, &ebpf.MapSpec{Name: "egwct_totals", Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: MaxPolicies * 4}},
+		{&s.totals, &ebpf.MapSpec{Name: "egwct_totals", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: MaxPolicies * 4}},
 		{&s.names, &ebpf.MapSpec{Name: "egwct_names", Type: ebpf.Array, KeySize: 4, ValueSize: nameSize, MaxEntries: MaxPolicies}},
 		{&s.status, &ebpf.MapSpec{Name: "egwct_status", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}},
 		{&s.agent, &ebpf.MapSpec{Name: "egwct_agent", Type: ebpf.Array, KeySize: 4, ValueSize: agentStatusSize, MaxEntries: 1}},

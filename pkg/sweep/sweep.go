@@ -59,7 +59,7 @@ type Config struct {
 
 // Counts are the results of one sweep for one policy and state.
 type Counts struct {
-	Seen, Expired, Lost   uint64
+	Seen, Expired         uint64
 	DeletedCT, DeletedNAT uint64
 	Refreshed             uint64 // expired when judged, refreshed before deletion: kept
 	Idle                  [8]uint64
@@ -612,7 +612,6 @@ func (s *Sweeper) collect(res *Result) error {
 	for j := 0; j < count; j++ {
 		var c Counts
 		for _, p := range vals[j*ncpu : (j+1)*ncpu] {
-			c.Seen += p.Seen
 			c.Expired += p.Expired
 			c.DeletedCT += p.DeletedCt
 			c.DeletedNAT += p.DeletedNat
@@ -620,6 +619,10 @@ func (s *Sweeper) collect(res *Result) error {
 			for b := range c.Idle {
 				c.Idle[b] += p.Idle[b]
 			}
+		}
+		// The program counts each entry once, in its idle bucket.
+		for _, n := range c.Idle {
+			c.Seen += n
 		}
 		if c.Seen == 0 {
 			continue
@@ -697,7 +700,7 @@ func (s *Sweeper) deleteNAT(nat *ctmap.Map, ctKey []byte) (uint64, error) {
 func (s *Sweeper) addTotals(res *Result) error {
 	for slot, cs := range res.Counts {
 		for st, c := range cs {
-			if c.Expired == 0 && c.DeletedCT == 0 && c.Lost == 0 {
+			if c.Expired == 0 && c.DeletedCT == 0 {
 				continue
 			}
 			i := slot*4 + uint32(st)
@@ -709,7 +712,6 @@ func (s *Sweeper) addTotals(res *Result) error {
 			t.DeletedCT += c.DeletedCT
 			t.DeletedNAT += c.DeletedNAT
 			t.Refreshed += c.Refreshed
-			t.Lost += c.Lost
 			if err := s.state.totals.Put(i, &t); err != nil {
 				return err
 			}

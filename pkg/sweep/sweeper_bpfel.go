@@ -141,7 +141,6 @@ const (
 
 type sweeperSweepStats struct {
 	_          structs.HostLayout
-	Seen       uint64
 	Expired    uint64
 	DeletedCt  uint64
 	DeletedNat uint64
@@ -165,6 +164,7 @@ const (
 	sweeperProgIterAny6     = "iter_any6"
 	sweeperProgIterTcp4     = "iter_tcp4"
 	sweeperProgIterTcp6     = "iter_tcp6"
+	sweeperProgReadOnly     = "read_only"
 	sweeperProgSweepAllAny4 = "sweep_all_any4"
 	sweeperProgSweepAllAny6 = "sweep_all_any6"
 	sweeperProgSweepAllTcp4 = "sweep_all_tcp4"
@@ -223,6 +223,7 @@ type sweeperProgramSpecs struct {
 	IterAny6     *ebpf.ProgramSpec `ebpf:"iter_any6"`
 	IterTcp4     *ebpf.ProgramSpec `ebpf:"iter_tcp4"`
 	IterTcp6     *ebpf.ProgramSpec `ebpf:"iter_tcp6"`
+	ReadOnly     *ebpf.ProgramSpec `ebpf:"read_only"`
 	SweepAllAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
 	SweepAllAny6 *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
 	SweepAllTcp4 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp4"`
@@ -317,6 +318,7 @@ type sweeperPrograms struct {
 	IterAny6     *ebpf.Program `ebpf:"iter_any6"`
 	IterTcp4     *ebpf.Program `ebpf:"iter_tcp4"`
 	IterTcp6     *ebpf.Program `ebpf:"iter_tcp6"`
+	ReadOnly     *ebpf.Program `ebpf:"read_only"`
 	SweepAllAny4 *ebpf.Program `ebpf:"sweep_all_any4"`
 	SweepAllAny6 *ebpf.Program `ebpf:"sweep_all_any6"`
 	SweepAllTcp4 *ebpf.Program `ebpf:"sweep_all_tcp4"`
@@ -330,6 +332,7 @@ func (p *sweeperPrograms) Close() error {
 		p.IterAny6,
 		p.IterTcp4,
 		p.IterTcp6,
+		p.ReadOnly,
 		p.SweepAllAny4,
 		p.SweepAllAny6,
 		p.SweepAllTcp4,
