@@ -5,8 +5,11 @@ BIN      ?= bin/egwct
 FUZZTIME ?= 15s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
-# The commit's date, not the clock's: the same commit builds the same bytes.
-DATE     ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+# The commit's date, not the clock's: the same commit builds the same bytes
+# (SOURCE_DATE_EPOCH, when set, wins: reproducible-builds.org's convention).
+DATE     ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then \
+	date -u -d "@$$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r "$$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ; \
+	else TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null; fi)
 CLI      := github.com/egwct/egwct/internal/cli
 LDFLAGS  := -s -w -X $(CLI).version=$(VERSION) -X $(CLI).commit=$(COMMIT) -X $(CLI).date=$(DATE)
 # Static binaries (no cgo, no libc): they run on a scratch image and any distro.
@@ -16,6 +19,8 @@ GOBUILD   = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Windows have those that need no kernel (validate, profiles, version,
 # completion): the node commands exit 3 there saying they need Linux.
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+# Where make cross puts bin/<os>_<arch>/egwct[.exe].
+CROSS_DIR ?= bin
 
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := \
@@ -66,7 +71,7 @@ cross: ## Build every platform of PLATFORMS into bin/<os>_<arch>/
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
 		echo "build $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/$${os}_$${arch}/egwct$$ext ./cmd/egwct; \
+		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(CROSS_DIR)/$${os}_$${arch}/egwct$$ext ./cmd/egwct; \
 	done
 
 # kube-apiserver and etcd for the Kubernetes integration tests, built from
@@ -78,7 +83,24 @@ ENVTEST = GO=$(GO) hack/envtest.sh
 # download by), dist/checksums.txt (sha256) and dist/egwct.krew.yaml.
 .PHONY: release
 release: cross ## Build every platform and pack dist/: archives, checksums.txt, krew manifest
-	$(GO) run ./internal/release -version $(VERSION) -date $(DATE) -platforms '$(PLATFORMS)'
+	$(GO) run ./internal/release -version $(VERSION) -date $(DATE) -platforms '$(PLATFORMS)' -bin $(CROSS_DIR)
+
+# The agent's image: an OCI image index of IMAGE_PLATFORMS, each the static
+# binary of make cross on an empty base, written as an OCI layout without
+# a Docker daemon (hack/image.sh: go-containerregistry in the tool module
+# hack/image, built once into a cache outside the repository). Its tag in
+# the layout is the version, as the Helm chart's default image.tag
+# ("v" and the chart's appVersion) for a tagged release; README "Container
+# image" says how to push it.
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+IMAGE_DIR       ?= dist/image
+IMAGE_TAG       ?= $(VERSION)
+
+.PHONY: image
+image: ## Build the agent's OCI image (linux/amd64, linux/arm64) into dist/image, reproducibly, and print its digest
+	@$(MAKE) --no-print-directory cross PLATFORMS='$(IMAGE_PLATFORMS)'
+	GO=$(GO) hack/image.sh -bin '$(CROSS_DIR)' -out '$(IMAGE_DIR)' -platforms '$(IMAGE_PLATFORMS)' \
+		-version '$(VERSION)' -revision '$(COMMIT)' -created '$(DATE)' -tag '$(IMAGE_TAG)'
 
 .PHONY: envtest
 envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
@@ -88,6 +110,8 @@ envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 test: deps lint ## Install what the tests need, then run all of them
 	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 20m ./...
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
+	@# make image, read back: about 1 min once make cross's builds are cached
+	cd hack/image && $(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: vmtest
 vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG)
@@ -97,6 +121,7 @@ vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	cd hack/verify-profiles && $(GO) vet ./...
+	cd hack/image && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
