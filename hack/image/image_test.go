@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -488,4 +491,46 @@ func mustHash(t *testing.T, s string) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// README's crane push, to a registry in the test: the index arrives whole,
+// with the digest make image printed, and a node of either platform finds
+// its image in it.
+func TestCranePush(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds crane")
+	}
+	c := testConfig(t)
+	dir, digest := build(t, c)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/you/egwct:" + c.Tag
+	crane := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("go", append([]string{"tool", "crane"}, args...)...).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("crane %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := crane("push", dir, ref); !strings.HasSuffix(got, "@"+digest) {
+		t.Errorf("crane push printed %q, want the digest %s", got, digest)
+	}
+	if got := crane("digest", ref); got != digest {
+		t.Errorf("the registry's %s has digest %s, make image printed %s", ref, got, digest)
+	}
+	crane("validate", "--remote", ref)
+	for _, arch := range []string{"amd64", "arm64"} {
+		var cfg imageConfig
+		if err := json.Unmarshal([]byte(crane("config", "--platform", "linux/"+arch, ref)), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Architecture != arch {
+			t.Errorf("linux/%s resolves to an image for %s", arch, cfg.Architecture)
+		}
+	}
 }
