@@ -118,7 +118,7 @@ egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 With --events (and --from-cluster), the agents tell each policy's author
 what became of its timeout text: an Event on the CiliumEgressGatewayPolicy
 (kubectl describe cegp NAME shows it), TimeoutsApplied with the keys in
-force or InvalidTimeouts with the finding, once per policy generation and
+force and how many pods and nodes they reach, or InvalidTimeouts with the finding, once per policy generation and
 outcome, not once per node: one agent, chosen with the Lease --lease-name
 in --lease-namespace, writes for all. egwct_events_writer says whether this
 agent writes; egwct_events_written_total and egwct_event_errors_total count

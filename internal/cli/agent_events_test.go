@@ -38,6 +38,26 @@ spec:
   - podSelector: {matchLabels: {app: events}}
   destinationCIDRs: ["192.0.2.0/24"]
   egressGateway: {nodeSelector: {matchLabels: {egress: "true"}}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumEndpoint
+metadata: {name: events-1, namespace: default}
+status:
+  identity:
+    labels: ["k8s:app=events", "k8s:io.kubernetes.pod.namespace=default"]
+  networking:
+    addressing: [{ipv4: 10.9.0.1}]
+    node: 192.0.2.21
+---
+apiVersion: cilium.io/v2
+kind: CiliumEndpoint
+metadata: {name: events-2, namespace: default}
+status:
+  identity:
+    labels: ["k8s:app=events", "k8s:io.kubernetes.pod.namespace=default"]
+  networking:
+    addressing: [{ipv4: 10.9.0.2}]
+    node: 192.0.2.21
 `
 
 // TestAgentEvents: `egwct agent --from-cluster --events`, as the service
@@ -78,7 +98,7 @@ func TestAgentEvents(t *testing.T) {
 		return find("events-good", "TimeoutsApplied") != nil && find("events-bad", "InvalidTimeouts") != nil
 	})
 	good, bad := find("events-good", "TimeoutsApplied"), find("events-bad", "InvalidTimeouts")
-	if !strings.Contains(good.Message, "bpfCtTimeoutRegularTcp=15m0s in force") || good.Type != "Normal" {
+	if !strings.Contains(good.Message, "bpfCtTimeoutRegularTcp=15m0s in force for 2 (pod, CIDR) keys of 2 pods on 1 node") || good.Type != "Normal" {
 		t.Errorf("TimeoutsApplied: %+v", good)
 	}
 	if !strings.Contains(bad.Message, `unknown key "bpfCtTimeoutRegularTCP"`) || !strings.Contains(bad.Message, `did you mean "bpfCtTimeoutRegularTcp"`) || bad.Type != "Warning" {

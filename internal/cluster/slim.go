@@ -14,7 +14,7 @@ import (
 )
 
 // EndpointOf reads what egwct needs of a CiliumEndpoint: its identity
-// labels and addresses. Nothing of the object is kept, so that tens of
+// labels, addresses and node. Nothing of the object is kept, so that tens of
 // thousands of endpoints cost little memory, and nothing is marshalled.
 func EndpointOf(u *unstructured.Unstructured) *policy.Endpoint {
 	labels, _, _ := unstructured.NestedStringSlice(u.Object, "status", "identity", "labels")
@@ -31,7 +31,12 @@ func EndpointOf(u *unstructured.Unstructured) *policy.Endpoint {
 			}
 		}
 	}
-	return policy.NewEndpoint(u.GetName(), u.GetNamespace(), labels, ips, policy.Position{File: ObjectName(u)})
+	e := policy.NewEndpoint(u.GetName(), u.GetNamespace(), labels, ips, policy.Position{File: ObjectName(u)})
+	// Thousands of endpoints share a few hundred nodes.
+	if node, _, _ := unstructured.NestedString(u.Object, "status", "networking", "node"); node != "" {
+		e.Node = unique.Make(node).Value()
+	}
+	return e
 }
 
 // PolicyOf parses a CiliumEgressGatewayPolicy the way manifest files are

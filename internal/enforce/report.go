@@ -57,8 +57,8 @@ func PolicyEvents(p *profiles.Profile, r *Resolved) []PolicyEvent {
 		switch st.Outcome {
 		case Applied:
 			e.Reason, e.Type, e.Outcome = ReasonApplied, "Normal", keysText(p, st)
-			e.Message = fmt.Sprintf("egwct: %s in force for %d (pod, CIDR) keys; every egwct agent (one per node) sweeps with them",
-				keysText(p, st), st.Keys)
+			e.Message = fmt.Sprintf("egwct: %s in force for %s; every egwct agent (one per node) sweeps with them",
+				keysText(p, st), reach(st))
 		default:
 			e.Reason, e.Type, e.Outcome = ReasonInvalid, "Warning", Summary(st.Findings)
 			what := "its flows keep the node's timeouts"
@@ -74,6 +74,23 @@ func PolicyEvents(p *profiles.Profile, r *Resolved) []PolicyEvent {
 		out = append(out, e)
 	}
 	return out
+}
+
+// reach is "12 (pod, CIDR) keys of 6 pods on 3 nodes": what the
+// policy selects, as its CiliumEndpoints say.
+func reach(st PolicyStatus) string {
+	s := fmt.Sprintf("%d (pod, CIDR) %s of %d %s", st.Keys, plural(st.Keys, "key"), st.Pods, plural(st.Pods, "pod"))
+	if st.Nodes > 0 {
+		s += fmt.Sprintf(" on %d %s", st.Nodes, plural(st.Nodes, "node"))
+	}
+	return s
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // keysText is "bpfCtTimeoutRegularTcp=15m0s, bpfCtTimeoutRegularAny=30s".

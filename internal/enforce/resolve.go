@@ -38,8 +38,10 @@ type PolicyStatus struct {
 	Outcome    Outcome
 	// Findings are the errors that refused (or kept) the current version.
 	Findings []validate.Finding
-	// Keys is how many (pod, CIDR) keys the policy has in force.
-	Keys int
+	// Keys is how many (pod, CIDR) keys the policy has in force, Pods
+	// how many endpoints they belong to and Nodes on how many nodes
+	// those run (as their CiliumEndpoints say).
+	Keys, Pods, Nodes int
 	// Timeouts are the policy's timeouts in force, by state (nil when
 	// refused).
 	Timeouts map[profiles.State]time.Duration
@@ -214,7 +216,8 @@ func (r *Resolver) Resolve(objs Objects) *Resolved {
 				sp.Timeouts[s] = uint32(max(r.env.Clock.Units(d), 1))
 			}
 			if e.spec != nil {
-				sp.Keys = e.spec.KeysIn(ix, families...)
+				sel := e.spec.SelectIn(ix, families...)
+				sp.Keys, st.Pods, st.Nodes = sel.Keys, sel.Pods, sel.Nodes
 				if e.spec.NodeSelectors {
 					out.Warnings = append(out.Warnings, Warning{st.Name, "the policy selects by node too; egwct applies it to every selected pod"})
 				}

@@ -27,7 +27,10 @@ type Endpoint struct {
 	// sources k8s, unspec and any unprefixed, others as "source.key".
 	Labels map[string]string
 	IPs    []netip.Addr
-	Pos    Position
+	// Node is the address of the node the endpoint runs on
+	// (status.networking.node), empty when not known.
+	Node string
+	Pos  Position
 }
 
 func readEndpoint(n *yaml.Node, pos Position) *Endpoint {
@@ -46,7 +49,9 @@ func readEndpoint(n *yaml.Node, pos Position) *Endpoint {
 			}
 		}
 	}
-	return NewEndpoint(yamlnode.Str(yamlnode.Get(meta, "name")), yamlnode.Str(yamlnode.Get(meta, "namespace")), labels, ips, pos)
+	e := NewEndpoint(yamlnode.Str(yamlnode.Get(meta, "name")), yamlnode.Str(yamlnode.Get(meta, "namespace")), labels, ips, pos)
+	e.Node = yamlnode.Str(yamlnode.Get(yamlnode.Get(status, "networking"), "node"))
+	return e
 }
 
 // NewEndpoint builds an Endpoint from a CiliumEndpoint's fields: its
@@ -307,6 +312,22 @@ func (ix *EndpointIndex) candidates(sel Selector) (pos []int32, all bool) {
 
 // KeysIn is Keys against indexed endpoints.
 func (s *Spec) KeysIn(ix *EndpointIndex, families ...int) []Key {
+	return s.SelectIn(ix, families...).Keys
+}
+
+// Selection is what a policy selects among indexed endpoints.
+type Selection struct {
+	// Keys are the (pod, CIDR) keys, sorted.
+	Keys []Key
+	// Pods is how many endpoints have at least one key; Nodes on how
+	// many distinct nodes they run (endpoints whose node is not known
+	// are not counted).
+	Pods, Nodes int
+}
+
+// SelectIn is KeysIn with the number of pods and nodes the keys belong
+// to.
+func (s *Spec) SelectIn(ix *EndpointIndex, families ...int) Selection {
 	want := map[int]bool{}
 	for _, f := range families {
 		want[f] = true
@@ -318,7 +339,9 @@ func (s *Spec) KeysIn(ix *EndpointIndex, families ...int) []Key {
 		return 6
 	}
 	var out []Key
+	pods, nodes := 0, map[string]bool{}
 	add := func(e *Endpoint) {
+		before := len(out)
 		for _, ip := range e.IPs {
 			if !want[fam(ip)] {
 				continue
@@ -332,6 +355,12 @@ func (s *Spec) KeysIn(ix *EndpointIndex, families ...int) []Key {
 				if fam(d.Addr()) == fam(ip) {
 					out = append(out, Key{Pod: ip, Dest: d, Excluded: true})
 				}
+			}
+		}
+		if len(out) > before {
+			pods++
+			if e.Node != "" {
+				nodes[e.Node] = true
 			}
 		}
 	}
@@ -368,7 +397,7 @@ func (s *Spec) KeysIn(ix *EndpointIndex, families ...int) []Key {
 		}
 		return out[i].Dest.Bits() < out[j].Dest.Bits()
 	})
-	return out
+	return Selection{Keys: out, Pods: pods, Nodes: len(nodes)}
 }
 
 func (s *Spec) selects(e *Endpoint) bool {

@@ -35,6 +35,7 @@ items:
       labels: ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"]
     networking:
       addressing: [{ipv4: 10.1.0.1, ipv6: "fd00::1"}]
+      node: 192.0.2.10
 - apiVersion: cilium.io/v2
   kind: CiliumEndpoint
   metadata: {name: job-1, namespace: batch}
@@ -43,6 +44,7 @@ items:
       labels: ["k8s:tier=worker", "k8s:io.cilium.k8s.namespace.labels.team=batch", "k8s:io.kubernetes.pod.namespace=batch"]
     networking:
       addressing: [{ipv4: 10.1.0.2}]
+      node: 192.0.2.10
 - apiVersion: cilium.io/v2
   kind: CiliumEndpoint
   metadata: {name: db-1, namespace: batch}
@@ -51,6 +53,7 @@ items:
       labels: ["k8s:tier=db", "k8s:io.cilium.k8s.namespace.labels.team=batch", "k8s:io.kubernetes.pod.namespace=batch"]
     networking:
       addressing: [{ipv4: 10.1.0.3}]
+      node: 192.0.2.12
 - apiVersion: cilium.io/v2
   kind: CiliumEndpoint
   metadata: {name: crawler-1, namespace: other}
@@ -59,6 +62,7 @@ items:
       labels: ["k8s:role=crawler", "k8s:io.kubernetes.pod.namespace=other"]
     networking:
       addressing: [{ipv4: 10.1.0.4}]
+      node: 192.0.2.11
 - apiVersion: cilium.io/v2
   kind: CiliumEndpoint
   metadata: {name: crawler-2}
@@ -98,6 +102,21 @@ func TestSelect(t *testing.T) {
 	}
 	if n := len(spec.Keys(eps, 4, 6)); n != 7 {
 		t.Errorf("with IPv6: %d keys, want 7", n)
+	}
+	if eps[0].Node != "192.0.2.10" || eps[4].Node != "" {
+		t.Errorf("nodes %q %q", eps[0].Node, eps[4].Node)
+	}
+	// Pods and nodes count those with a key: web-1 and job-1 share a node;
+	// db-1's node is not counted; with IPv6 alone only web-1 has a key.
+	ix := IndexEndpoints(eps)
+	for _, c := range []struct {
+		families          []int
+		keys, pods, nodes int
+	}{{[]int{4}, 6, 3, 2}, {[]int{4, 6}, 7, 3, 2}, {[]int{6}, 1, 1, 1}} {
+		sel := spec.SelectIn(ix, c.families...)
+		if len(sel.Keys) != c.keys || sel.Pods != c.pods || sel.Nodes != c.nodes {
+			t.Errorf("families %v: %d keys, %d pods, %d nodes; want %d, %d, %d", c.families, len(sel.Keys), sel.Pods, sel.Nodes, c.keys, c.pods, c.nodes)
+		}
 	}
 }
 
