@@ -37,7 +37,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test; pre-commit for the hooks' test)
+deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test; pre-commit for the hooks' test; skopeo for the image's push test)
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install" >&2; exit 1; }
 	$(GO) mod download
 	@command -v tmux >/dev/null || { \
@@ -48,6 +48,10 @@ deps: ## Install what the build and tests need (Go modules; tmux for the top end
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pre-commit; \
 		else echo "pre-commit is missing: the test of .pre-commit-hooks.yaml will be skipped" >&2; fi; }
+	@command -v skopeo >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo; \
+		else echo "skopeo is missing: the test of README's skopeo copy of the image will be skipped" >&2; fi; }
 
 # The BPF toolchain (only to regenerate pkg/sweep's committed bpf2go output).
 BPF_PKGS := clang-14 llvm-14 libbpf-dev

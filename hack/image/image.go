@@ -90,7 +90,7 @@ func buildIndex(c config) (v1.ImageIndex, []platformImage, error) {
 		}
 		plat := v1.Platform{OS: goos, Architecture: goarch}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        img,
+			Add:        plainImage{img},
 			Descriptor: v1.Descriptor{Platform: &plat},
 		})
 		imgs = append(imgs, platformImage{Platform: plat, Image: img})
@@ -98,6 +98,16 @@ func buildIndex(c config) (v1.ImageIndex, []platformImage, error) {
 	idx = mutate.Annotations(idx, c.labels()).(v1.ImageIndex)
 	return idx, imgs, nil
 }
+
+// plainImage is an image whose descriptor in the index has no
+// artifactType. go-containerregistry would set it to the config's media
+// type; an image is not an artifact, docker buildx leaves it out, and
+// skopeo 1.9 (Debian 12's) refuses to copy an index with it when told to
+// keep the digests (--preserve-digests).
+type plainImage struct{ v1.Image }
+
+// ArtifactType is empty: the field is left out.
+func (plainImage) ArtifactType() (string, error) { return "", nil }
 
 // buildImage builds one platform's image: a single layer on nothing.
 func buildImage(c config, goos, goarch string) (v1.Image, error) {

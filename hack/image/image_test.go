@@ -43,7 +43,9 @@ type descriptor struct {
 	Digest      string            `json:"digest"`
 	Size        int64             `json:"size"`
 	Annotations map[string]string `json:"annotations"`
-	Platform    *struct {
+	// ArtifactType is for artifacts, not images (skopeo 1.9 chokes on it).
+	ArtifactType string `json:"artifactType"`
+	Platform     *struct {
 		OS           string `json:"os"`
 		Architecture string `json:"architecture"`
 		Variant      string `json:"variant"`
@@ -313,8 +315,8 @@ func checkLayout(t *testing.T, l ociLayout, digest, tag, version, revision strin
 		}
 		p := md.Platform.OS + "/" + md.Platform.Architecture
 		platforms = append(platforms, p)
-		if md.MediaType != mtManifest {
-			t.Errorf("%s: media type %q", p, md.MediaType)
+		if md.MediaType != mtManifest || md.ArtifactType != "" {
+			t.Errorf("%s: media type %q, artifact type %q; want an image's", p, md.MediaType, md.ArtifactType)
 		}
 		var m manifest
 		l.json(md, &m)
@@ -493,44 +495,100 @@ func mustHash(t *testing.T, s string) v1.Hash {
 	return h
 }
 
-// README's crane push, to a registry in the test: the index arrives whole,
-// with the digest make image printed, and a node of either platform finds
-// its image in it.
-func TestCranePush(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds crane")
-	}
-	c := testConfig(t)
-	dir, digest := build(t, c)
+// testRegistry is a registry for one test, as go-containerregistry's
+// own tests start one; the returned prefix is its host/you/egwct.
+func testRegistry(t *testing.T) string {
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/you/egwct:" + c.Tag
-	crane := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("go", append([]string{"tool", "crane"}, args...)...).Output()
-		if err != nil {
-			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
-				stderr = ee.Stderr
-			}
-			t.Fatalf("crane %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	t.Cleanup(reg.Close)
+	return strings.TrimPrefix(reg.URL, "http://") + "/you/egwct"
+}
+
+// command runs a command and returns its output, failing the test with its
+// stderr when it fails.
+func command(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
 		}
-		return strings.TrimSpace(string(out))
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr)
 	}
-	if got := crane("push", dir, ref); !strings.HasSuffix(got, "@"+digest) {
-		t.Errorf("crane push printed %q, want the digest %s", got, digest)
-	}
-	if got := crane("digest", ref); got != digest {
+	return strings.TrimSpace(string(out))
+}
+
+// crane runs the crane this module pins (go tool crane).
+func crane(t *testing.T, args ...string) string {
+	t.Helper()
+	return command(t, "go", append([]string{"tool", "crane"}, args...)...)
+}
+
+// checkPushed checks that ref is the layout's index, whole: the digest
+// make image printed, valid, and each platform resolves to its image.
+func checkPushed(t *testing.T, ref, digest string) {
+	t.Helper()
+	if got := crane(t, "digest", ref); got != digest {
 		t.Errorf("the registry's %s has digest %s, make image printed %s", ref, got, digest)
 	}
-	crane("validate", "--remote", ref)
+	crane(t, "validate", "--remote", ref)
 	for _, arch := range []string{"amd64", "arm64"} {
 		var cfg imageConfig
-		if err := json.Unmarshal([]byte(crane("config", "--platform", "linux/"+arch, ref)), &cfg); err != nil {
+		if err := json.Unmarshal([]byte(crane(t, "config", "--platform", "linux/"+arch, ref)), &cfg); err != nil {
 			t.Fatal(err)
 		}
 		if cfg.Architecture != arch {
 			t.Errorf("linux/%s resolves to an image for %s", arch, cfg.Architecture)
 		}
 	}
+}
+
+// README's crane push, to a registry in the test.
+func TestCranePush(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds crane")
+	}
+	c := testConfig(t)
+	dir, digest := build(t, c)
+	ref := testRegistry(t) + ":" + c.Tag
+	if got := crane(t, "push", dir, ref); !strings.HasSuffix(got, "@"+digest) {
+		t.Errorf("crane push printed %q, want the digest %s", got, digest)
+	}
+	checkPushed(t, ref, digest)
+}
+
+// README's skopeo copy (Debian's skopeo; make deps installs it), to a
+// registry in the test.
+func TestSkopeoCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds crane")
+	}
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("skopeo is missing (make deps installs it)")
+		}
+		t.Skip("skopeo is missing (make deps installs it)")
+	}
+	c := testConfig(t)
+	dir, digest := build(t, c)
+	ref := testRegistry(t) + ":" + c.Tag
+	// --insecure-policy: no /etc/containers/policy.json needed here;
+	// --dest-tls-verify=false: the test's registry speaks plain HTTP.
+	command(t, "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+		"--all", "--preserve-digests", "oci:"+dir, "docker://"+ref)
+	checkPushed(t, ref, digest)
+}
+
+// README's oras cp (the oras this module pins: go tool oras), to a
+// registry in the test.
+func TestOrasCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds oras and crane")
+	}
+	c := testConfig(t)
+	dir, digest := build(t, c)
+	ref := testRegistry(t) + ":" + c.Tag
+	// --to-plain-http: the test's registry speaks plain HTTP.
+	command(t, "go", "tool", "oras", "cp", "--to-plain-http", "--from-oci-layout", dir+":"+c.Tag, ref)
+	checkPushed(t, ref, digest)
 }
