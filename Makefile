@@ -114,7 +114,8 @@ envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 test: deps lint ## Install what the tests need, then run all of them
 	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 20m ./...
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
-	@# make image, read back: about 1 min once make cross's builds are cached
+	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
+	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)
 	cd hack/image && $(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: vmtest

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -440,7 +441,20 @@ func TestMakeImage(t *testing.T) {
 			continue
 		}
 		ran = true
-		out, err := exec.Command(bin, "version", "-o", "json").Output()
+		// As a container runtime would run it: the layer's files are the
+		// whole root (chroot, as root), with no libc and no /proc.
+		cmd := exec.Command(bin, "version", "-o", "json")
+		if os.Geteuid() == 0 {
+			root := filepath.Join(tmp, "rootfs-"+arch)
+			unpack(t, root, files)
+			cmd = exec.Command("/usr/bin/egwct", "version", "-o", "json")
+			cmd.Dir = "/"
+			cmd.Env = []string{"PATH=/usr/bin"}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		} else {
+			t.Log("not root: the binary runs outside the image's root")
+		}
+		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s version -o json: %v", arch, err)
 		}
@@ -458,6 +472,30 @@ func TestMakeImage(t *testing.T) {
 
 	if _, again := makeImage("2"); again != digest {
 		t.Errorf("make image from newly built binaries: %s, first %s", again, digest)
+	}
+}
+
+// unpack writes a layer's files under root.
+func unpack(t *testing.T, root string, files map[string]file) {
+	t.Helper()
+	var names []string
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names) // a folder before what it holds
+	for _, name := range names {
+		f := files[name]
+		p := filepath.Join(root, filepath.FromSlash(name))
+		mode := fs.FileMode(f.hdr.Mode).Perm()
+		var err error
+		if f.hdr.Typeflag == tar.TypeDir {
+			err = os.MkdirAll(p, mode)
+		} else {
+			err = os.WriteFile(p, f.data, mode)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
