@@ -465,6 +465,16 @@ func TestMakeImage(t *testing.T) {
 		if v.Version != version || v.Commit != revision || v.BuildDate != date || v.Platform != "linux/"+arch {
 			t.Errorf("the image's %s binary reports %+v; want %s, %s, %s, linux/%s", arch, v, version, revision, date, arch)
 		}
+		// The commands that need no kernel, as nobody (docker run --user 65534).
+		if cmd.SysProcAttr != nil {
+			nobody := exec.Command("/usr/bin/egwct", "profiles", "list")
+			nobody.Dir, nobody.Env = "/", cmd.Env
+			nobody.SysProcAttr = &syscall.SysProcAttr{Chroot: cmd.SysProcAttr.Chroot,
+				Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			if out, err := nobody.CombinedOutput(); err != nil || !strings.Contains(string(out), "1.18") {
+				t.Errorf("%s profiles list as 65534: %v\n%s", arch, err, out)
+			}
+		}
 	}
 	if !ran {
 		t.Logf("no image for this machine (%s/%s) to run", runtime.GOOS, runtime.GOARCH)
