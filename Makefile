@@ -37,9 +37,10 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test; pre-commit for the hooks' test; skopeo for the image's push test)
+deps: ## Install what the build and tests need (Go modules; tmux for the top end-to-end test; pre-commit for the hooks' test; skopeo for the image's push test; promtool for the alerts' test)
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install" >&2; exit 1; }
 	$(GO) mod download
+	@hack/promtool.sh >/dev/null || echo "promtool is missing: the alerts' promtool test will be skipped" >&2
 	@command -v tmux >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; \
@@ -117,6 +118,22 @@ test: deps lint ## Install what the tests need, then run all of them
 	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
 	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)
 	cd hack/image && $(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory promcheck
+
+# The chart's dashboard and alerts: every PromQL expression parses and
+# names only metrics of docs/metrics.md; promtool test rules on synthetic
+# series for every alert. A tool module of its own (Prometheus' parser);
+# its build is cached by go, the chart renderer and promtool in
+# ~/.cache/egwct (hack/chart.sh, hack/promtool.sh).
+.PHONY: promcheck
+promcheck: ## Check the Helm chart's dashboard and alerts (PromQL against docs/metrics.md; promtool test rules)
+	promtool=$$(hack/promtool.sh) || echo "promtool is missing: its test is skipped (it fails with CI=true)" >&2; \
+	cd hack/promcheck && EGWCT_PROMTOOL="$$promtool" $(GO) test -count=1 ./...
+
+# docs/metrics.md: the metric families of a running agent's /metrics.
+.PHONY: metrics-doc
+metrics-doc: ## As root: regenerate docs/metrics.md from an agent on a lab node (needs the API server binaries: make envtest)
+	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test ./internal/cli -run '^TestMetricsReference$$' -count=1 -update
 
 .PHONY: vmtest
 vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG)
@@ -127,6 +144,7 @@ lint: ## go vet and gofmt
 	$(GO) vet ./...
 	cd hack/verify-profiles && $(GO) vet ./...
 	cd hack/image && $(GO) vet ./...
+	cd hack/promcheck && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
