@@ -23,6 +23,16 @@ var monitoring = []string{"--set", "dashboards.enabled=true,prometheusRule.enabl
 // the renderer into a cache outside the repository the first time).
 func render(t *testing.T, args ...string) *Chart {
 	t.Helper()
+	c, err := ReadChart(strings.NewReader(renderText(t, args...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// renderText is the rendered chart, as hack/chart.sh prints it.
+func renderText(t *testing.T, args ...string) string {
+	t.Helper()
 	args = append(append([]string{filepath.Join(root, "hack", "chart.sh"), "-n", "egwct-system"}, args...), filepath.Join(root, "deploy", "helm", "egwct"))
 	cmd := exec.Command("sh", args...)
 	var out, errOut bytes.Buffer
@@ -30,14 +40,32 @@ func render(t *testing.T, args ...string) *Chart {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 	}
-	c, err := ReadChart(&out)
+	return out.String()
+}
+
+// TestRun: the command checks a rendered chart and writes its rules.
+func TestRun(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	var out bytes.Buffer
+	err := run([]string{"-metrics", filepath.Join(root, "docs", "metrics.md"), "-rules", rules}, strings.NewReader(renderText(t, monitoring...)), &out)
+	if err != nil || !strings.Contains(out.String(), "expressions checked (1 rule files, 1 dashboards)") {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	data, err := os.ReadFile(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	var f RuleFile
+	if err := yaml.UnmarshalStrict(data, &f); err != nil || len(f.Groups) != 1 || len(f.Groups[0].Rules) != len(wantAlerts) {
+		t.Errorf("%v: %s", err, data)
+	}
+	bad := strings.Replace(renderText(t, monitoring...), "egwct_cluster_up == 0", "egwct_cluster_upp == 0", 1)
+	if err := run([]string{"-metrics", filepath.Join(root, "docs", "metrics.md")}, strings.NewReader(bad), &out); err == nil || !strings.Contains(err.Error(), "egwct_cluster_upp is not a metric") {
+		t.Errorf("an unknown metric: %v", err)
+	}
 }
 
-func agentMetrics(t *testing.T) Metrics {
+func agentMetrics(t *testing.T) *Metrics {
 	t.Helper()
 	f, err := os.Open(filepath.Join(root, "docs", "metrics.md"))
 	if err != nil {
@@ -335,14 +363,16 @@ func TestMetricNames(t *testing.T) {
 const exampleDoc = "| Metric | Type | Labels | Help |\n|---|---|---|---|\n" +
 	"| `egwct_ct_entries` | gauge | policy, state | CT entries. |\n" +
 	"| `egwct_sweep_duration_seconds` | histogram |  | Duration. |\n" +
-	"| `go_gc_duration_seconds` | summary |  |  |\n"
+	"| `go_gc_duration_seconds` | summary |  |  |\n" +
+	"\n| Histogram | Buckets |\n|---|---|\n" +
+	"| `egwct_sweep_duration_seconds` | 0.001, 1, 3600, +Inf |\n"
 
 func TestReadMetrics(t *testing.T) {
 	m, err := ReadMetrics(strings.NewReader(exampleDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Metrics{
+	want := map[string][]string{
 		"egwct_ct_entries":                    {"policy", "state"},
 		"egwct_sweep_duration_seconds_bucket": {"le"},
 		"egwct_sweep_duration_seconds_sum":    nil,
@@ -351,11 +381,17 @@ func TestReadMetrics(t *testing.T) {
 		"go_gc_duration_seconds_sum":          nil,
 		"go_gc_duration_seconds_count":        nil,
 	}
-	if fmt.Sprint(m) != fmt.Sprint(want) {
-		t.Errorf("got %v\nwant %v", m, want)
+	if fmt.Sprint(m.Labels) != fmt.Sprint(want) {
+		t.Errorf("got %v\nwant %v", m.Labels, want)
+	}
+	if b := m.Buckets["egwct_sweep_duration_seconds_bucket"]; !slices.Equal(b, []string{"0.001", "1", "3600", "+Inf"}) || len(m.Buckets) != 1 {
+		t.Errorf("buckets %v", m.Buckets)
 	}
 	if _, err := ReadMetrics(strings.NewReader("# nothing\n")); err == nil {
 		t.Error("a file without rows was accepted")
+	}
+	if _, err := ReadMetrics(strings.NewReader(exampleDoc + "| `egwct_ct_entries` | 1, +Inf |\n")); err == nil {
+		t.Error("buckets of a gauge were accepted")
 	}
 }
 
@@ -373,6 +409,9 @@ func TestCheck(t *testing.T) {
 		{`egwct_ct_entry`, "egwct_ct_entry is not a metric"},
 		{`egwct_ct_entries{policies="a"}`, "egwct_ct_entries has no label policies"},
 		{`rate(go_gc_duration_seconds_count[5m]) and go_gc_duration_seconds{quantile="1"}`, ""},
+		{`egwct_sweep_duration_seconds_bucket{le="3600"} - egwct_sweep_duration_seconds_bucket{le="+Inf"}`, ""},
+		{`egwct_sweep_duration_seconds_bucket{le="60"}`, `has no bucket le="60"`},
+		{`egwct_sweep_duration_seconds_bucket{le=~"1|60"}`, ""},
 	} {
 		err := m.Check([]Expr{{Where: "here", Expr: tc.expr}})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +143,41 @@ a summary as ` + "`x`" + ` (label ` + "`quantile`" + `), ` + "`x_sum`" + ` and `
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", name, strings.ToLower(f.GetType().String()), strings.Join(labelNames(f), ", "), help)
 	}
+	b.WriteString("\nThe upper bounds of each histogram's buckets, as its `le` label says them:\n\n| Histogram | Buckets |\n|---|---|\n")
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range fams {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		if fams[name].GetType() != dto.MetricType_HISTOGRAM {
+			continue
+		}
+		bounds, err := bucketBounds(fams[name])
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(&b, "| `%s` | %s |\n", name, strings.Join(bounds, ", "))
+	}
 	return b.String(), nil
+}
+
+// bucketBounds are the le values of a histogram's buckets (+Inf last), as
+// the text format writes them; every series must have the same.
+func bucketBounds(f *dto.MetricFamily) ([]string, error) {
+	var out []string
+	for i, m := range f.GetMetric() {
+		var bs []string
+		for _, b := range m.GetHistogram().GetBucket() {
+			bs = append(bs, strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)) // +Inf for +Inf
+		}
+		if i > 0 && !slices.Equal(bs, out) {
+			return nil, fmt.Errorf("series have different buckets: %v and %v", out, bs)
+		}
+		out = bs
+	}
+	return out, nil
 }
 
 // labelNames are the label names of a family's series, sorted.
