@@ -23,6 +23,9 @@ type Expr struct {
 	Where   string   `json:"where"`
 	Expr    string   `json:"expr"`
 	Metrics []string `json:"metrics"`
+	// Shows are the labels of its result a legend or the alert's
+	// templates show.
+	Shows []string `json:"shows,omitempty"`
 }
 
 // Chart is what a rendered chart holds for Prometheus and Grafana.
@@ -139,18 +142,24 @@ func stripComments(doc string) string {
 func (c *Chart) Exprs() ([]Expr, error) {
 	var out []Expr
 	var errs []error
-	add := func(where, expr string) {
+	add := func(where, expr string, shows []string) {
 		names, err := MetricNames(expr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", where, expr, err))
 			return
 		}
-		out = append(out, Expr{Where: where, Expr: expr, Metrics: names})
+		out = append(out, Expr{Where: where, Expr: expr, Metrics: names, Shows: shows})
 	}
 	for _, f := range c.Rules {
 		for _, g := range f.Groups {
 			for _, r := range g.Rules {
-				add(fmt.Sprintf("PrometheusRule %s group %s rule %s%s", f.Name, g.Name, r.Alert, r.Record), r.Expr)
+				var text []string
+				for _, kv := range []map[string]string{r.Labels, r.Annotations} {
+					for _, k := range slices.Sorted(maps.Keys(kv)) {
+						text = append(text, kv[k])
+					}
+				}
+				add(fmt.Sprintf("PrometheusRule %s group %s rule %s%s", f.Name, g.Name, r.Alert, r.Record), r.Expr, TemplateLabels(strings.Join(text, "\n")))
 			}
 		}
 	}
@@ -161,7 +170,7 @@ func (c *Chart) Exprs() ([]Expr, error) {
 			continue
 		}
 		for _, q := range d.Queries() {
-			add(where+" "+q.Where, q.Expr)
+			add(where+" "+q.Where, q.Expr, TemplateLabels(q.Legend))
 		}
 	}
 	return out, errors.Join(errs...)
@@ -191,9 +200,10 @@ type Panel struct {
 
 // Target is one query of a panel.
 type Target struct {
-	RefID      string         `json:"refId"`
-	Expr       string         `json:"expr"`
-	Datasource *DatasourceRef `json:"datasource"`
+	RefID        string         `json:"refId"`
+	Expr         string         `json:"expr"`
+	LegendFormat string         `json:"legendFormat"`
+	Datasource   *DatasourceRef `json:"datasource"`
 }
 
 // DatasourceRef names a data source.
@@ -233,8 +243,8 @@ func (d *Dashboard) AllPanels() []Panel {
 	return out
 }
 
-// Query is one PromQL expression of a dashboard.
-type Query struct{ Where, Expr string }
+// Query is one PromQL expression of a dashboard, and its legend.
+type Query struct{ Where, Expr, Legend string }
 
 // labelValues is Grafana's label_values(metric, label) variable query.
 var labelValues = regexp.MustCompile(`^label_values\(\s*(.+?)\s*,\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)$`)
@@ -245,7 +255,7 @@ func (d *Dashboard) Queries() []Query {
 	var out []Query
 	for _, p := range d.AllPanels() {
 		for _, t := range p.Targets {
-			out = append(out, Query{fmt.Sprintf("panel %q target %s", p.Title, t.RefID), t.Expr})
+			out = append(out, Query{fmt.Sprintf("panel %q target %s", p.Title, t.RefID), t.Expr, t.LegendFormat})
 		}
 	}
 	for _, v := range d.Templating.List {
@@ -260,7 +270,7 @@ func (d *Dashboard) Queries() []Query {
 		if m := labelValues.FindStringSubmatch(expr); m != nil {
 			expr = m[1]
 		}
-		out = append(out, Query{"variable " + v.Name, expr})
+		out = append(out, Query{"variable " + v.Name, expr, ""})
 	}
 	return out
 }
@@ -422,7 +432,9 @@ var TargetLabels = []string{"instance", "job", "namespace", "pod", "container", 
 
 // Check reports each selector of exprs that names a metric the agent does
 // not serve, matches on a label its series do not have, or selects a
-// histogram bucket (le="...") the histogram does not have.
+// histogram bucket (le="...") the histogram does not have; an aggregation
+// by, or a matching on, a label its operands do not have; and a legend or
+// an alert template that shows a label the result does not have.
 func (m *Metrics) Check(exprs []Expr) error {
 	var errs []error
 	for _, e := range exprs {
@@ -448,6 +460,203 @@ func (m *Metrics) Check(exprs []Expr) error {
 				}
 			}
 		}
+		result, err := m.ResultLabels(e.Expr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.Where, err))
+		}
+		for _, l := range e.Shows {
+			if result != nil && !result[l] {
+				errs = append(errs, fmt.Errorf("%s: shows label %s, which its result does not have (it has %s)", e.Where, l, result.names()))
+			}
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// labelSet is the label names the series of an expression may have;
+// nil when they cannot be told.
+type labelSet map[string]bool
+
+func setOf(names ...string) labelSet {
+	s := labelSet{}
+	for _, n := range names {
+		s[n] = true
+	}
+	return s
+}
+
+func (s labelSet) union(o labelSet) labelSet {
+	if s == nil || o == nil {
+		return nil
+	}
+	out := labelSet{}
+	for n := range s {
+		out[n] = true
+	}
+	for n := range o {
+		out[n] = true
+	}
+	return out
+}
+
+func (s labelSet) names() string { return strings.Join(slices.Sorted(maps.Keys(s)), ", ") }
+
+// ResultLabels returns the label names the result of expr (Grafana's variables
+// substituted) may have, and reports an aggregation's by() or a
+// matching's on() that names a label its operand's series do not have.
+// What a function does to labels is modelled for those the chart uses
+// (rate and its kin keep them, histogram_quantile drops le); for others
+// the labels are unknown (nil) and not checked.
+func (m *Metrics) ResultLabels(expr string) (labelSet, error) {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(substitute(expr))
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	s := m.labelsOf(e, &errs)
+	return s, errors.Join(errs...)
+}
+
+func (m *Metrics) labelsOf(e parser.Expr, errs *[]error) labelSet {
+	need := func(what string, names []string, in labelSet) {
+		if in == nil {
+			return
+		}
+		for _, n := range names {
+			if !in[n] {
+				*errs = append(*errs, fmt.Errorf("%s names %s, which the series there do not have (they have %s)", what, n, in.names()))
+			}
+		}
+	}
+	switch e := e.(type) {
+	case *parser.VectorSelector:
+		if _, ok := m.Labels[e.Name]; !ok {
+			return nil // reported by Check
+		}
+		return setOf(append(slices.Clone(m.Labels[e.Name]), TargetLabels...)...)
+	case *parser.MatrixSelector:
+		return m.labelsOf(e.VectorSelector, errs)
+	case *parser.ParenExpr:
+		return m.labelsOf(e.Expr, errs)
+	case *parser.SubqueryExpr:
+		return m.labelsOf(e.Expr, errs)
+	case *parser.StepInvariantExpr:
+		return m.labelsOf(e.Expr, errs)
+	case *parser.UnaryExpr:
+		return m.labelsOf(e.Expr, errs)
+	case *parser.NumberLiteral, *parser.StringLiteral:
+		return labelSet{}
+	case *parser.Call:
+		var args []labelSet
+		for _, a := range e.Args {
+			args = append(args, m.labelsOf(a, errs))
+		}
+		switch e.Func.Name {
+		case "time", "vector", "scalar", "pi":
+			return labelSet{}
+		case "histogram_quantile":
+			if len(args) < 2 || args[1] == nil {
+				return nil
+			}
+			need(e.Func.Name, []string{"le"}, args[1])
+			out := args[1].union(labelSet{})
+			delete(out, "le")
+			return out
+		case "rate", "irate", "increase", "delta", "idelta", "deriv", "resets", "changes",
+			"avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
+			"last_over_time", "quantile_over_time", "stddev_over_time", "abs", "ceil", "floor",
+			"round", "clamp", "clamp_min", "clamp_max", "sqrt", "exp", "ln", "log2", "log10", "timestamp":
+			for i, t := range e.Func.ArgTypes {
+				if i < len(args) && (t == parser.ValueTypeVector || t == parser.ValueTypeMatrix) {
+					return args[i]
+				}
+			}
+		}
+		return nil
+	case *parser.AggregateExpr:
+		in := m.labelsOf(e.Expr, errs)
+		if e.Param != nil {
+			m.labelsOf(e.Param, errs)
+		}
+		switch {
+		case e.Op == parser.TOPK || e.Op == parser.BOTTOMK || e.Op == parser.LIMITK || e.Op == parser.LIMIT_RATIO:
+			if !e.Without {
+				need(e.Op.String()+" by", e.Grouping, in)
+			}
+			return in
+		case e.Op == parser.COUNT_VALUES:
+			return nil
+		case e.Without:
+			if in == nil {
+				return nil
+			}
+			out := in.union(labelSet{})
+			for _, n := range e.Grouping {
+				delete(out, n)
+			}
+			return out
+		default:
+			need(e.Op.String()+" by", e.Grouping, in)
+			return setOf(e.Grouping...)
+		}
+	case *parser.BinaryExpr:
+		l, r := m.labelsOf(e.LHS, errs), m.labelsOf(e.RHS, errs)
+		lScalar := e.LHS.Type() == parser.ValueTypeScalar
+		rScalar := e.RHS.Type() == parser.ValueTypeScalar
+		switch {
+		case lScalar && rScalar:
+			return labelSet{}
+		case lScalar:
+			return r
+		case rScalar:
+			return l
+		}
+		vm := e.VectorMatching
+		if vm == nil {
+			return nil
+		}
+		if vm.On {
+			need("on", vm.MatchingLabels, l)
+			need("on", vm.MatchingLabels, r)
+		}
+		switch {
+		case e.Op == parser.LOR:
+			return l.union(r)
+		case e.Op == parser.LAND || e.Op == parser.LUNLESS:
+			return l
+		case vm.Card == parser.CardManyToOne:
+			need("group_left", vm.Include, r)
+			return l.union(setOf(vm.Include...))
+		case vm.Card == parser.CardOneToMany:
+			need("group_right", vm.Include, l)
+			return r.union(setOf(vm.Include...))
+		case vm.On:
+			return setOf(vm.MatchingLabels...)
+		case l == nil:
+			return nil
+		default:
+			out := l.union(labelSet{})
+			for _, n := range vm.MatchingLabels {
+				delete(out, n)
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// templateLabel is a label a Grafana legend ({{policy}}) or a
+// Prometheus alert template ({{ $labels.policy }}) shows.
+var templateLabel = regexp.MustCompile(`\{\{\s*(?:\$labels\.)?([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}|\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+
+// TemplateLabels are the labels a legend or an alert's template shows.
+func TemplateLabels(text string) []string {
+	var out []string
+	for _, m := range templateLabel.FindAllStringSubmatch(text, -1) {
+		n := m[1] + m[2]
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

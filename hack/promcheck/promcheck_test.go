@@ -419,3 +419,50 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestResultLabels(t *testing.T) {
+	m, err := ReadMetrics(strings.NewReader(exampleDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := strings.Join(slices.Sorted(slices.Values(TargetLabels)), ", ")
+	for _, tc := range []struct {
+		expr, want, err string
+	}{
+		{`sum by (policy) (egwct_ct_entries)`, "policy", ""},
+		{`sum by (polcy) (egwct_ct_entries)`, "", "sum by names polcy"},
+		{`sum without (policy) (egwct_ct_entries)`, "container, endpoint, instance, job, namespace, node, pod, service, state", ""},
+		{`rate(egwct_sweep_duration_seconds_count[$__rate_interval])`, target, ""},
+		{`histogram_quantile(0.5, sum by (le, instance) (rate(egwct_sweep_duration_seconds_bucket[5m])))`, "instance", ""},
+		{`histogram_quantile(0.5, sum by (instance) (rate(egwct_sweep_duration_seconds_bucket[5m])))`, "", "histogram_quantile names le"},
+		{`1 - sum by (state) (egwct_ct_entries)`, "state", ""},
+		{`sum by (policy) (egwct_ct_entries) and on(instance) egwct_ct_entries`, "", "on names instance"},
+		{`egwct_ct_entries / ignoring(state) group_left(le) egwct_sweep_duration_seconds_count`, "", "group_left names le"},
+		{`egwct_ct_entries / on(instance) group_left egwct_sweep_duration_seconds_count`, "container, endpoint, instance, job, namespace, node, pod, policy, service, state", ""},
+		{`topk(3, sum by (policy, state) (egwct_ct_entries))`, "policy, state", ""},
+		{`count(egwct_ct_entries == 0) or vector(0)`, "", ""},
+		{`absent(egwct_ct_entries)`, "?", ""},
+	} {
+		got, err := m.ResultLabels(tc.expr)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.expr, err, tc.err)
+			}
+			continue
+		}
+		names := "?"
+		if got != nil {
+			names = got.names()
+		}
+		if err != nil || names != tc.want {
+			t.Errorf("%s: %q %v, want %q", tc.expr, names, err, tc.want)
+		}
+	}
+	shown := m.Check([]Expr{{Where: "legend", Expr: `sum by (policy) (egwct_ct_entries)`, Shows: TemplateLabels("{{policy}} on {{instance}}")}})
+	if shown == nil || !strings.Contains(shown.Error(), "shows label instance") {
+		t.Errorf("a legend showing a label the result does not have: %v", shown)
+	}
+	if got := TemplateLabels("{{ $labels.egress_ip }} {{ $value | humanizePercentage }} {{ $labels.dst_ip }}:{{ $labels.dst_port }} {{policy}}"); !slices.Equal(got, []string{"egress_ip", "dst_ip", "dst_port", "policy"}) {
+		t.Errorf("TemplateLabels: %v", got)
+	}
+}
