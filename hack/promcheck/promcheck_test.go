@@ -285,9 +285,9 @@ func TestAlertThresholds(t *testing.T) {
 		want  string
 	}{
 		{nil, "EgwctSNATPortPressure", "egwct_snat_port_capacity > 0.8"},
-		{nil, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds > 300"},
+		{nil, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds)\n) > 300"},
 		{[]string{"-f", values}, "EgwctSNATPortPressure", "egwct_snat_port_capacity > 0.5"},
-		{[]string{"-f", values}, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds > 120"},
+		{[]string{"-f", values}, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds)\n) > 120"},
 	} {
 		r, ok := alerts(render(t, append(slices.Clone(monitoring), tc.set...)...))[tc.alert]
 		if !ok {
