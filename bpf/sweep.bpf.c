@@ -106,13 +106,27 @@ enum sweep_mode { MODE_RECLAIM, MODE_MARK };
 
 /* The policy set: for each address family an open-addressing table of the
  * pods that have rules (linear probing from a multiplicative hash of the
- * address), and each pod's rules, longest destination prefix first, one
- * after the other. The first rule whose prefix holds the destination is the
- * pod's policy for the flow: the longest-prefix match Cilium's egress
- * policy map makes (§8.1). A table hit costs a multiply and a load or two,
- * far less than a helper call into a hash map or an LPM trie. The whole
- * set is one array value: swapping it is one update. Userspace (set.go)
- * builds it with the same hash and guarantees every pod lies within
+ * address), and each pod's block of rules in the rules array. The pod's
+ * policy for a flow is its rule of the longest destination prefix that
+ * holds the destination: the longest-prefix match Cilium's egress policy
+ * map makes (§8.1). A block is one of two kinds:
+ *   - a table (bits > 0): the masks of the pod's prefix lengths, longest
+ *     first (lens entries, only their mask is used), then an
+ *     open-addressing table of 1 << bits rules (linear probing from a
+ *     hash of the prefix and its mask; policy 0: an empty slot). For each
+ *     length in turn the destination's prefix is looked up. The longest
+ *     length is also in the pod's entry (top), so a flow of it (or of a
+ *     pod with one length) reads one cache line of the block however many
+ *     rules the pod has.
+ *   - a list (bits == 0): the pod's n rules, longest prefix first; the
+ *     first whose prefix holds the destination is the match. Userspace
+ *     builds a list for a pod of more than MAX_LENS prefix lengths (the
+ *     bound keeps the verifier's work small), and where the tables of a
+ *     large set do not fit.
+ * A table hit costs a multiply and a load or two, far less than a helper
+ * call into a hash map or an LPM trie. The whole set is one array value:
+ * swapping it is one update. Userspace (set.go) builds it with the same
+ * hashes and guarantees every pod and every rule of a table lies within
  * MAX_PROBE slots of its home. */
 enum set_limit {
 	MAX_POLICIES = 4096,
@@ -122,6 +136,7 @@ enum set_limit {
 	PODS6 = 1 << 15,
 	RULES6 = 1 << 15,
 	MAX_PROBE = 16,
+	MAX_LENS = 8,          /* prefix lengths of a pod's table (more: a list) */
 	RULE_EXCLUDED = 1 << 0, /* a flag of struct rule4 and rule6 */
 };
 _Static_assert(POW2(PODS4) && POW2(RULES4) && POW2(PODS6) && POW2(RULES6),
@@ -130,14 +145,22 @@ _Static_assert(POW2(PODS4) && POW2(RULES4) && POW2(PODS6) && POW2(RULES6),
 
 struct pod4 {
 	__u32 addr;
-	__u16 first;            /* index of its first rule */
-	__u16 n;                /* its rules; 0: an empty slot */
+	__u16 first;            /* index of its block's first entry */
+	__u16 n;                /* its block's entries; 0: an empty slot */
+	__u8 lens;              /* a table: its prefix lengths */
+	__u8 bits;              /* a table: 1 << bits slots; 0: a list */
+	__u8 top;               /* a table: its longest prefix length */
+	__u8 pad;
 };
 
 struct pod6 {
 	__u32 addr[4];
 	__u16 first;
 	__u16 n;
+	__u8 lens;
+	__u8 bits;
+	__u8 top;
+	__u8 pad;
 };
 
 struct rule4 {
@@ -146,7 +169,7 @@ struct rule4 {
 	__u16 policy;           /* slot of the policy, 1..MAX_POLICIES-1 */
 	__u16 flags;            /* RULE_EXCLUDED: an excludedCIDR */
 };
-_Static_assert(sizeof(struct pod4) == 8 && sizeof(struct rule4) == 12, "IPv4 table entries");
+_Static_assert(sizeof(struct pod4) == 12 && sizeof(struct rule4) == 12, "IPv4 table entries");
 
 struct rule6 {
 	__u32 net[4];
@@ -164,7 +187,7 @@ struct policy_set {
 	struct rule4 rules4[RULES4];
 	struct rule6 rules6[RULES6];
 };
-_Static_assert(sizeof(struct pod6) == 20 && sizeof(struct rule6) == 36, "IPv6 table entries");
+_Static_assert(sizeof(struct pod6) == 24 && sizeof(struct rule6) == 36, "IPv6 table entries");
 _Static_assert(sizeof(struct policy_set) == 16 + sizeof(__u32) * MAX_POLICIES * NSTATES +
 	       sizeof(struct pod4) * PODS4 + sizeof(struct pod6) * PODS6 +
 	       sizeof(struct rule4) * RULES4 + sizeof(struct rule6) * RULES6,
@@ -270,17 +293,38 @@ static __always_inline __u32 home(__u32 h, __u32 bits)
 	return ((__u64)(__u32)(h * GOLDEN) << (bits & 31)) >> 32;
 }
 
+/* mask is the mask of a prefix length (0 to 32) as a 32-bit word of an
+ * address in network order is loaded: the top len bits, byte-swapped. */
+static __always_inline __u32 mask(__u32 len)
+{
+	return __builtin_bswap32((__u32)(0xffffffff00000000ull >> (len & 63)));
+}
+
+/* mask6 is the mask of the i-th word of an IPv6 prefix length. */
+static __always_inline __u32 mask6(__u32 len, __u32 i)
+{
+	__u32 l = len > 32 * i ? len - 32 * i : 0;
+	return mask(l > 32 ? 32 : l);
+}
+
 /* policy4 returns the policy slot of an outbound IPv4 flow, 0 for none. */
 static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 dest)
 {
 	__u32 bits = set->bits4, h = home(pod, bits), m = (1u << (bits & 31)) - 1;
+	struct pod4 *p = NULL;
 	for (int i = 0; i < MAX_PROBE; i++) {
-		struct pod4 *p = &set->pods4[((h + i) & m) & (PODS4 - 1)];
-		if (!p->n)
+		struct pod4 *q = &set->pods4[((h + i) & m) & (PODS4 - 1)];
+		if (!q->n)
 			return 0;
-		if (p->addr != pod)
-			continue;
-		__u32 first = p->first, n = p->n;
+		if (q->addr == pod) {
+			p = q;
+			break;
+		}
+	}
+	if (!p)
+		return 0;
+	__u32 first = p->first, n = p->n, tbits = p->bits;
+	if (!tbits) {
 		for (int j = 0; j < MAX_RULES; j++) {
 			if (j >= n)
 				return 0;
@@ -289,6 +333,20 @@ static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 de
 				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
 		}
 		return 0;
+	}
+	__u32 lens = p->lens, table = first + lens, tm = (1u << (tbits & 31)) - 1;
+	for (int l = 0; l < MAX_LENS; l++) {
+		if (l >= lens)
+			return 0;
+		__u32 m = l ? set->rules4[(first + l) & (RULES4 - 1)].mask : mask(p->top);
+		__u32 net = dest & m, th = home(net ^ m, tbits);
+		for (int i = 0; i < MAX_PROBE; i++) {
+			struct rule4 *r = &set->rules4[(table + ((th + i) & tm)) & (RULES4 - 1)];
+			if (!r->policy)
+				break;
+			if (r->net == net && r->mask == m)
+				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
+		}
 	}
 	return 0;
 }
@@ -299,13 +357,20 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 	__u32 p0 = pod[0], p1 = pod[1], p2 = pod[2], p3 = pod[3];
 	__u32 d0 = dest[0], d1 = dest[1], d2 = dest[2], d3 = dest[3];
 	__u32 bits = set->bits6, h = home(p0 ^ p1 ^ p2 ^ p3, bits), m = (1u << (bits & 31)) - 1;
+	struct pod6 *p = NULL;
 	for (int i = 0; i < MAX_PROBE; i++) {
-		struct pod6 *p = &set->pods6[((h + i) & m) & (PODS6 - 1)];
-		if (!p->n)
+		struct pod6 *q = &set->pods6[((h + i) & m) & (PODS6 - 1)];
+		if (!q->n)
 			return 0;
-		if (p->addr[0] != p0 || p->addr[1] != p1 || p->addr[2] != p2 || p->addr[3] != p3)
-			continue;
-		__u32 first = p->first, n = p->n;
+		if (q->addr[0] == p0 && q->addr[1] == p1 && q->addr[2] == p2 && q->addr[3] == p3) {
+			p = q;
+			break;
+		}
+	}
+	if (!p)
+		return 0;
+	__u32 first = p->first, n = p->n, tbits = p->bits;
+	if (!tbits) {
 		for (int j = 0; j < MAX_RULES; j++) {
 			if (j >= n)
 				return 0;
@@ -315,6 +380,29 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
 		}
 		return 0;
+	}
+	__u32 lens = p->lens, table = first + lens, tm = (1u << (tbits & 31)) - 1;
+	for (int l = 0; l < MAX_LENS; l++) {
+		if (l >= lens)
+			return 0;
+		__u32 m0, m1, m2, m3;
+		if (l) {
+			struct rule6 *len = &set->rules6[(first + l) & (RULES6 - 1)];
+			m0 = len->mask[0], m1 = len->mask[1], m2 = len->mask[2], m3 = len->mask[3];
+		} else {
+			__u32 top = p->top;
+			m0 = mask6(top, 0), m1 = mask6(top, 1), m2 = mask6(top, 2), m3 = mask6(top, 3);
+		}
+		__u32 n0 = d0 & m0, n1 = d1 & m1, n2 = d2 & m2, n3 = d3 & m3;
+		__u32 th = home(n0 ^ n1 ^ n2 ^ n3 ^ m0 ^ m1 ^ m2 ^ m3, tbits);
+		for (int i = 0; i < MAX_PROBE; i++) {
+			struct rule6 *r = &set->rules6[(table + ((th + i) & tm)) & (RULES6 - 1)];
+			if (!r->policy)
+				break;
+			if (r->net[0] == n0 && r->net[1] == n1 && r->net[2] == n2 && r->net[3] == n3 &&
+			    r->mask[0] == m0 && r->mask[1] == m1 && r->mask[2] == m2 && r->mask[3] == m3)
+				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
+		}
 	}
 	return 0;
 }

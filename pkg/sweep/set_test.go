@@ -57,7 +57,8 @@ func randomSet(rng *rand.Rand, policies, pods4, pods6 int) []Policy {
 }
 
 // TestSetRoundTrip: what encodeSet writes, decodeSet reads back: every
-// key with its slot, timeouts and flags.
+// key with its slot, timeouts and flags. A small set puts every pod's
+// rules in a table; the largest does where they fit, and lists the rest.
 func TestSetRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct{ policies, pods4, pods6 int }{{0, 0, 0}, {1, 1, 0}, {1, 0, 1}, {7, 100, 50}, {300, 20000, 9000}} {
@@ -69,6 +70,18 @@ func TestSetRoundTrip(t *testing.T) {
 		b, err := encodeSet(set)
 		if err != nil {
 			t.Fatal(err)
+		}
+		tables, lists := 0, 0
+		for _, p := range b.Pods4 {
+			switch {
+			case p.N != 0 && p.Bits != 0:
+				tables++
+			case p.N != 0:
+				lists++
+			}
+		}
+		if tc.pods4 == 100 && (tables != 100 || lists != 0) || tc.pods4 == 20000 && (tables == 0 || lists == 0) {
+			t.Errorf("%+v: %d pods with a table, %d with a list", tc, tables, lists)
 		}
 		got := decodeSet(b)
 		want := map[Key]policyVal{}
@@ -139,77 +152,96 @@ func TestSetLimits(t *testing.T) {
 }
 
 // TestProgramMatchesModel: on thousands of IPv4 and IPv6 flows of
-// thousands of pods, with nested and excluded prefixes, the program
-// attributes every entry to the policy the model does and expires the
-// same ones, with every engine. This exercises the pod tables' probing.
+// thousands of pods, with nested and excluded prefixes and destinations
+// no rule holds, the program attributes every entry to the policy the
+// model does and expires the same ones, with every engine and with the
+// pods' rules in tables and in lists. This exercises the probing of the
+// pod tables and of the pods' rule tables.
 func TestProgramMatchesModel(t *testing.T) {
 	clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
 	rng := rand.New(rand.NewPCG(3, 4))
 	set := randomSet(rng, 40, 3000, 1500)
 	matcher := NewMatcher(set)
-	for _, engine := range engines {
-		t.Run(engine.String(), func(t *testing.T) {
-			n4 := newNodeFamily(t, "1.18.3", clock, 6, 1<<16)
-			now := n4.now
-			times := ctmap.NewTimes(clock, now, n4.timeout)
-			want := map[uint32]*[4]Counts{}
-			r := rand.New(rand.NewPCG(5, 6))
-			for _, p := range set {
-				for _, k := range p.Keys {
-					for j := 0; j < 3; j++ {
-						dest := k.Dest.Addr().AsSlice()
-						for i := k.Dest.Bits() / 8; i < len(dest); i++ {
-							dest[i] = byte(r.IntN(256))
-						}
-						d, _ := netip.AddrFromSlice(dest)
-						proto := []uint8{ctmap.ProtoTCP, ctmap.ProtoUDP}[r.IntN(2)]
-						c := ctmap.CT{Key: ctmap.Tuple{DAddr: k.Pod, SAddr: d, DPort: 443, SPort: uint16(r.IntN(65536)), NextHdr: proto, Flags: ctmap.TupleOut}}
-						if r.IntN(10) == 0 {
-							c.Key.Flags = ctmap.TupleIn
-						}
-						st := profiles.StateNonTCP
-						if proto == ctmap.ProtoTCP {
-							st = profiles.StateEstablished
-							c.Value.SetFlags(ctmap.FlagSeenNonSyn)
-						}
-						// Idle 0–1100 s: some over their policy's timeout.
-						c.Value.SetLifetime(now + times.Node[st] - uint32(clock.Units(time.Duration(r.IntN(1100))*time.Second)))
-						m, _ := n4.ctMaps(k.Pod.Is4(), proto == ctmap.ProtoTCP)
-						if err := m.Put(c.Key.Bytes(), c.Value[:]); err != nil {
-							t.Fatal(err)
-						}
-						slot, exp := matcher.Judge(&c, times)
-						if want[slot] == nil {
-							want[slot] = new([4]Counts)
-						}
-						want[slot][st].Seen++
-						// Mark mode leaves entries already past their
-						// lifetime to Cilium's GC.
-						if exp && int32(c.Value.Lifetime()-now) >= 0 {
-							want[slot][st].Expired++
-						}
-					}
+	for _, layout := range []struct {
+		name string
+		bits uint
+	}{{"tables", maxTableBits}, {"lists", 0}} {
+		for _, engine := range engines {
+			t.Run(layout.name+"/"+engine.String(), func(t *testing.T) {
+				defer func(b uint) { maxTableBits = b }(maxTableBits)
+				maxTableBits = layout.bits
+				programMatchesModel(t, clock, set, matcher, engine)
+			})
+		}
+	}
+}
+
+// programMatchesModel is TestProgramMatchesModel with one engine and the
+// set's layout of the moment.
+func programMatchesModel(t *testing.T, clock nodeconfig.Clock, set []Policy, matcher *Matcher, engine Engine) {
+	n4 := newNodeFamily(t, "1.18.3", clock, 6, 1<<16)
+	now := n4.now
+	times := ctmap.NewTimes(clock, now, n4.timeout)
+	want := map[uint32]*[4]Counts{}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, p := range set {
+		for _, k := range p.Keys {
+			for j := 0; j < 4; j++ {
+				dest := k.Dest.Addr().AsSlice()
+				from := k.Dest.Bits() / 8
+				if j == 3 {
+					from = 0 // anywhere: mostly no rule of the pod holds it
+				}
+				for i := from; i < len(dest); i++ {
+					dest[i] = byte(r.IntN(256))
+				}
+				d, _ := netip.AddrFromSlice(dest)
+				proto := []uint8{ctmap.ProtoTCP, ctmap.ProtoUDP}[r.IntN(2)]
+				c := ctmap.CT{Key: ctmap.Tuple{DAddr: k.Pod, SAddr: d, DPort: 443, SPort: uint16(r.IntN(65536)), NextHdr: proto, Flags: ctmap.TupleOut}}
+				if r.IntN(10) == 0 {
+					c.Key.Flags = ctmap.TupleIn
+				}
+				st := profiles.StateNonTCP
+				if proto == ctmap.ProtoTCP {
+					st = profiles.StateEstablished
+					c.Value.SetFlags(ctmap.FlagSeenNonSyn)
+				}
+				// Idle 0–1100 s: some over their policy's timeout.
+				c.Value.SetLifetime(now + times.Node[st] - uint32(clock.Units(time.Duration(r.IntN(1100))*time.Second)))
+				m, _ := n4.ctMaps(k.Pod.Is4(), proto == ctmap.ProtoTCP)
+				if err := m.Put(c.Key.Bytes(), c.Value[:]); err != nil {
+					t.Fatal(err)
+				}
+				slot, exp := matcher.Judge(&c, times)
+				if want[slot] == nil {
+					want[slot] = new([4]Counts)
+				}
+				want[slot][st].Seen++
+				// Mark mode leaves entries already past their
+				// lifetime to Cilium's GC.
+				if exp && int32(c.Value.Lifetime()-now) >= 0 {
+					want[slot][st].Expired++
 				}
 			}
-			s, _ := n4.sweeperWith(t, Mark, engine, set)
-			res, err := s.Sweep()
-			if err != nil {
-				t.Fatal(err)
+		}
+	}
+	s, _ := n4.sweeperWith(t, Mark, engine, set)
+	res, err := s.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for slot, cs := range want {
+		for st, c := range cs {
+			got := Counts{}
+			if res.Counts[slot] != nil {
+				got = res.Counts[slot][st]
 			}
-			for slot, cs := range want {
-				for st, c := range cs {
-					got := Counts{}
-					if res.Counts[slot] != nil {
-						got = res.Counts[slot][st]
-					}
-					if got.Seen != c.Seen || got.Expired != c.Expired {
-						t.Errorf("slot %d %s: program saw %d, expired %d; model %d, %d", slot, profiles.State(st), got.Seen, got.Expired, c.Seen, c.Expired)
-					}
-				}
+			if got.Seen != c.Seen || got.Expired != c.Expired {
+				t.Errorf("slot %d %s: program saw %d, expired %d; model %d, %d", slot, profiles.State(st), got.Seen, got.Expired, c.Seen, c.Expired)
 			}
-			if len(res.Counts) != len(want) {
-				t.Errorf("program counted %d slots, model %d", len(res.Counts), len(want))
-			}
-		})
+		}
+	}
+	if len(res.Counts) != len(want) {
+		t.Errorf("program counted %d slots, model %d", len(res.Counts), len(want))
 	}
 }

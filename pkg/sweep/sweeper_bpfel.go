@@ -39,6 +39,10 @@ type sweeperPod4 struct {
 	Addr  uint32
 	First uint16
 	N     uint16
+	Lens  uint8
+	Bits  uint8
+	Top   uint8
+	Pad   uint8
 }
 
 type sweeperPod6 struct {
@@ -46,6 +50,10 @@ type sweeperPod6 struct {
 	Addr  [4]uint32
 	First uint16
 	N     uint16
+	Lens  uint8
+	Bits  uint8
+	Top   uint8
+	Pad   uint8
 }
 
 type sweeperPolicySet struct {
@@ -87,6 +95,7 @@ const (
 	sweeperSetLimitPODS6         sweeperSetLimit = 32768
 	sweeperSetLimitRULES6        sweeperSetLimit = 32768
 	sweeperSetLimitMAX_PROBE     sweeperSetLimit = 16
+	sweeperSetLimitMAX_LENS      sweeperSetLimit = 8
 	sweeperSetLimitRULE_EXCLUDED sweeperSetLimit = 1
 )
 
@@ -108,12 +117,20 @@ type sweeperSharedTypes struct {
 			Addr  uint32
 			First uint16
 			N     uint16
+			Lens  uint8
+			Bits  uint8
+			Top   uint8
+			Pad   uint8
 		}
 		Pods6 [32768]struct {
 			_     structs.HostLayout
 			Addr  [4]uint32
 			First uint16
 			N     uint16
+			Lens  uint8
+			Bits  uint8
+			Top   uint8
+			Pad   uint8
 		}
 		Rules4 [65536]struct {
 			_      structs.HostLayout

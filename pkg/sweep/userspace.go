@@ -154,24 +154,53 @@ func classify(nexthdr uint8, flags uint16) int {
 func (ps *sweeperPolicySet) policy4(pod, dest uint32) uint32 {
 	bits := uint(ps.Bits4 & 31)
 	h, m := home(pod, bits), uint32(1)<<bits-1
+	var p *sweeperPod4
 	for i := uint32(0); i < maxProbe; i++ {
-		p := &ps.Pods4[((h+i)&m)&uint32(len(ps.Pods4)-1)]
-		if p.N == 0 {
+		q := &ps.Pods4[((h+i)&m)&uint32(len(ps.Pods4)-1)]
+		if q.N == 0 {
 			return 0
 		}
-		if p.Addr != pod {
-			continue
+		if q.Addr == pod {
+			p = q
+			break
 		}
+	}
+	if p == nil {
+		return 0
+	}
+	rule := func(i uint32) *sweeperRule4 { return &ps.Rules4[i&uint32(len(ps.Rules4)-1)] }
+	match := func(r *sweeperRule4) uint32 {
+		if uint32(r.Flags)&ruleExcluded != 0 {
+			return 0
+		}
+		return uint32(r.Policy)
+	}
+	first := uint32(p.First)
+	if p.Bits == 0 {
 		for j := uint32(0); j < uint32(p.N) && j < MaxRules; j++ {
-			r := &ps.Rules4[(uint32(p.First)+j)&uint32(len(ps.Rules4)-1)]
-			if dest&r.Mask == r.Net {
-				if uint32(r.Flags)&ruleExcluded != 0 {
-					return 0
-				}
-				return uint32(r.Policy)
+			if r := rule(first + j); dest&r.Mask == r.Net {
+				return match(r)
 			}
 		}
 		return 0
+	}
+	table, tm := first+uint32(p.Lens), uint32(1)<<(p.Bits&31)-1
+	for l := uint32(0); l < uint32(p.Lens) && l < maxLens; l++ {
+		mask := lenMask(int(p.Top), 0)
+		if l > 0 {
+			mask = rule(first + l).Mask
+		}
+		net := dest & mask
+		th := home(net^mask, uint(p.Bits))
+		for i := uint32(0); i < maxProbe; i++ {
+			r := rule(table + (th+i)&tm)
+			if r.Policy == 0 {
+				break
+			}
+			if r.Net == net && r.Mask == mask {
+				return match(r)
+			}
+		}
 	}
 	return 0
 }
@@ -184,25 +213,58 @@ func (ps *sweeperPolicySet) policy6(podB, destB []byte) uint32 {
 	}
 	bits := uint(ps.Bits6 & 31)
 	h, m := home(pod[0]^pod[1]^pod[2]^pod[3], bits), uint32(1)<<bits-1
+	var p *sweeperPod6
 	for i := uint32(0); i < maxProbe; i++ {
-		p := &ps.Pods6[((h+i)&m)&uint32(len(ps.Pods6)-1)]
-		if p.N == 0 {
+		q := &ps.Pods6[((h+i)&m)&uint32(len(ps.Pods6)-1)]
+		if q.N == 0 {
 			return 0
 		}
-		if p.Addr != pod {
-			continue
+		if q.Addr == pod {
+			p = q
+			break
 		}
+	}
+	if p == nil {
+		return 0
+	}
+	rule := func(i uint32) *sweeperRule6 { return &ps.Rules6[i&uint32(len(ps.Rules6)-1)] }
+	match := func(r *sweeperRule6) uint32 {
+		if uint32(r.Flags)&ruleExcluded != 0 {
+			return 0
+		}
+		return uint32(r.Policy)
+	}
+	first := uint32(p.First)
+	if p.Bits == 0 {
 		for j := uint32(0); j < uint32(p.N) && j < MaxRules; j++ {
-			r := &ps.Rules6[(uint32(p.First)+j)&uint32(len(ps.Rules6)-1)]
+			r := rule(first + j)
 			if dest[0]&r.Mask[0] == r.Net[0] && dest[1]&r.Mask[1] == r.Net[1] &&
 				dest[2]&r.Mask[2] == r.Net[2] && dest[3]&r.Mask[3] == r.Net[3] {
-				if uint32(r.Flags)&ruleExcluded != 0 {
-					return 0
-				}
-				return uint32(r.Policy)
+				return match(r)
 			}
 		}
 		return 0
+	}
+	table, tm := first+uint32(p.Lens), uint32(1)<<(p.Bits&31)-1
+	for l := uint32(0); l < uint32(p.Lens) && l < maxLens; l++ {
+		mask := [4]uint32{lenMask(int(p.Top), 0), lenMask(int(p.Top), 1), lenMask(int(p.Top), 2), lenMask(int(p.Top), 3)}
+		if l > 0 {
+			mask = rule(first + l).Mask
+		}
+		var net [4]uint32
+		for w := range net {
+			net[w] = dest[w] & mask[w]
+		}
+		th := home(addrHash(net[:])^addrHash(mask[:]), uint(p.Bits))
+		for i := uint32(0); i < maxProbe; i++ {
+			r := rule(table + (th+i)&tm)
+			if r.Policy == 0 {
+				break
+			}
+			if r.Net == net && r.Mask == mask {
+				return match(r)
+			}
+		}
 	}
 	return 0
 }
