@@ -111,9 +111,14 @@ image: ## Build the agent's OCI image (linux/amd64, linux/arm64) into dist/image
 envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 	@$(ENVTEST) >/dev/null
 
+# The Helm chart's renderer (Helm's Go library, the tool module hack/chart),
+# built once into the same cache; make deploy and the chart's tests use it.
+CHART = GO=$(GO) hack/chart.sh
+
 .PHONY: test
 test: deps lint ## Install what the tests need, then run all of them
-	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 20m ./...
+	assets=$$($(ENVTEST)) && chart=$$($(CHART) --path) && \
+		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" $(GO) test -count=1 -timeout 20m ./...
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
 	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
 	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)
@@ -191,8 +196,16 @@ verify-profiles: ## As root: check pkg/profiles against Cilium's own Go code, pe
 	cd hack/verify-profiles && $(GO) run . $(VERIFY_ARGS)
 
 .PHONY: docs
-docs: ## Regenerate docs/timeouts.md, deploy/admission-policy.yaml, the CLI reference docs/cli/ and the man pages docs/man/
+docs: ## Regenerate docs/timeouts.md, deploy/admission-policy.yaml and the chart's, the CLI reference docs/cli/, the man pages docs/man/, and deploy/egwct.yaml
 	$(GO) run ./internal/gendocs
+	@$(MAKE) --no-print-directory deploy
+
+# deploy/egwct.yaml is the chart rendered with its defaults, plus the
+# Namespace kubectl apply needs (TestDeployIsTheChart keeps it fresh).
+.PHONY: deploy
+deploy: ## Render deploy/egwct.yaml from the Helm chart deploy/helm/egwct
+	$(CHART) -n egwct-system --set namespace.create=true deploy/helm/egwct > deploy/egwct.yaml.tmp
+	mv deploy/egwct.yaml.tmp deploy/egwct.yaml
 
 .PHONY: clean
 clean: ## Remove build output

@@ -161,14 +161,7 @@ func Generate(o Options) (*admv1.ValidatingAdmissionPolicy, *admv1.ValidatingAdm
 // list macro so that people can read them.
 func YAML(o Options) ([]byte, error) {
 	vap, bind := Generate(o)
-	for i := range vap.Spec.Variables {
-		vap.Spec.Variables[i].Expression = breakLines(vap.Spec.Variables[i].Expression)
-	}
-	for i := range vap.Spec.Validations {
-		v := &vap.Spec.Validations[i]
-		v.Expression, v.MessageExpression = breakLines(v.Expression), breakLines(v.MessageExpression)
-	}
-	a, err := marshal(vap)
+	a, err := marshalPolicy(vap)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +184,30 @@ func YAML(o Options) ([]byte, error) {
 # cilium-config raises a timeout, regenerate after raising it or use Warn.
 `, o.Resolution.Version, o.Resolution.Profile.Name, strings.Join(s, ","))
 	return []byte(head + "---\n" + string(stripStatus(a)) + "---\n" + string(stripStatus(b))), nil
+}
+
+// PolicyYAML returns the policy alone, without its binding, as YAML: the
+// document the Helm chart installs with a binding of its own, whose
+// validationActions are a value of the chart.
+func PolicyYAML(o Options) ([]byte, error) {
+	vap, _ := Generate(o)
+	a, err := marshalPolicy(vap)
+	if err != nil {
+		return nil, err
+	}
+	return stripStatus(a), nil
+}
+
+// marshalPolicy writes the policy with its CEL broken into lines.
+func marshalPolicy(vap *admv1.ValidatingAdmissionPolicy) ([]byte, error) {
+	for i := range vap.Spec.Variables {
+		vap.Spec.Variables[i].Expression = breakLines(vap.Spec.Variables[i].Expression)
+	}
+	for i := range vap.Spec.Validations {
+		v := &vap.Spec.Validations[i]
+		v.Expression, v.MessageExpression = breakLines(v.Expression), breakLines(v.MessageExpression)
+	}
+	return marshal(vap)
 }
 
 // breakLines puts CEL's list macros on lines of their own. The generated

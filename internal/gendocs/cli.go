@@ -12,8 +12,9 @@ import (
 	"github.com/egwct/egwct/internal/cli"
 )
 
-// generatedDirs hold only generated files: one a command.
-var generatedDirs = []string{"docs/cli", "docs/man/man1"}
+// generatedDirs hold only generated files: one a command, or one a
+// profile (the chart's admission policies).
+var generatedDirs = []string{"docs/cli", "docs/man/man1", ChartPolicyDir}
 
 // manDate is the date the man pages carry. It is fixed so that the pages
 // are the same bytes on every run; the version stamp says the release.

@@ -4,13 +4,17 @@ app.kubernetes.io/name: egwct
 app.kubernetes.io/part-of: egwct
 {{- end }}
 
-{{/* The agent's image: repository:tag, or repository@digest with useDigest (Cilium's convention). */}}
+{{/* The agent's image, as Cilium's chart makes it: override as it is, else
+repository:tag, followed by @digest with useDigest. */}}
 {{- define "egwct.image" -}}
-{{- $tag := .Values.image.tag | default (printf "v%s" .Chart.AppVersion) -}}
-{{- if and .Values.image.useDigest .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- $i := .Values.image -}}
+{{- if $i.override -}}
+{{ $i.override }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ $tag }}
+{{- if and $i.useDigest (not $i.digest) -}}
+{{ fail "image.useDigest needs image.digest (sha256:...)" }}
+{{- end -}}
+{{ $i.repository }}:{{ $i.tag | default (printf "v%s" .Chart.AppVersion) }}{{ if $i.useDigest }}@{{ $i.digest }}{{ end }}
 {{- end -}}
 {{- end }}
 
