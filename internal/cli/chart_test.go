@@ -5,11 +5,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/egwct/egwct/internal/charttest"
@@ -33,7 +36,7 @@ var allToggles = []string{"-n", "egwct-monitoring", "--api-versions", "monitorin
 	"--set", "prometheus.podMonitor.enabled=true",
 	"--set", "dashboards.enabled=true",
 	"--set", "prometheusRule.enabled=true",
-	"--set", "admissionPolicy.enabled=true,admissionPolicy.ciliumVersion=1.18",
+	"--set", "admissionPolicy.enabled=true,admissionPolicy.ciliumVersion=1.18,admissionPolicy.validationActions={Warn,Audit}",
 	"--set", "image.useDigest=true,image.digest=" + testDigest,
 	"--set", "agent.mode=mark,agent.engine=foreach,agent.logFormat=text,agent.interval=30s",
 	"--set", "priorityClassName=",
@@ -113,7 +116,8 @@ func TestChartArgsAreAgentFlags(t *testing.T) {
 // TestChartAllToggles renders the chart with every toggle on, creates the
 // result on an API server of its own (it installs an admission policy;
 // the monitoring CRDs are in internal/k8stest/testdata), checks what each
-// toggle made, that the admission policy refuses a bad timeout text, and
+// toggle made, that the admission policy warns of a bad timeout text with
+// egwct's message, and
 // runs the least-privilege checks of deploy/egwct.yaml on it: Cilium's
 // namespace comes from the value, in the Role and in the agent's flags.
 func TestChartAllToggles(t *testing.T) {
@@ -154,12 +158,14 @@ func TestChartAllToggles(t *testing.T) {
 	}
 	if b := byKind["ValidatingAdmissionPolicyBinding"]; len(b) > 0 {
 		acts, _, _ := unstructured.NestedStringSlice(b[0].Object, "spec", "validationActions")
-		if !slices.Equal(acts, []string{"Deny"}) {
-			t.Errorf("validationActions %v, want the default [Deny]", acts)
+		if !slices.Equal(acts, []string{"Warn", "Audit"}) {
+			t.Errorf("validationActions %v, want the value's [Warn Audit]", acts)
 		}
 	}
 	// The policy comes into force once the server has compiled it: the
-	// deadline only bounds a hang.
+	// deadline only bounds a hang. Warn, so that checkDeployment may create
+	// its invalid policy (the Deny of the default is
+	// internal/admission's test).
 	bad := `apiVersion: cilium.io/v2
 kind: CiliumEgressGatewayPolicy
 metadata:
@@ -173,23 +179,52 @@ spec:
   egressGateway: {nodeSelector: {matchLabels: {egress: "true"}}}
 `
 	u := parseManifest(t, bad)[0]
-	pols := env.Dynamic(t).Resource(cluster.PolicyResource)
+	warned := &warningLog{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandler = warned
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pols := dyn.Resource(cluster.PolicyResource)
 	ctx := context.Background()
 	for deadline := time.Now().Add(90 * time.Second); ; {
-		_, err := pols.Create(ctx, u, metav1.CreateOptions{})
-		if err != nil {
-			if !strings.Contains(err.Error(), `unknown key "bpfCtTimeoutRegularTCP"`) {
-				t.Errorf("the bad policy was refused without egwct's message: %v", err)
+		if _, err := pols.Create(ctx, u.DeepCopy(), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("under Warn the bad policy was refused: %v", err)
+		}
+		if err := pols.Delete(ctx, "chart-probe", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if w := warned.String(); w != "" {
+			if !strings.Contains(w, `unknown key "bpfCtTimeoutRegularTCP"`) {
+				t.Errorf("the warning does not carry egwct's message: %s", w)
 			}
 			break
 		}
-		_ = pols.Delete(ctx, "chart-probe", metav1.DeleteOptions{})
 		if time.Now().After(deadline) {
-			t.Fatal("the chart's admission policy did not refuse a bad timeout text in 90 s")
+			t.Fatal("the chart's admission policy did not warn of a bad timeout text in 90 s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	checkDeployment(t, env, created, "egwct-monitoring", "cilium")
+}
+
+// warningLog keeps the warnings the API server sends.
+type warningLog struct {
+	sync.Mutex
+	text []string
+}
+
+func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
+	w.Lock()
+	defer w.Unlock()
+	w.text = append(w.text, text)
+}
+
+func (w *warningLog) String() string {
+	w.Lock()
+	defer w.Unlock()
+	return strings.Join(w.text, "\n")
 }
 
 // chartAppVersion is the chart's appVersion.
@@ -261,6 +296,7 @@ func TestReadmeInstall(t *testing.T) {
 		switch {
 		case len(f) >= 3 && f[0] == "helm" && f[1] == "template":
 			args := []string{"--name", f[2]}
+			var pos []string
 			out := ""
 			for i := 3; i < len(f); i++ {
 				switch {
@@ -276,13 +312,14 @@ func TestReadmeInstall(t *testing.T) {
 				case strings.HasPrefix(f[i], "-"):
 					t.Fatalf("README: helm template flag %s is not known to this test", f[i])
 				default:
-					args = append(args, f[i])
+					pos = append(pos, f[i])
 				}
 			}
 			if out == "" {
 				t.Fatalf("README: %q writes no file this test could apply", line)
 			}
-			files[out] = charttest.Render(t, args...)
+			// The renderer, as Go's flag package, wants its flags first.
+			files[out] = charttest.Render(t, append(args, pos...)...)
 		case len(f) == 4 && f[0] == "kubectl" && f[1] == "apply" && f[2] == "-f":
 			m, ok := files[f[3]]
 			if !ok {
