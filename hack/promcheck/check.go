@@ -159,7 +159,7 @@ func (c *Chart) Exprs() ([]Expr, error) {
 						text = append(text, kv[k])
 					}
 				}
-				add(fmt.Sprintf("PrometheusRule %s group %s rule %s%s", f.Name, g.Name, r.Alert, r.Record), r.Expr, TemplateLabels(strings.Join(text, "\n")))
+				add(fmt.Sprintf("PrometheusRule %s group %s rule %s%s", f.Name, g.Name, r.Alert, r.Record), r.Expr, AlertLabels(strings.Join(text, "\n")))
 			}
 		}
 	}
@@ -170,7 +170,7 @@ func (c *Chart) Exprs() ([]Expr, error) {
 			continue
 		}
 		for _, q := range d.Queries() {
-			add(where+" "+q.Where, q.Expr, TemplateLabels(q.Legend))
+			add(where+" "+q.Where, q.Expr, LegendLabels(q.Legend))
 		}
 	}
 	return out, errors.Join(errs...)
@@ -645,17 +645,24 @@ func (m *Metrics) labelsOf(e parser.Expr, errs *[]error) labelSet {
 	return nil
 }
 
-// templateLabel is a label a Grafana legend ({{policy}}) or a
-// Prometheus alert template ({{ $labels.policy }}) shows.
-var templateLabel = regexp.MustCompile(`\{\{\s*(?:\$labels\.)?([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}|\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+// legendLabel is a label a Grafana legend shows: {{policy}}.
+var legendLabel = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
 
-// TemplateLabels are the labels a legend or an alert's template shows.
-func TemplateLabels(text string) []string {
+// alertLabel is a label an alert's template shows: $labels.policy.
+var alertLabel = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+
+// LegendLabels are the labels a Grafana legend shows.
+func LegendLabels(legend string) []string { return matches(legendLabel, legend) }
+
+// AlertLabels are the labels the templates of an alert's labels and
+// annotations show.
+func AlertLabels(text string) []string { return matches(alertLabel, text) }
+
+func matches(re *regexp.Regexp, text string) []string {
 	var out []string
-	for _, m := range templateLabel.FindAllStringSubmatch(text, -1) {
-		n := m[1] + m[2]
-		if !slices.Contains(out, n) {
-			out = append(out, n)
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		if !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
 		}
 	}
 	return out

@@ -458,11 +458,14 @@ func TestResultLabels(t *testing.T) {
 			t.Errorf("%s: %q %v, want %q", tc.expr, names, err, tc.want)
 		}
 	}
-	shown := m.Check([]Expr{{Where: "legend", Expr: `sum by (policy) (egwct_ct_entries)`, Shows: TemplateLabels("{{policy}} on {{instance}}")}})
+	shown := m.Check([]Expr{{Where: "legend", Expr: `sum by (policy) (egwct_ct_entries)`, Shows: LegendLabels("{{policy}} on {{instance}}")}})
 	if shown == nil || !strings.Contains(shown.Error(), "shows label instance") {
 		t.Errorf("a legend showing a label the result does not have: %v", shown)
 	}
-	if got := TemplateLabels("{{ $labels.egress_ip }} {{ $value | humanizePercentage }} {{ $labels.dst_ip }}:{{ $labels.dst_port }} {{policy}}"); !slices.Equal(got, []string{"egress_ip", "dst_ip", "dst_port", "policy"}) {
-		t.Errorf("TemplateLabels: %v", got)
+	if got := AlertLabels("{{ $labels.egress_ip }} {{ $value | humanizePercentage }} {{ $labels.dst_ip }}:{{ $labels.dst_port }} {{ with $labels.node }}{{ . }}{{ else }}x{{ end }}"); !slices.Equal(got, []string{"egress_ip", "dst_ip", "dst_port", "node"}) {
+		t.Errorf("AlertLabels: %v", got)
+	}
+	if got := LegendLabels("{{policy}} {{ state }} → {{dst_ip}}:{{dst_port}}"); !slices.Equal(got, []string{"policy", "state", "dst_ip", "dst_port"}) {
+		t.Errorf("LegendLabels: %v", got)
 	}
 }
