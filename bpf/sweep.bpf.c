@@ -136,7 +136,7 @@ enum set_limit {
 	PODS6 = 1 << 15,
 	RULES6 = 1 << 15,
 	MAX_PROBE = 16,
-	MAX_LENS = 8,          /* prefix lengths of a pod's table (more: a list) */
+	MAX_LENS = 4,          /* prefix lengths of a pod's table (more: a list) */
 	RULE_EXCLUDED = 1 << 0, /* a flag of struct rule4 and rule6 */
 };
 _Static_assert(POW2(PODS4) && POW2(RULES4) && POW2(PODS6) && POW2(RULES6),

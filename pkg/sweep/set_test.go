@@ -57,8 +57,9 @@ func randomSet(rng *rand.Rand, policies, pods4, pods6 int) []Policy {
 }
 
 // TestSetRoundTrip: what encodeSet writes, decodeSet reads back: every
-// key with its slot, timeouts and flags. A small set puts every pod's
-// rules in a table; the largest does where they fit, and lists the rest.
+// key with its slot, timeouts and flags. A small set puts the rules of
+// every pod of at most maxLens prefix lengths in a table; the largest
+// does where they fit, and lists the rest.
 func TestSetRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct{ policies, pods4, pods6 int }{{0, 0, 0}, {1, 1, 0}, {1, 0, 1}, {7, 100, 50}, {300, 20000, 9000}} {
@@ -80,8 +81,26 @@ func TestSetRoundTrip(t *testing.T) {
 				lists++
 			}
 		}
-		if tc.pods4 == 100 && (tables != 100 || lists != 0) || tc.pods4 == 20000 && (tables == 0 || lists == 0) {
-			t.Errorf("%+v: %d pods with a table, %d with a list", tc, tables, lists)
+		// Pods of more than maxLens prefix lengths always get a list.
+		lens := map[netip.Addr]map[int]bool{}
+		for _, p := range set {
+			for _, k := range p.Keys {
+				if k.Pod.Is4() && k.Dest.Addr().Is4() {
+					if lens[k.Pod] == nil {
+						lens[k.Pod] = map[int]bool{}
+					}
+					lens[k.Pod][k.Dest.Bits()] = true
+				}
+			}
+		}
+		many := 0
+		for _, l := range lens {
+			if len(l) > int(maxLens) {
+				many++
+			}
+		}
+		if tc.pods4 == 100 && (tables != 100-many || lists != many) || tc.pods4 == 20000 && (tables == 0 || lists <= many) {
+			t.Errorf("%+v: %d pods with a table, %d with a list (%d of more than %d prefix lengths)", tc, tables, lists, many, maxLens)
 		}
 		got := decodeSet(b)
 		want := map[Key]policyVal{}

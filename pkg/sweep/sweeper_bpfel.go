@@ -95,7 +95,7 @@ const (
 	sweeperSetLimitPODS6         sweeperSetLimit = 32768
 	sweeperSetLimitRULES6        sweeperSetLimit = 32768
 	sweeperSetLimitMAX_PROBE     sweeperSetLimit = 16
-	sweeperSetLimitMAX_LENS      sweeperSetLimit = 8
+	sweeperSetLimitMAX_LENS      sweeperSetLimit = 4
 	sweeperSetLimitRULE_EXCLUDED sweeperSetLimit = 1
 )
 
