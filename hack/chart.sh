@@ -4,6 +4,8 @@
 # repository and reused while hack/chart's sources are unchanged.
 #
 #   hack/chart.sh -n egwct-system --set prometheus.podMonitor.enabled=true deploy/helm/egwct
+#   hack/chart.sh --lint deploy/helm/egwct     # helm lint's checks
+#   hack/chart.sh --notes deploy/helm/egwct    # NOTES.txt, as helm install prints it
 #   hack/chart.sh --path     # only build, and print the renderer's path
 #
 # Environment: EGWCT_CACHE overrides the cache folder (default

@@ -3,10 +3,15 @@
 // binary and egwct's own module never links Helm.
 //
 //	chart [-n NAMESPACE] [--name RELEASE] [-f VALUES.yaml]... [--set KEY=VALUE]... [--api-versions GROUP/VERSION]... CHART_DIR
+//	chart --lint [-n NAMESPACE] [-f VALUES.yaml]... [--set KEY=VALUE]... CHART_DIR
+//	chart --notes [the flags of a rendering] CHART_DIR
 //
 // It prints the manifests in Helm's install order, each after a
 // "# Source:" line, and fails when a value does not match the chart's
-// values.schema.json.
+// values.schema.json. With --lint it runs `helm lint`'s checks instead
+// (Chart.yaml, values, templates, dependencies), prints every message,
+// and fails on a warning or an error. With --notes it prints the
+// chart's NOTES.txt as helm install would show it.
 package main
 
 import (
@@ -20,6 +25,8 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/strvals"
 )
@@ -44,15 +51,13 @@ func run(args []string, w io.Writer) error {
 	fs.Var(&files, "f", "a values file (repeatable)")
 	fs.Var(&sets, "set", "KEY=VALUE, as helm --set (repeatable)")
 	fs.Var(&apis, "api-versions", "an API version the cluster serves besides the built-in ones (repeatable)")
+	lintOnly := fs.Bool("lint", false, "run helm lint's checks instead of rendering")
+	notes := fs.Bool("notes", false, "print NOTES.txt instead of the manifests")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one chart folder, got %d arguments", fs.NArg())
-	}
-	ch, err := loader.Load(fs.Arg(0))
-	if err != nil {
-		return err
 	}
 	vals := map[string]any{}
 	for _, f := range files {
@@ -67,6 +72,13 @@ func run(args []string, w io.Writer) error {
 			return fmt.Errorf("--set %s: %w", s, err)
 		}
 	}
+	if *lintOnly {
+		return lintChart(w, fs.Arg(0), vals, *ns)
+	}
+	ch, err := loader.Load(fs.Arg(0))
+	if err != nil {
+		return err
+	}
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.APIVersions = append(caps.APIVersions, apis...)
 	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: *name, Namespace: *ns, Revision: 1, IsInstall: true}, caps)
@@ -76,6 +88,14 @@ func run(args []string, w io.Writer) error {
 	out, err := engine.Render(ch, rv)
 	if err != nil {
 		return err
+	}
+	if *notes {
+		for k, v := range out {
+			if path.Base(k) == "NOTES.txt" {
+				fmt.Fprintln(w, strings.TrimSpace(v))
+			}
+		}
+		return nil
 	}
 	for k := range out {
 		if strings.HasSuffix(k, "NOTES.txt") || path.Base(k)[0] == '_' {
@@ -92,5 +112,18 @@ func run(args []string, w io.Writer) error {
 	for _, m := range manifests {
 		fmt.Fprintf(w, "---\n# Source: %s\n%s\n", m.Name, strings.TrimSpace(m.Content))
 	}
+	return nil
+}
+
+// lintChart runs helm lint's checks on the chart folder dir with vals.
+func lintChart(w io.Writer, dir string, vals map[string]any, ns string) error {
+	l := lint.All(dir, vals, ns, false)
+	for _, m := range l.Messages {
+		fmt.Fprintln(w, m.Error())
+	}
+	if l.HighestSeverity >= support.WarningSev {
+		return fmt.Errorf("lint: %d messages, the worst a warning or an error", len(l.Messages))
+	}
+	fmt.Fprintf(w, "%s: linted, no warnings or errors\n", dir)
 	return nil
 }

@@ -339,3 +339,22 @@ func TestReadmeInstall(t *testing.T) {
 	}
 	checkDeployment(t, env, created, "egwct-system", "kube-system")
 }
+
+// TestChartLint runs helm lint's checks (the Helm Go library's, through
+// the renderer's --lint) with the defaults and with every toggle on: no
+// warning and no error; and NOTES.txt, as helm install shows it, names
+// the release's DaemonSet.
+func TestChartLint(t *testing.T) {
+	chdirRoot(t)
+	for _, args := range [][]string{deployArgs, allToggles} {
+		if out, err := charttest.TryRender(t, append([]string{"--lint"}, args...)...); err != nil {
+			t.Errorf("lint %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	notes := charttest.Render(t, append([]string{"--notes"}, allToggles...)...)
+	for _, want := range []string{"kubectl -n egwct-monitoring rollout status daemonset/egwct", "namespace cilium", "Cilium 1.18", "validationActions Warn,Audit"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)
+		}
+	}
+}
