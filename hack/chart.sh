@@ -15,7 +15,9 @@ GO=${GO:-go}
 here=$(cd "$(dirname "$0")" && pwd)
 mod="$here/chart"
 cache=${EGWCT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/egwct}
-sum=$(cat "$mod/go.mod" "$mod/go.sum" "$mod"/*.go | sha256sum | cut -c1-16)
+sha256=sha256sum
+command -v sha256sum >/dev/null || sha256="shasum -a 256" # macOS
+sum=$(cat "$mod/go.mod" "$mod/go.sum" "$mod"/*.go | $sha256 | cut -c1-16)
 bin="$cache/bin/chart-$sum"
 if [ ! -x "$bin" ]; then
 	mkdir -p "$cache/bin"

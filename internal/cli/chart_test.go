@@ -358,3 +358,24 @@ func TestChartLint(t *testing.T) {
 		}
 	}
 }
+
+// TestChartEventsOff: with events.enabled=false the agent gets no
+// --events and the chart grants nothing for Events or the Lease.
+func TestChartEventsOff(t *testing.T) {
+	chdirRoot(t)
+	objs := parseManifest(t, charttest.Render(t, "-n", "egwct-system", "--set", "events.enabled=false", "deploy/helm/egwct"))
+	args, _, _ := unstructured.NestedStringSlice(agentContainer(t, objs), "args")
+	for _, a := range args {
+		if a == "--events" || strings.HasPrefix(a, "--lease-") {
+			t.Errorf("events off, yet the agent gets %s", a)
+		}
+	}
+	for _, o := range objs {
+		if strings.HasPrefix(o.GetName(), "egwct-events") {
+			t.Errorf("events off, yet the chart makes %s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+		}
+	}
+	if code, _, errOut := run(t, "", append(args, "--help")...); code != 0 {
+		t.Errorf("egwct %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+}
