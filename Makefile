@@ -167,6 +167,7 @@ bench: deps ## Benchmarks (ratios against a baseline of the same run; the CT and
 	$(GO) test ./pkg/validate -run '^$$' -bench Validate10k -benchtime 5x -count 3
 	$(GO) test ./internal/cli -run '^$$' -bench CTListJSON -benchtime 3x
 	$(GO) test ./pkg/sweep -run '^$$' -bench 'Sweep|Backlog' -benchtime 1x -count 2
+	$(GO) test ./internal/cli -run '^$$' -bench ApplyLab -benchtime 1x -timeout 40m
 
 DEMO_FS  ?= /tmp/egwct-demo
 DEMO_VER ?= 1.18.3
