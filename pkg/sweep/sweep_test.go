@@ -676,8 +676,9 @@ func testConcurrentWriter(t *testing.T, engine Engine) {
 	}
 }
 
-// TestBacklog: more expired entries than the ring buffer holds at once
-// (the first apply on a busy node) are all deleted by one sweep.
+// TestBacklog: a backlog of 200,000 expired entries (the first apply on
+// a busy node) is deleted by one sweep, every entry of it, while the walk
+// goes on over the map it deletes from.
 func TestBacklog(t *testing.T) {
 	const n = 200_000
 	for _, engine := range engines {
