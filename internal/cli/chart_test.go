@@ -40,6 +40,8 @@ var allToggles = []string{"-n", "egwct-monitoring", "--api-versions", "monitorin
 	"--set", "image.useDigest=true,image.digest=" + testDigest,
 	"--set", "agent.mode=mark,agent.engine=foreach,agent.logFormat=text,agent.interval=30s",
 	"--set", "priorityClassName=",
+	"--set", "bpf.root=/run/cilium/bpffs,daemon.runPath=/run/cilium",
+	"--set", "securityContext.capabilities={SYS_ADMIN,SYS_RESOURCE},securityContext.seccompProfile.type=Unconfined",
 	"deploy/helm/egwct"}
 
 // TestDeployIsTheChart: deploy/egwct.yaml is the chart rendered with its
@@ -151,10 +153,24 @@ func TestChartAllToggles(t *testing.T) {
 		t.Errorf("image %v", img)
 	}
 	args, _, _ := unstructured.NestedStringSlice(agent, "args")
-	for _, want := range []string{"--mode=mark", "--engine=foreach", "--log-format=text", "--interval=30s", "--cilium-namespace=cilium"} {
+	for _, want := range []string{"--mode=mark", "--engine=foreach", "--log-format=text", "--interval=30s", "--cilium-namespace=cilium",
+		"--bpffs=/run/cilium/bpffs", "--cilium-state-dir=/run/cilium/state"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("agent args %q lack %s", args, want)
 		}
+	}
+	mounts, _, _ := unstructured.NestedSlice(agent, "volumeMounts")
+	var paths []string
+	for _, m := range mounts {
+		paths = append(paths, m.(map[string]any)["mountPath"].(string))
+	}
+	if !slices.Equal(paths, []string{"/run/cilium/bpffs", "/run/cilium/state"}) {
+		t.Errorf("mounts %v", paths)
+	}
+	caps, _, _ := unstructured.NestedStringSlice(agent, "securityContext", "capabilities", "add")
+	seccomp, _, _ := unstructured.NestedString(agent, "securityContext", "seccompProfile", "type")
+	if !slices.Equal(caps, []string{"SYS_ADMIN", "SYS_RESOURCE"}) || seccomp != "Unconfined" {
+		t.Errorf("capabilities %v, seccomp %s", caps, seccomp)
 	}
 	if b := byKind["ValidatingAdmissionPolicyBinding"]; len(b) > 0 {
 		acts, _, _ := unstructured.NestedStringSlice(b[0].Object, "spec", "validationActions")
@@ -248,18 +264,21 @@ func chartAppVersion(t *testing.T) string {
 func TestChartRefusesBadValues(t *testing.T) {
 	chdirRoot(t)
 	for set, want := range map[string]string{
-		"agent.mode=delete":                             "mode",
-		"agent.intervall=10s":                           "intervall",
-		"agent.engine=bpf":                              "engine",
-		"agent.interval=10":                             "interval",
-		"metrics.port=0":                                "port",
-		"image.digest=latest":                           "digest",
-		"image.useDigest=true":                          "image.digest",
-		"cilium.namespace=Kube_System":                  "namespace",
-		"prometheus.serviceMonitor.interval=1.5s":       "interval",
-		"admissionPolicy.validationActions={Deny,Warn}": "validationActions",
-		"admissionPolicy.validationActions={Block}":     "validationActions",
-		"admissionPolicy.enabled=true":                  "admissionPolicy.ciliumVersion",
+		"agent.mode=delete":                                               "mode",
+		"agent.intervall=10s":                                             "intervall",
+		"agent.engine=bpf":                                                "engine",
+		"agent.interval=10":                                               "interval",
+		"metrics.port=0":                                                  "port",
+		"image.digest=latest":                                             "digest",
+		"image.useDigest=true":                                            "image.digest",
+		"cilium.namespace=Kube_System":                                    "namespace",
+		"prometheus.serviceMonitor.interval=1.5s":                         "interval",
+		"admissionPolicy.validationActions={Deny,Warn}":                   "validationActions",
+		"admissionPolicy.validationActions={Block}":                       "validationActions",
+		"admissionPolicy.enabled=true":                                    "admissionPolicy.ciliumVersion",
+		"bpf.root=sys/fs/bpf":                                             "root",
+		"securityContext.seccompProfile.type=None":                        "type",
+		"securityContext.capabilities={cap_bpf}":                          "capabilities",
 		"admissionPolicy.enabled=true,admissionPolicy.ciliumVersion=1.99": "1.99",
 	} {
 		_, err := charttest.TryRender(t, "--set", set, "deploy/helm/egwct")
