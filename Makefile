@@ -85,9 +85,10 @@ cross: ## Build every platform of PLATFORMS into bin/<os>_<arch>/
 ENVTEST = GO=$(GO) hack/envtest.sh
 
 # The release archives: dist/egwct_<os>_<arch>.tar.gz (names other tools
-# download by), dist/checksums.txt (sha256) and dist/egwct.krew.yaml.
+# download by), the Helm chart dist/egwct-<version>.tgz, dist/checksums.txt
+# (sha256) and dist/egwct.krew.yaml.
 .PHONY: release
-release: cross ## Build every platform and pack dist/: archives, checksums.txt, krew manifest
+release: cross ## Build every platform and pack dist/: archives, the Helm chart, checksums.txt, krew manifest
 	$(GO) run ./internal/release -version $(VERSION) -date $(DATE) -platforms '$(PLATFORMS)' -bin $(CROSS_DIR)
 
 # The agent's image: an OCI image index of IMAGE_PLATFORMS, each the static

@@ -3,6 +3,8 @@
 //
 //	dist/egwct_<os>_<arch>.tar.gz   the binary (egwct, egwct.exe on Windows),
 //	                                LICENSE, README.md and the man pages
+//	dist/egwct-<version>.tgz        the Helm chart (deploy/helm/egwct), its
+//	                                version and appVersion the release's
 //	dist/checksums.txt              sha256sum's format, one line per archive
 //	dist/egwct.krew.yaml            kubectl egwct, from the archives' sums
 //
@@ -27,6 +29,7 @@ func main() {
 	flag.StringVar(&c.Dist, "dist", "dist", "where to write the archives")
 	flag.StringVar(&c.Root, "root", ".", "the repository's root (LICENSE, README.md, docs/man)")
 	flag.StringVar(&c.URL, "url", "https://github.com/egwct/egwct/releases/download/{{version}}", "where the archives are downloaded from; {{version}} is replaced")
+	flag.StringVar(&c.Chart, "chart", "deploy/helm/egwct", "the Helm chart's folder under -root, packed as dist/egwct-<version>.tgz; empty: none")
 	platforms := flag.String("platforms", "linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64", "the platforms, space-separated")
 	date := flag.String("date", "", "the files' time, RFC 3339 (default: now)")
 	flag.Parse()

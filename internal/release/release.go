@@ -24,6 +24,9 @@ type config struct {
 	URL       string
 	Platforms []string
 	Date      time.Time
+	// Chart is the Helm chart's folder under Root, packed as Helm's chart
+	// archive beside the binaries' (none when empty).
+	Chart string
 }
 
 // ArchiveName is the contract name of a platform's archive.
@@ -77,8 +80,23 @@ func (c *config) run(w io.Writer) error {
 		archives = append(archives, a)
 	}
 	sort.Slice(archives, func(i, j int) bool { return archives[i].Name < archives[j].Name })
+	summed := archives
+	if c.Chart != "" {
+		name, tgz, err := c.packChart(filepath.Join(c.Root, c.Chart))
+		if err != nil {
+			return fmt.Errorf("the chart: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(c.Dist, name), tgz, 0o644); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(tgz)
+		a := archive{Name: name, SHA256: hex.EncodeToString(sum[:])}
+		fmt.Fprintf(w, "%s  %s\n", a.SHA256, a.Name)
+		summed = append([]archive{a}, archives...)
+		sort.Slice(summed, func(i, j int) bool { return summed[i].Name < summed[j].Name })
+	}
 	var sums bytes.Buffer
-	for _, a := range archives {
+	for _, a := range summed {
 		fmt.Fprintf(&sums, "%s  %s\n", a.SHA256, a.Name)
 	}
 	if err := os.WriteFile(filepath.Join(c.Dist, "checksums.txt"), sums.Bytes(), 0o644); err != nil {
