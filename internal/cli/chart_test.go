@@ -398,3 +398,37 @@ func TestChartEventsOff(t *testing.T) {
 		t.Errorf("egwct %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
 }
+
+// TestInstallDocListsEveryValue: docs/install.md names every value of the
+// chart's values.yaml, by its path, or by its last name in a row of its
+// parent's (`prometheus.serviceMonitor.enabled` (`labels`, ...)).
+func TestInstallDocListsEveryValue(t *testing.T) {
+	chdirRoot(t)
+	doc, err := os.ReadFile("docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("deploy/helm/egwct/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "nodeSelector" && k != "updateStrategy" && k != "seccompProfile" {
+				walk(path+".", sub)
+				continue
+			}
+			parent := strings.TrimSuffix(prefix, ".")
+			if !strings.Contains(string(doc), "`"+path+"`") && !(parent != "" && strings.Contains(string(doc), "`"+parent+".") && strings.Contains(string(doc), "`"+k+"`")) {
+				t.Errorf("docs/install.md does not name the value %s", path)
+			}
+		}
+	}
+	walk("", values)
+}
