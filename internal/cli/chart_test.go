@@ -34,6 +34,8 @@ var allToggles = []string{"-n", "egwct-monitoring", "--api-versions", "monitorin
 	"--set", "cilium.namespace=cilium",
 	"--set", "prometheus.serviceMonitor.enabled=true,prometheus.serviceMonitor.interval=30s",
 	"--set", "prometheus.podMonitor.enabled=true",
+	"--set", "prometheus.serviceMonitor.relabelings[0].targetLabel=cluster,prometheus.serviceMonitor.relabelings[0].replacement=test",
+	"--set", "prometheus.serviceMonitor.metricRelabelings[0].action=drop,prometheus.serviceMonitor.metricRelabelings[0].sourceLabels[0]=__name__,prometheus.serviceMonitor.metricRelabelings[0].regex=go_.*",
 	"--set", "dashboards.enabled=true",
 	"--set", "prometheusRule.enabled=true",
 	"--set", "admissionPolicy.enabled=true,admissionPolicy.ciliumVersion=1.18,admissionPolicy.validationActions={Warn,Audit}",
@@ -146,6 +148,15 @@ func TestChartAllToggles(t *testing.T) {
 		eps, _, _ := unstructured.NestedSlice(sm[0].Object, "spec", "endpoints")
 		if len(eps) != 1 || eps[0].(map[string]any)["interval"] != "30s" {
 			t.Errorf("ServiceMonitor endpoints %v, want one every 30s", eps)
+		} else {
+			// The node label first (the alerts name it), then the value's;
+			// the server kept them: the fields are the operator's.
+			rel, _, _ := unstructured.NestedSlice(eps[0].(map[string]any), "relabelings")
+			met, _, _ := unstructured.NestedSlice(eps[0].(map[string]any), "metricRelabelings")
+			if len(rel) != 2 || rel[0].(map[string]any)["targetLabel"] != "node" || rel[1].(map[string]any)["targetLabel"] != "cluster" ||
+				len(met) != 1 || met[0].(map[string]any)["action"] != "drop" {
+				t.Errorf("ServiceMonitor relabelings %v, metricRelabelings %v", rel, met)
+			}
 		}
 	}
 	agent := agentContainer(t, created)
@@ -264,15 +275,16 @@ func chartAppVersion(t *testing.T) string {
 func TestChartRefusesBadValues(t *testing.T) {
 	chdirRoot(t)
 	for set, want := range map[string]string{
-		"agent.mode=delete":                                               "mode",
-		"agent.intervall=10s":                                             "intervall",
-		"agent.engine=bpf":                                                "engine",
-		"agent.interval=10":                                               "interval",
-		"metrics.port=0":                                                  "port",
-		"image.digest=latest":                                             "digest",
-		"image.useDigest=true":                                            "image.digest",
-		"cilium.namespace=Kube_System":                                    "namespace",
-		"prometheus.serviceMonitor.interval=1.5s":                         "interval",
+		"agent.mode=delete":                       "mode",
+		"agent.intervall=10s":                     "intervall",
+		"agent.engine=bpf":                        "engine",
+		"agent.interval=10":                       "interval",
+		"metrics.port=0":                          "port",
+		"image.digest=latest":                     "digest",
+		"image.useDigest=true":                    "image.digest",
+		"cilium.namespace=Kube_System":            "namespace",
+		"prometheus.serviceMonitor.interval=1.5s": "interval",
+		"prometheus.podMonitor.metricRelabelings[0].action=delete":        "action",
 		"admissionPolicy.validationActions={Deny,Warn}":                   "validationActions",
 		"admissionPolicy.validationActions={Block}":                       "validationActions",
 		"admissionPolicy.enabled=true":                                    "admissionPolicy.ciliumVersion",
