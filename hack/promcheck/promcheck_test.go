@@ -273,8 +273,8 @@ func TestAlerts(t *testing.T) {
 // TestAlertThresholds: the chart's values set the thresholds of the
 // port pressure and stale sweeps alerts.
 func TestAlertThresholds(t *testing.T) {
-	// A file, as helm -f: helm --set passes 0.5 as a string, which the
-	// schema refuses (--set-json passes a number).
+	// A file, as helm -f (a number), and helm --set (which passes 0.5 as
+	// a string).
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(values, []byte("prometheusRule:\n  portPressureThreshold: 0.5\n  sweepStaleAfterSeconds: 120\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -288,6 +288,8 @@ func TestAlertThresholds(t *testing.T) {
 		{nil, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds)\n) > 300"},
 		{[]string{"-f", values}, "EgwctSNATPortPressure", "egwct_snat_port_capacity > 0.5"},
 		{[]string{"-f", values}, "EgwctSweepsStale", "egwct_last_sweep_timestamp_seconds)\n) > 120"},
+		{[]string{"--set", "prometheusRule.portPressureThreshold=0.5"}, "EgwctSNATPortPressure", "egwct_snat_port_capacity > 0.5"},
+		{[]string{"--set", "prometheusRule.portPressureThreshold=1"}, "EgwctSNATPortPressure", "egwct_snat_port_capacity > 1"},
 	} {
 		r, ok := alerts(render(t, append(slices.Clone(monitoring), tc.set...)...))[tc.alert]
 		if !ok {

@@ -292,6 +292,9 @@ func TestChartRefusesBadValues(t *testing.T) {
 		"securityContext.seccompProfile.type=None":                        "type",
 		"securityContext.capabilities={cap_bpf}":                          "capabilities",
 		"admissionPolicy.enabled=true,admissionPolicy.ciliumVersion=1.99": "1.99",
+		"prometheusRule.portPressureThreshold=0":                          "portPressureThreshold",
+		"prometheusRule.portPressureThreshold=1.5":                        "portPressureThreshold",
+		"prometheusRule.portPressureThreshold=80%":                        "portPressureThreshold",
 	} {
 		_, err := charttest.TryRender(t, "--set", set, "deploy/helm/egwct")
 		if err == nil || !strings.Contains(err.Error(), want) {
