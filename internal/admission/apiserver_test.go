@@ -170,6 +170,19 @@ func validateObject(t *testing.T, obj *unstructured.Unstructured) validate.Resul
 	return out
 }
 
+// yamlPrintable reports whether s is free of the characters that JSON
+// carries raw but YAML refuses raw in a stream (YAML 1.2, 5.1): DEL, the
+// C1 controls but NEL, U+FFFE and U+FFFF. (JSON escapes C0 controls, which
+// YAML reads as escapes.)
+func yamlPrintable(s string) bool {
+	for _, r := range s {
+		if r == 0x7f || (r >= 0x80 && r <= 0x9f && r != 0x85) || r == 0xfffe || r == 0xffff {
+			return false
+		}
+	}
+	return true
+}
+
 func errorFindings(r validate.Result) []validate.Finding {
 	var out []validate.Finding
 	for _, f := range r.Findings {
@@ -350,7 +363,7 @@ func undecided(f validate.Finding, text string) bool {
 func TestDifferential(t *testing.T) {
 	s := start(t, admv1.Deny)
 	texts := corpus(t)
-	agree, undecidedN := 0, 0
+	agree, undecidedN, unprintable := 0, 0, 0
 	for i, text := range texts {
 		obj := cegp(fmt.Sprintf("d%d", i), text, "")
 		// What the API server stores is JSON: invalid UTF-8 becomes U+FFFD.
@@ -359,6 +372,12 @@ func TestDifferential(t *testing.T) {
 		json.Unmarshal(js, &stored)
 		obj.SetAnnotations(map[string]string{policy.Annotation: stored})
 		if stored == "" {
+			continue
+		}
+		// A text with a character YAML refuses raw (DEL, C1 controls) is
+		// carried raw by the JSON validateObject writes: not comparable.
+		if !yamlPrintable(stored) {
+			unprintable++
 			continue
 		}
 		errs := errorFindings(validateObject(t, obj))
@@ -384,7 +403,7 @@ func TestDifferential(t *testing.T) {
 			agree++
 		}
 	}
-	t.Logf("%d texts: admission and egwct validate agree on %d; %d findings left to egwct validate (values that are not Simple)", len(texts), agree, undecidedN)
+	t.Logf("%d texts: admission and egwct validate agree on %d; %d findings left to egwct validate (values that are not Simple); %d texts not printable in YAML", len(texts), agree, undecidedN, unprintable)
 	if agree < 500 {
 		t.Errorf("only %d texts compared", agree)
 	}
