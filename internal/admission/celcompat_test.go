@@ -18,9 +18,12 @@ type expr struct {
 	returns    *celgo.Type
 }
 
-func (e expr) GetName() string            { return e.name }
-func (e expr) GetExpression() string      { return e.text }
-func (e expr) ReturnTypes() []*celgo.Type { return []*celgo.Type{e.returns, celgo.DynType} }
+func (e expr) GetName() string       { return e.name }
+func (e expr) GetExpression() string { return e.text }
+
+// ReturnTypes is the one type the API server wants of the expression
+// (a variable's is AnyType).
+func (e expr) ReturnTypes() []*celgo.Type { return []*celgo.Type{e.returns} }
 
 // TestCompilesForOldestKubernetes: every expression of the policy, for
 // every profile, compiles with the API server's own compiler (variables
