@@ -351,7 +351,10 @@ static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 de
 	return 0;
 }
 
-/* policy6 is policy4 for IPv6. */
+/* policy6 is policy4 for IPv6. Addresses are compared whole, with one
+ * branch instead of one per word: the verifier walks every iteration of
+ * the bounded loops, and the branches of a word-by-word compare tripled
+ * its work (and the programs' load time). */
 static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, const __u32 *dest)
 {
 	__u32 p0 = pod[0], p1 = pod[1], p2 = pod[2], p3 = pod[3];
@@ -362,7 +365,7 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 		struct pod6 *q = &set->pods6[((h + i) & m) & (PODS6 - 1)];
 		if (!q->n)
 			return 0;
-		if (q->addr[0] == p0 && q->addr[1] == p1 && q->addr[2] == p2 && q->addr[3] == p3) {
+		if (!((q->addr[0] ^ p0) | (q->addr[1] ^ p1) | (q->addr[2] ^ p2) | (q->addr[3] ^ p3))) {
 			p = q;
 			break;
 		}
@@ -375,8 +378,8 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 			if (j >= n)
 				return 0;
 			struct rule6 *r = &set->rules6[(first + j) & (RULES6 - 1)];
-			if ((d0 & r->mask[0]) == r->net[0] && (d1 & r->mask[1]) == r->net[1] &&
-			    (d2 & r->mask[2]) == r->net[2] && (d3 & r->mask[3]) == r->net[3])
+			if (!(((d0 & r->mask[0]) ^ r->net[0]) | ((d1 & r->mask[1]) ^ r->net[1]) |
+			      ((d2 & r->mask[2]) ^ r->net[2]) | ((d3 & r->mask[3]) ^ r->net[3])))
 				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
 		}
 		return 0;
@@ -399,8 +402,8 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 			struct rule6 *r = &set->rules6[(table + ((th + i) & tm)) & (RULES6 - 1)];
 			if (!r->policy)
 				break;
-			if (r->net[0] == n0 && r->net[1] == n1 && r->net[2] == n2 && r->net[3] == n3 &&
-			    r->mask[0] == m0 && r->mask[1] == m1 && r->mask[2] == m2 && r->mask[3] == m3)
+			if (!((r->net[0] ^ n0) | (r->net[1] ^ n1) | (r->net[2] ^ n2) | (r->net[3] ^ n3) |
+			      (r->mask[0] ^ m0) | (r->mask[1] ^ m1) | (r->mask[2] ^ m2) | (r->mask[3] ^ m3)))
 				return r->flags & RULE_EXCLUDED ? 0 : r->policy;
 		}
 	}
