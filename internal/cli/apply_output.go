@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/egwct/egwct/internal/enforce"
 	"github.com/egwct/egwct/internal/printer"
+	"github.com/egwct/egwct/pkg/sweep"
 )
 
 // resultDoc is apply's document of what it did, per policy of the set.
@@ -10,7 +11,11 @@ func resultDoc(res *enforce.Resolved, ar *enforce.ApplyResult) *printer.ApplyRes
 	var rows []printer.AppliedPolicy
 	for i, p := range res.Set {
 		r := printer.AppliedPolicy{Policy: p.Name, Keys: len(p.Keys)}
-		for _, c := range ar.Sweep.Counts[uint32(i+1)] {
+		cs := ar.Sweep.Counts[uint32(i+1)]
+		if cs == nil {
+			cs = new([4]sweep.Counts) // a policy of no entries
+		}
+		for _, c := range cs {
 			r.Entries += c.Seen
 			r.Expired += c.Expired
 			r.DeletedCT += c.DeletedCT

@@ -36,6 +36,33 @@ func TestApplyLab(t *testing.T) {
 	}
 }
 
+// TestApplyPolicyWithoutFlows: a policy none of whose flows is in the CT
+// maps (new, or quiet) is applied and reported with no entries.
+func TestApplyPolicyWithoutFlows(t *testing.T) {
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "0"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	code, out, errOut := run(t, "", "apply", "-o", "json", "-f", filepath.Join(dir+".state", "manifests"),
+		"--bpffs", dir, "--cilium-state-dir", dir+".state", "--cilium-version", "1.18.3")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	var doc printer.ApplyResult
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Policies) == 0 {
+		t.Fatalf("no policies reported: %s", out)
+	}
+	for _, p := range doc.Policies {
+		if p.Entries != 0 || p.Expired != 0 {
+			t.Errorf("%s: %d entries, %d expired on a node without flows", p.Policy, p.Entries, p.Expired)
+		}
+	}
+}
+
 // TestApplyEveryProfile: apply and reset on a lab node of every profile,
 // with both clocks over the profiles.
 func TestApplyEveryProfile(t *testing.T) {
