@@ -249,6 +249,16 @@ struct {
 	__type(value, struct sweep_stats);
 } egwct_sweep SEC(".maps");
 
+/* What a policy set holds: pods of each family, and pods whose rules are
+ * a list. */
+enum set_feature {
+	HAS_PODS4 = 1 << 0,
+	HAS_LISTS4 = 1 << 1,
+	HAS_PODS6 = 1 << 2,
+	HAS_LISTS6 = 1 << 3,
+	ALL_FEATURES = (1 << 4) - 1,
+};
+
 /* The shared types no map or function signature names, so that their BTF
  * is in the object for bpf2go and the tests (clang emits the target of a
  * pointer member only as a declaration): never read or written. */
@@ -257,12 +267,19 @@ struct shared_types {
 	enum ct_state state;
 	enum sweep_mode mode;
 	enum set_limit limit;
+	enum set_feature feature;
 	struct policy_set set[];
 };
 struct shared_types shared_types __attribute__((unused));
 
 /* Set before load. */
 volatile const __u32 mode = MODE_RECLAIM;
+/* What the sets this program judges with may hold (enum set_feature): the
+ * code of anything else is never run, and the verifier, which reads this
+ * constant, leaves it out of its walk; the bounded loops of a list and of
+ * a family without pods are most of its work. Userspace loads the program
+ * again when a new set holds more. */
+volatile const __u32 features = ALL_FEATURES;
 volatile const __u32 node_timeout[NSTATES]; /* the node's, in lifetime units */
 volatile const __u32 idle_bucket[NBUCKETS - 1]; /* histogram bounds, lifetime units */
 
@@ -310,6 +327,8 @@ static __always_inline __u32 mask6(__u32 len, __u32 i)
 /* policy4 returns the policy slot of an outbound IPv4 flow, 0 for none. */
 static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 dest)
 {
+	if (!(features & HAS_PODS4))
+		return 0;
 	__u32 bits = set->bits4, h = home(pod, bits), m = (1u << (bits & 31)) - 1;
 	struct pod4 *p = NULL;
 	for (int i = 0; i < MAX_PROBE; i++) {
@@ -325,6 +344,8 @@ static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 de
 		return 0;
 	__u32 first = p->first, n = p->n, tbits = p->bits;
 	if (!tbits) {
+		if (!(features & HAS_LISTS4))
+			return 0;
 		for (int j = 0; j < MAX_RULES; j++) {
 			if (j >= n)
 				return 0;
@@ -357,6 +378,8 @@ static __always_inline __u32 policy4(struct policy_set *set, __u32 pod, __u32 de
  * its work (and the programs' load time). */
 static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, const __u32 *dest)
 {
+	if (!(features & HAS_PODS6))
+		return 0;
 	__u32 p0 = pod[0], p1 = pod[1], p2 = pod[2], p3 = pod[3];
 	__u32 d0 = dest[0], d1 = dest[1], d2 = dest[2], d3 = dest[3];
 	__u32 bits = set->bits6, h = home(p0 ^ p1 ^ p2 ^ p3, bits), m = (1u << (bits & 31)) - 1;
@@ -374,6 +397,8 @@ static __always_inline __u32 policy6(struct policy_set *set, const __u32 *pod, c
 		return 0;
 	__u32 first = p->first, n = p->n, tbits = p->bits;
 	if (!tbits) {
+		if (!(features & HAS_LISTS6))
+			return 0;
 		for (int j = 0; j < MAX_RULES; j++) {
 			if (j >= n)
 				return 0;

@@ -80,8 +80,11 @@ type Sweeper struct {
 	coll    *ebpf.Collection
 	targets []target
 	now     *ebpf.Variable
-	nat     [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
-	choice  Choice
+	// features is what the loaded programs judge (the program's enum
+	// set_feature): a set in force that holds more loads them again.
+	features uint32
+	nat      [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
+	choice   Choice
 	// node and buckets are the node's timeouts and the histogram's
 	// bounds in clock units (the program's constants).
 	node    [4]uint32
@@ -236,7 +239,11 @@ func (s *Sweeper) try(e Engine) error {
 	default:
 		return fmt.Errorf("unknown engine %d", e)
 	}
-	if err := s.load(e); err != nil {
+	set, err := s.state.setInForce()
+	if err != nil {
+		return err
+	}
+	if err := s.load(e, setFeatures(set)); err != nil {
 		return err
 	}
 	if e == Iterator && len(s.targets) > 0 {
@@ -364,11 +371,13 @@ func checkLayout(spec *ebpf.CollectionSpec, p *profiles.Profile) error {
 }
 
 // load loads the programs of a BPF engine for the maps opened, and
-// nothing else (older kernels reject programs they need not run).
-func (s *Sweeper) load(engine Engine) error {
+// nothing else (older kernels reject programs they need not run), with the
+// code for what policy sets of the given features hold. Only once they
+// are loaded do they replace the programs loaded before.
+func (s *Sweeper) load(engine Engine, features uint32) error {
 	cfg := s.cfg
 	spec := s.state.spec.Copy()
-	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": s.node, "idle_bucket": s.buckets} {
+	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": s.node, "idle_bucket": s.buckets, "features": features} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("configure the sweeper: %s: %w", name, err)
 		}
@@ -422,7 +431,8 @@ func (s *Sweeper) load(engine Engine) error {
 		}
 		return fmt.Errorf("load the sweeper: %w", err)
 	}
-	s.coll = coll
+	s.unload()
+	s.coll, s.features = coll, features
 	s.now = coll.Variables["now"]
 	for i, t := range s.targets {
 		s.targets[i].each, s.targets[i].iter = coll.Programs["sweep_all_"+t.kind()], coll.Programs["iter_"+t.kind()]
@@ -461,6 +471,8 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		if err := s.sweepUserspace(res, now); err != nil {
 			return nil, err
 		}
+	} else if err := s.fit(); err != nil {
+		return nil, err
 	} else if err := s.sweepBPF(res, now); err != nil {
 		return nil, err
 	}
@@ -480,6 +492,49 @@ func (s *Sweeper) clock() (uint32, error) {
 		return s.cfg.Now()
 	}
 	return ctmap.Now(s.cfg.Clock)
+}
+
+// setFeatures is what a policy set holds, as the program's enum
+// set_feature: pods of each family, and pods whose rules are a list. No
+// set (nil) may hold anything.
+func setFeatures(v *sweeperPolicySet) uint32 {
+	if v == nil {
+		return uint32(sweeperSetFeatureALL_FEATURES)
+	}
+	var f uint32
+	for _, p := range v.Pods4[:min(1<<v.Bits4, len(v.Pods4))] {
+		if p.N > 0 {
+			f |= uint32(sweeperSetFeatureHAS_PODS4)
+			if p.Bits == 0 {
+				f |= uint32(sweeperSetFeatureHAS_LISTS4)
+			}
+		}
+	}
+	for _, p := range v.Pods6[:min(1<<v.Bits6, len(v.Pods6))] {
+		if p.N > 0 {
+			f |= uint32(sweeperSetFeatureHAS_PODS6)
+			if p.Bits == 0 {
+				f |= uint32(sweeperSetFeatureHAS_LISTS6)
+			}
+		}
+	}
+	return f
+}
+
+// fit loads the BPF engine's programs again when the set in force holds
+// what the loaded ones leave out (a set of the same features or fewer
+// keeps them): with the features of both, so that sets taking turns load
+// at most once more.
+func (s *Sweeper) fit() error {
+	set, err := s.state.setInForce()
+	if err != nil {
+		return err
+	}
+	need := setFeatures(set)
+	if need&^s.features == 0 {
+		return nil
+	}
+	return s.load(s.choice.Engine, s.features|need)
 }
 
 // sweepBPF runs a BPF engine's program over the CT maps: it judges every

@@ -719,3 +719,83 @@ func TestBacklog(t *testing.T) {
 		})
 	}
 }
+
+// TestSweeperFollowsTheSet: the BPF engines' programs hold the code for
+// what the set in force holds (each family's pods, lists of rules) and
+// nothing else; a new set that holds more loads them again before the
+// sweep, which then judges its flows; a set that holds less keeps them.
+func TestSweeperFollowsTheSet(t *testing.T) {
+	for _, engine := range []Engine{ForEach, Iterator} {
+		t.Run(engine.String(), func(t *testing.T) {
+			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+			n := newNodeFamily(t, "1.18.3", clock, 6, 4096)
+			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
+			v4.Timeouts[profiles.StateEstablished], v6.Timeouts[profiles.StateEstablished] = 60, 60
+			n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+
+			s, st := n.sweeperWith(t, Mark, engine, []Policy{v4})
+			if want := uint32(sweeperSetFeatureHAS_PODS4); s.features != want {
+				t.Fatalf("loaded for features %#x, want %#x (the IPv4 set's)", s.features, want)
+			}
+			small := verified(t, s)
+			expired := func(slot uint32) uint64 {
+				t.Helper()
+				res, err := s.Sweep()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Counts[slot] == nil {
+					return 0
+				}
+				return res.Counts[slot][profiles.StateEstablished].Expired
+			}
+			if got := expired(0); got != 0 {
+				t.Fatalf("the IPv6 flow of no policy expired: %d", got)
+			}
+
+			defer func(b uint) { maxTableBits = b }(maxTableBits)
+			maxTableBits = 0 // lists only
+			if err := st.Replace([]Policy{v4, v6}); err != nil {
+				t.Fatal(err)
+			}
+			if got := expired(2); got != 1 {
+				t.Fatalf("the IPv6 flow of a/v6 (a list) expired %d times in the sweep after the swap, want 1", got)
+			}
+			if want := uint32(sweeperSetFeatureALL_FEATURES); s.features != want {
+				t.Fatalf("loaded for features %#x after the swap, want %#x", s.features, want)
+			}
+			if big := verified(t, s); small > 0 && big <= small {
+				t.Errorf("the verifier walked %d instructions for every feature, %d for the IPv4 tables: no less", big, small)
+			}
+
+			coll := s.coll
+			maxTableBits = 10
+			if err := st.Replace([]Policy{v4}); err != nil {
+				t.Fatal(err)
+			}
+			expired(1)
+			if s.coll != coll {
+				t.Error("a set holding less loaded the programs again")
+			}
+		})
+	}
+}
+
+// verified is the number of instructions the verifier processed for the
+// sweeper's programs (0 where the kernel does not say).
+func verified(t *testing.T, s *Sweeper) (n uint32) {
+	t.Helper()
+	for _, p := range s.coll.Programs {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := info.VerifiedInstructions()
+		if !ok {
+			return 0
+		}
+		n += v
+	}
+	return n
+}

@@ -85,6 +85,16 @@ type sweeperRule6 struct {
 	Flags  uint16
 }
 
+type sweeperSetFeature uint32
+
+const (
+	sweeperSetFeatureHAS_PODS4    sweeperSetFeature = 1
+	sweeperSetFeatureHAS_LISTS4   sweeperSetFeature = 2
+	sweeperSetFeatureHAS_PODS6    sweeperSetFeature = 4
+	sweeperSetFeatureHAS_LISTS6   sweeperSetFeature = 8
+	sweeperSetFeatureALL_FEATURES sweeperSetFeature = 15
+)
+
 type sweeperSetLimit uint32
 
 const (
@@ -100,12 +110,13 @@ const (
 )
 
 type sweeperSharedTypes struct {
-	_     structs.HostLayout
-	Ct    uint32
-	State uint32
-	Mode  uint32
-	Limit uint32
-	Set   [0]struct {
+	_       structs.HostLayout
+	Ct      uint32
+	State   uint32
+	Mode    uint32
+	Limit   uint32
+	Feature uint32
+	Set     [0]struct {
 		_        structs.HostLayout
 		Bits4    uint32
 		Bits6    uint32
@@ -187,6 +198,7 @@ const (
 	sweeperProgSweepAllTcp4 = "sweep_all_tcp4"
 	sweeperProgSweepAllTcp6 = "sweep_all_tcp6"
 	sweeperProgWalkOnly     = "walk_only"
+	sweeperVarFeatures      = "features"
 	sweeperVarIdleBucket    = "idle_bucket"
 	sweeperVarMode          = "mode"
 	sweeperVarNodeTimeout   = "node_timeout"
@@ -266,6 +278,7 @@ type sweeperMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperVariableSpecs struct {
+	Features    *ebpf.VariableSpec `ebpf:"features"`
 	IdleBucket  *ebpf.VariableSpec `ebpf:"idle_bucket"`
 	Mode        *ebpf.VariableSpec `ebpf:"mode"`
 	NodeTimeout *ebpf.VariableSpec `ebpf:"node_timeout"`
@@ -320,6 +333,7 @@ func (m *sweeperMaps) Close() error {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperVariables struct {
+	Features    *ebpf.Variable `ebpf:"features"`
 	IdleBucket  *ebpf.Variable `ebpf:"idle_bucket"`
 	Mode        *ebpf.Variable `ebpf:"mode"`
 	NodeTimeout *ebpf.Variable `ebpf:"node_timeout"`
