@@ -20,6 +20,7 @@ import (
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/profiles"
+	"github.com/egwct/egwct/pkg/sweep"
 )
 
 // BenchmarkApplyLab measures whole `egwct apply` processes (the built
@@ -34,14 +35,22 @@ import (
 //   - second: `egwct apply` again, nothing left to reclaim but the few
 //     flows that crossed their timeout since (wall and CPU time of the
 //     whole process);
-//   - gc: on the rebuilt lab, `egwct apply --mode mark` (untimed) expires
-//     the same flows for Cilium's GC; then a pass as Cilium's ctmap.GC and
+//   - floor: after the second apply, bpf_for_each_map_elem over each CT
+//     map of the lab with a callback that does nothing (sweep.EmptyWalk):
+//     the walk no sweep goes below, the process and the programs' load
+//     not included;
+//   - gc: on the rebuilt lab, `egwct apply --mode mark` expires the same
+//     flows for Cilium's GC (wall time: the first apply's walk, judgement
+//     and load, without deletions); then a pass as Cilium's ctmap.GC and
 //     NatMapNext4 make it: batch reads of each CT map, and per entry whose
 //     lifetime has passed, delete it, look its SNAT egress entry up,
 //     delete the reverse and the egress entry (wall and CPU per deleted
 //     flow, and of the whole pass);
 //
-// and the ratios: first/gc per flow, second/gc against the whole pass.
+// and the ratios: first/gc per flow, second/gc and floor/gc against the
+// whole pass, and reclaim/gc: what the first apply's deletions cost
+// (first minus mark, per reclaimed flow: the kernel's lookup and three
+// deletes) against the GC pass per flow.
 //
 //	sudo go test ./internal/cli -run '^$' -bench ApplyLab -benchtime 1x -timeout 30m
 func BenchmarkApplyLab(b *testing.B) {
@@ -99,7 +108,8 @@ func BenchmarkApplyLab(b *testing.B) {
 		}
 		return c
 	}
-	var first, second, gc cost
+	var first, second, mark, gc cost
+	var floor time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		fs, state := up()
@@ -112,8 +122,10 @@ func BenchmarkApplyLab(b *testing.B) {
 		if f.flows == 0 || s.flows > f.flows/100 {
 			b.Fatalf("the first apply reclaimed %d flows, the second %d", f.flows, s.flows)
 		}
+		floor += emptyWalks(b, fs, res.Profile)
 		fs, state = up()
-		apply(fs, state, "--mode", "mark")
+		m := apply(fs, state, "--mode", "mark")
+		mark.wall, mark.cpu = mark.wall+m.wall, mark.cpu+m.cpu
 		b.StartTimer()
 		g := gcPass(b, fs, res.Profile, clock)
 		first.wall, first.cpu, first.flows, first.engine = first.wall+f.wall, first.cpu+f.cpu, first.flows+f.flows, f.engine
@@ -135,6 +147,34 @@ func BenchmarkApplyLab(b *testing.B) {
 	b.ReportMetric(gc.wall.Seconds()*1e3/n, "gc-wall-ms")
 	b.ReportMetric(float64(second.wall)/float64(gc.wall), "second/gc-wall")
 	b.ReportMetric(float64(second.cpu)/float64(gc.cpu), "second/gc-cpu")
+	b.ReportMetric(floor.Seconds()*1e3/n, "floor-ms")
+	b.ReportMetric(float64(floor)/float64(gc.wall), "floor/gc-wall")
+	b.ReportMetric(float64(second.wall)/float64(floor), "second/floor")
+	b.ReportMetric(mark.wall.Seconds()*1e3/n, "mark-wall-ms")
+	b.ReportMetric(us(first.wall-mark.wall, first.flows)/us(gc.wall, gc.flows), "reclaim/gc-wall")
+}
+
+// emptyWalks is the time of sweep.EmptyWalk over every CT map of a lab.
+func emptyWalks(b *testing.B, fs string, p *profiles.Profile) (d time.Duration) {
+	for _, fam := range []int{4, 6} {
+		for _, role := range []profiles.MapRole{profiles.RoleCTTCP, profiles.RoleCTAny} {
+			spec, ok := p.Map(role, fam)
+			if !ok {
+				continue
+			}
+			m, err := ctmap.Open(fs, spec, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := sweep.EmptyWalk(m)
+			m.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			d += w
+		}
+	}
+	return d
 }
 
 // childCPU is the user and system time of an exited process.
