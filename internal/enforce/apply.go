@@ -29,7 +29,9 @@ func Apply(env *Env, set []sweep.Policy, mode sweep.Mode, engine sweep.Engine) (
 		return nil, err
 	}
 	defer st.Close()
-	s, err := sweep.New(env.SweepConfig(mode, engine), st)
+	cfg := env.SweepConfig(mode, engine)
+	cfg.Next = set
+	s, err := sweep.New(cfg, st)
 	if err != nil {
 		return nil, MapErr(err)
 	}

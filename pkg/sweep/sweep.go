@@ -55,6 +55,11 @@ type Config struct {
 	// Refuse, when set, is asked before each engine is loaded: an error
 	// refuses the engine as a kernel would (tests force the fallbacks).
 	Refuse func(Engine) error
+	// Next, when set, is the policy set the first sweep judges with, put
+	// in force after New (as apply does): the programs are loaded for it
+	// rather than for the set in force, so that the first sweep does not
+	// load them again.
+	Next []Policy
 }
 
 // Counts are the results of one sweep for one policy and state.
@@ -239,11 +244,11 @@ func (s *Sweeper) try(e Engine) error {
 	default:
 		return fmt.Errorf("unknown engine %d", e)
 	}
-	set, err := s.state.setInForce()
+	features, err := s.firstFeatures()
 	if err != nil {
 		return err
 	}
-	if err := s.load(e, setFeatures(set)); err != nil {
+	if err := s.load(e, features); err != nil {
 		return err
 	}
 	if e == Iterator && len(s.targets) > 0 {
@@ -255,6 +260,22 @@ func (s *Sweeper) try(e Engine) error {
 		it.Close()
 	}
 	return nil
+}
+
+// firstFeatures is what the set of the first sweep holds: Config.Next's,
+// or the set in force's.
+func (s *Sweeper) firstFeatures() (uint32, error) {
+	if s.cfg.Next != nil {
+		if v, err := encodeSet(s.cfg.Next); err == nil {
+			return setFeatures(v), nil
+		}
+		// A set Replace refuses stays out of force: fit the set in force.
+	}
+	set, err := s.state.setInForce()
+	if err != nil {
+		return 0, err
+	}
+	return setFeatures(set), nil
 }
 
 // unload releases what try loaded.

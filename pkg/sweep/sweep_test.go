@@ -799,3 +799,53 @@ func verified(t *testing.T, s *Sweeper) (n uint32) {
 	}
 	return n
 }
+
+// TestSweeperLoadsForTheNextSet: with Config.Next (apply's order: New,
+// then Replace, then Sweep), the programs are loaded for the set about to
+// be put in force, not for the one in force (none, or a larger one), and
+// the first sweep keeps them.
+func TestSweeperLoadsForTheNextSet(t *testing.T) {
+	for _, engine := range []Engine{ForEach, Iterator} {
+		t.Run(engine.String(), func(t *testing.T) {
+			n := newNodeFamily(t, "1.18.3", nodeconfig.Clock{Mode: nodeconfig.Ktime}, 6, 4096)
+			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
+			st, err := OpenState(n.fs, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			for _, inForce := range [][]Policy{nil, {v4, v6}} {
+				if inForce != nil {
+					if err := st.Replace(inForce); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cfg := n.config(Mark, engine)
+				cfg.Next = []Policy{v4}
+				s, err := New(cfg, st)
+				var ee *EngineError
+				if errors.As(err, &ee) {
+					t.Skipf("this kernel refuses the engine: %v", err)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := uint32(sweeperSetFeatureHAS_PODS4); s.features != want {
+					t.Errorf("set in force %v: loaded for features %#x, want %#x (the next set's)", inForce, s.features, want)
+				}
+				coll := s.coll
+				if err := st.Replace(cfg.Next); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Sweep(); err != nil {
+					t.Fatal(err)
+				}
+				if s.coll != coll {
+					t.Error("the first sweep loaded the programs again")
+				}
+				s.Close()
+			}
+		})
+	}
+}
