@@ -310,6 +310,11 @@ func (a *Agent) sweep() {
 		a.Log.Error("sweep failed", "err", err)
 		return
 	}
+	// A new set that needs programs the kernel refuses moves auto on
+	// to the next engine.
+	if c := a.sw.Choice(); c.String() != a.choice {
+		a.engineInUse(c)
+	}
 	a.Metrics.Swept(a.current.Names(), res, a.Clock.Now())
 	var exp, del uint64
 	for _, cs := range res.Counts {

@@ -182,3 +182,75 @@ func TestExplicitEngineRefused(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestFallsBackWhenTheSetGrows: a kernel that loads the cheapest engine's
+// programs for the set in force but refuses the larger ones a new set
+// needs (simulated from the swap on): auto goes on down the order, says
+// so and judges the new set's flows; an explicit engine fails the sweep
+// with the refusal.
+func TestFallsBackWhenTheSetGrows(t *testing.T) {
+	if !loads(t, ForEach) {
+		t.Skip("this kernel refuses the foreach engine")
+	}
+	for _, engine := range []Engine{Auto, ForEach} {
+		t.Run(engine.String(), func(t *testing.T) {
+			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+			n := newNodeFamily(t, "1.18.3", clock, 6, 4096)
+			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
+			v4.Timeouts[profiles.StateEstablished], v6.Timeouts[profiles.StateEstablished] = 60, 60
+			n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+			st, err := OpenState(n.fs, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if err := st.Replace([]Policy{v4}); err != nil {
+				t.Fatal(err)
+			}
+			grown := false
+			cfg := n.config(Mark, engine)
+			cfg.Refuse = func(e Engine) error {
+				if grown && e == ForEach {
+					return errors.New("load program: argument list too long (simulated for the larger program)")
+				}
+				return nil
+			}
+			s, err := New(cfg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if s.Choice().Engine != ForEach {
+				t.Fatalf("chose %s before the swap", s.Choice())
+			}
+			grown = true
+			if err := st.Replace([]Policy{v4, v6}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Sweep()
+			if engine == ForEach {
+				if err == nil || !strings.Contains(err.Error(), "simulated for the larger program") {
+					t.Fatalf("sweep with foreach refused: %v, want the refusal", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := s.Choice()
+			if c.Engine == ForEach || !c.Auto || len(c.Refused) == 0 || c.Refused[0].Engine != ForEach {
+				t.Errorf("after the refusal the choice is %q", c)
+			}
+			if !strings.Contains(c.String(), "foreach refused: ") {
+				t.Errorf("choice %q does not say foreach was refused", c)
+			}
+			if rec, ok, err := st.Engine(); err != nil || !ok || rec.Engine != c.Engine.String() {
+				t.Errorf("engine record %+v %v %v, want %s", rec, ok, err, c.Engine)
+			}
+			if got := res.Counts[2]; got == nil || got[profiles.StateEstablished].Expired != 1 {
+				t.Errorf("the IPv6 flow of a/v6 was not judged expired by %s: %+v", c.Engine, got)
+			}
+		})
+	}
+}

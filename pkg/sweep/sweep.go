@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -206,9 +207,13 @@ func (s *Sweeper) choose() error {
 	if !auto {
 		order = []Engine{s.cfg.Engine}
 	}
+	features, err := s.firstFeatures()
+	if err != nil {
+		return err
+	}
 	var refused []Refusal
 	for _, e := range order {
-		err := s.try(e)
+		err := s.try(e, features)
 		if err == nil {
 			s.choice = Choice{Engine: e, Auto: auto, Refused: refused}
 			return nil
@@ -220,7 +225,7 @@ func (s *Sweeper) choose() error {
 	}
 	ee := &EngineError{Engine: s.cfg.Engine, Err: refused[0].Err}
 	for _, e := range AutoOrder {
-		if e != s.cfg.Engine && s.try(e) == nil {
+		if e != s.cfg.Engine && s.try(e, features) == nil {
 			ee.Loads = append(ee.Loads, e)
 			s.unload()
 		}
@@ -228,10 +233,11 @@ func (s *Sweeper) choose() error {
 	return ee
 }
 
-// try loads engine e: a real load of its programs (and, for the
-// iterator, an attachment to a CT map), so that whatever the kernel, an
-// LSM or a container refuses is refused here and not at the first sweep.
-func (s *Sweeper) try(e Engine) error {
+// try loads engine e with the code for sets of the given features: a real
+// load of its programs (and, for the iterator, an attachment to a CT map),
+// so that whatever the kernel, an LSM or a container refuses is refused
+// here and not at the first sweep.
+func (s *Sweeper) try(e Engine, features uint32) error {
 	if s.cfg.Refuse != nil {
 		if err := s.cfg.Refuse(e); err != nil {
 			return err
@@ -239,14 +245,11 @@ func (s *Sweeper) try(e Engine) error {
 	}
 	switch e {
 	case Userspace:
+		s.unload()
 		return nil
 	case ForEach, Iterator:
 	default:
 		return fmt.Errorf("unknown engine %d", e)
-	}
-	features, err := s.firstFeatures()
-	if err != nil {
-		return err
 	}
 	if err := s.load(e, features); err != nil {
 		return err
@@ -488,12 +491,15 @@ func (s *Sweeper) Sweep() (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Counts: map[uint32]*[4]Counts{}}
+	if s.choice.Engine != Userspace {
+		if err := s.fit(); err != nil {
+			return nil, err
+		}
+	}
 	if s.choice.Engine == Userspace {
 		if err := s.sweepUserspace(res, now); err != nil {
 			return nil, err
 		}
-	} else if err := s.fit(); err != nil {
-		return nil, err
 	} else if err := s.sweepBPF(res, now); err != nil {
 		return nil, err
 	}
@@ -522,8 +528,9 @@ func setFeatures(v *sweeperPolicySet) uint32 {
 	if v == nil {
 		return uint32(sweeperSetFeatureALL_FEATURES)
 	}
+	// The slots the program reaches: the same masks as its.
 	var f uint32
-	for _, p := range v.Pods4[:min(1<<v.Bits4, len(v.Pods4))] {
+	for _, p := range v.Pods4[:min(1<<(v.Bits4&31), len(v.Pods4))] {
 		if p.N > 0 {
 			f |= uint32(sweeperSetFeatureHAS_PODS4)
 			if p.Bits == 0 {
@@ -531,7 +538,7 @@ func setFeatures(v *sweeperPolicySet) uint32 {
 			}
 		}
 	}
-	for _, p := range v.Pods6[:min(1<<v.Bits6, len(v.Pods6))] {
+	for _, p := range v.Pods6[:min(1<<(v.Bits6&31), len(v.Pods6))] {
 		if p.N > 0 {
 			f |= uint32(sweeperSetFeatureHAS_PODS6)
 			if p.Bits == 0 {
@@ -545,17 +552,35 @@ func setFeatures(v *sweeperPolicySet) uint32 {
 // fit loads the BPF engine's programs again when the set in force holds
 // what the loaded ones leave out (a set of the same features or fewer
 // keeps them): with the features of both, so that sets taking turns load
-// at most once more.
+// at most once more. Should the kernel refuse the larger programs, auto
+// goes on down AutoOrder as New would have (the new choice is recorded
+// and Choice says it); an explicit engine fails the sweep.
 func (s *Sweeper) fit() error {
 	set, err := s.state.setInForce()
 	if err != nil {
 		return err
 	}
-	need := setFeatures(set)
-	if need&^s.features == 0 {
+	need := s.features | setFeatures(set)
+	if s.coll != nil && need == s.features {
 		return nil
 	}
-	return s.load(s.choice.Engine, s.features|need)
+	err = s.try(s.choice.Engine, need)
+	if err == nil {
+		return nil
+	}
+	if !s.choice.Auto {
+		return fmt.Errorf("load the %s engine for the policy set in force: %w", s.choice.Engine, err)
+	}
+	refused := append(slices.Clone(s.choice.Refused), Refusal{Engine: s.choice.Engine, Err: err})
+	for _, e := range AutoOrder[slices.Index(AutoOrder, s.choice.Engine)+1:] {
+		if err := s.try(e, need); err != nil {
+			refused = append(refused, Refusal{Engine: e, Err: err})
+			continue
+		}
+		s.choice = Choice{Engine: e, Auto: true, Refused: refused}
+		return s.state.setEngine(s.choice)
+	}
+	return fmt.Errorf("no sweep engine loads on this node for the policy set in force: %s", Choice{Auto: true, Refused: refused}.Reason())
 }
 
 // sweepBPF runs a BPF engine's program over the CT maps: it judges every
