@@ -118,8 +118,8 @@ CHART = GO=$(GO) hack/chart.sh
 
 .PHONY: test
 test: deps lint ## Install what the tests need, then run all of them
-	assets=$$($(ENVTEST)) && chart=$$($(CHART) --path) && \
-		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" $(GO) test -count=1 -timeout 20m ./...
+	assets=$$($(ENVTEST)) && chart=$$($(CHART) --path) && helm=$$(GO=$(GO) hack/helm.sh) && \
+		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -count=1 -timeout 20m ./...
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
 	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
 	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)

@@ -106,3 +106,26 @@ func TryRender(t testing.TB, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// Helm returns the path of the helm CLI that hack/helm.sh builds (the
+// version hack/chart renders with, stamped as a release): $EGWCT_HELM
+// (make test sets it), else hack/helm.sh is run, which builds it once into
+// the cache.
+func Helm(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("EGWCT_HELM"); p != "" {
+		return p
+	}
+	out, err := exec.Command("sh", filepath.Join(Root(), "hack", "helm.sh")).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("hack/helm.sh: %v\n%s", err, stderr)
+		}
+		t.Skipf("no helm CLI (hack/helm.sh: %v)\n%s", err, stderr)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -446,4 +448,93 @@ func TestInstallDocListsEveryValue(t *testing.T) {
 		}
 	}
 	walk("", values)
+}
+
+// TestHelmCLI runs the helm CLI itself (hack/helm.sh: the version the
+// renderer links, stamped as helm stamps a release) on the chart: helm
+// template prints exactly what the renderer prints, with the defaults and
+// with every toggle; helm lint --strict passes both; the README's helm
+// install installs the chart on the test API server (its DaemonSet and
+// service account are there, the release is deployed), and helm uninstall
+// removes it.
+func TestHelmCLI(t *testing.T) {
+	chdirRoot(t)
+	helm := charttest.Helm(t)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(helm, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return string(out)
+	}
+	for _, args := range [][]string{deployArgs, allToggles} {
+		chart, flags := args[len(args)-1], args[:len(args)-1]
+		got := run(append([]string{"template", "egwct", chart}, flags...)...)
+		if want := charttest.Render(t, append([]string{"--name", "egwct"}, args...)...); got != want {
+			t.Errorf("helm template %s differs from the renderer's:\n%s", strings.Join(flags, " "), firstDifference(got, want))
+		}
+		var lint []string
+		for i := 0; i < len(flags); i++ {
+			if flags[i] == "--api-versions" { // helm lint has no such flag
+				i++
+				continue
+			}
+			lint = append(lint, flags[i])
+		}
+		run(append([]string{"lint", "--strict", chart}, lint...)...)
+	}
+
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, install, ok := strings.Cut(string(readme), "`helm install ")
+	install, _, ok2 := strings.Cut(install, "`")
+	if !ok || !ok2 {
+		t.Fatal("README.md names no `helm install …` command")
+	}
+	f := strings.Fields(install)
+	ns := ""
+	for i := range f[:len(f)-1] {
+		if f[i] == "--namespace" || f[i] == "-n" {
+			ns = f[i+1]
+		}
+	}
+	if len(f) < 2 || ns == "" {
+		t.Fatalf("README's helm install %q: want a release, the chart and --namespace", install)
+	}
+	release, kc := f[0], []string{"--kubeconfig", env.Kubeconfig}
+	out := run(append(append([]string{"install"}, f...), kc...)...)
+	if !strings.Contains(out, "STATUS: deployed") {
+		t.Errorf("helm install said:\n%s", out)
+	}
+	ctx := context.Background()
+	kube := env.Kube(t)
+	if _, err := kube.AppsV1().DaemonSets(ns).Get(ctx, release, metav1.GetOptions{}); err != nil {
+		t.Errorf("after helm install: %v", err)
+	}
+	if _, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, release, metav1.GetOptions{}); err != nil {
+		t.Errorf("after helm install: %v", err)
+	}
+	run(append([]string{"uninstall", release, "--namespace", ns}, kc...)...)
+	if _, err := kube.AppsV1().DaemonSets(ns).Get(ctx, release, metav1.GetOptions{}); err == nil {
+		t.Error("the DaemonSet is still there after helm uninstall")
+	}
+}
+
+// firstDifference shows the first line where two texts differ.
+func firstDifference(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < min(len(al), len(bl)); i++ {
+		if al[i] != bl[i] {
+			return fmt.Sprintf("line %d:\n  helm:     %q\n  renderer: %q", i+1, al[i], bl[i])
+		}
+	}
+	return fmt.Sprintf("helm printed %d lines, the renderer %d", len(al), len(bl))
 }
