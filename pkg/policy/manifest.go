@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -195,7 +196,7 @@ func (s *Source) EachObject(policy func(*Policy), endpoint func(*Endpoint), skip
 			return nil
 		}
 		if err != nil {
-			return syntaxError(s.File, err)
+			return s.syntaxError(err)
 		}
 		if len(doc.Content) == 0 {
 			continue
@@ -282,16 +283,43 @@ func nodeKind(n *yaml.Node) string {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
-func syntaxError(file string, err error) *SyntaxError {
+func (s *Source) syntaxError(err error) *SyntaxError {
 	msg := err.Error()
-	pos := Position{File: file}
+	pos := Position{File: s.File}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		pos.Line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	if msg == "control characters are not allowed" {
+		// The YAML reader says no more: find the character.
+		if p, r, ok := unprintable(s.data); ok {
+			pos.Line, pos.Column = p.Line, p.Column
+			msg = fmt.Sprintf("control character %U is not allowed in YAML (JSON is read as YAML): remove it, or write it as \\u%04x in a double-quoted string", r, r)
+		}
+	}
 	return &SyntaxError{Pos: pos, Msg: msg}
+}
+
+// unprintable finds the first character of data that YAML does not allow
+// in a stream (outside its printable set: C0 controls but tab, line feed
+// and carriage return, DEL, C1 controls but NEL, surrogates, U+FFFE and
+// U+FFFF), and its line and column (1-based, in characters).
+func unprintable(data []byte) (Position, rune, bool) {
+	line, col := 1, 1
+	for _, r := range string(data) {
+		switch {
+		case r == '\n':
+			line, col = line+1, 1
+			continue
+		case r == '\t' || r == '\r' || r == 0x85 || r == utf8.RuneError:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffe || r == 0xffff:
+			return Position{Line: line, Column: col}, r, true
+		}
+		col++
+	}
+	return Position{}, 0, false
 }
 
 // Line returns line n (1-based) of the file, without its line break.

@@ -109,6 +109,32 @@ func TestReadSyntaxError(t *testing.T) {
 	}
 }
 
+// TestReadControlCharacter: a character YAML does not allow (raw in JSON,
+// which allows DEL and C1 raw in strings, or in YAML) is named, with its
+// line and column, though the YAML reader gives neither.
+func TestReadControlCharacter(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		line, col int
+		char      string
+	}{
+		{"DEL in JSON", `{"apiVersion": "cilium.io/v2",` + "\n" + ` "metadata": {"name": "a\u00e9` + "\x7f" + `"}}`, 2, 31, "U+007F"},
+		{"C1 in YAML", "kind: CiliumEgressGatewayPolicy\nmetadata:\n  name: \"\u00e9\u0085x\u0080\"\n", 3, 13, "U+0080"},
+		{"C0 in YAML", "kind: x\x01\n", 1, 8, "U+0001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read("bad", []byte(tc.doc))
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v, want *SyntaxError", err)
+			}
+			if se.Pos.Line != tc.line || se.Pos.Column != tc.col || !strings.Contains(se.Msg, tc.char) {
+				t.Errorf("syntax error at %d:%d %q, want %d:%d naming %s", se.Pos.Line, se.Pos.Column, se.Msg, tc.line, tc.col, tc.char)
+			}
+		})
+	}
+}
+
 func TestReadAliasesAndNull(t *testing.T) {
 	doc := `
 base: &t |
