@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -193,11 +194,66 @@ func ObjectName(u *unstructured.Unstructured) string {
 func ToObject(u *unstructured.Unstructured) (Object, error) {
 	c := u.DeepCopy()
 	c.SetManagedFields(nil)
-	data, err := yaml.Marshal(c.Object)
+	var data []byte
+	var err error
+	if hasUnprintable(c.Object) {
+		data, err = escapedJSON(c.Object)
+	} else {
+		data, err = yaml.Marshal(c.Object)
+	}
 	if err != nil {
 		return Object{}, fmt.Errorf("%s: %w", ObjectName(u), err)
 	}
 	return Object{Name: ObjectName(u), YAML: data}, nil
+}
+
+// unprintable are the characters a string of an object may hold (the API
+// server takes them in JSON) that YAML does not allow raw (DEL, C1) or
+// reads as a line break (NEL, U+2028, U+2029): converted to YAML, an
+// object holding one fails, or reads back changed.
+func unprintable(r rune) bool {
+	return r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x2028 || r == 0x2029
+}
+
+// hasUnprintable reports whether a string of the object, a key or a
+// value, holds an unprintable character.
+func hasUnprintable(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.IndexFunc(v, unprintable) >= 0
+	case map[string]any:
+		for k, e := range v {
+			if hasUnprintable(k) || hasUnprintable(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if hasUnprintable(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// escapedJSON writes the object as indented JSON, which YAML reads, with
+// the unprintable characters escaped (\u007f): they only occur inside
+// strings, where an escape reads back as the same character.
+func escapedJSON(obj map[string]any) ([]byte, error) {
+	data, err := json.MarshalIndent(obj, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for _, r := range string(data) {
+		if unprintable(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return []byte(b.String()), nil
 }
 
 // Error is a failed request, with what egwct tried to do.

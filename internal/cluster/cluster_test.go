@@ -470,3 +470,30 @@ func TestObserve(t *testing.T) {
 		t.Errorf("after a refused connection: %v", results)
 	}
 }
+
+// TestToObjectKeepsEveryCharacter: an object whose strings hold what YAML
+// does not allow raw (DEL, C1) or reads as a line break (NEL, U+2028) —
+// the API server takes them in JSON — is converted to a document egwct
+// reads back with the same text; other objects stay YAML.
+func TestToObjectKeepsEveryCharacter(t *testing.T) {
+	for _, text := range []string{"tcp: 5m\n", "tcp: 5m\x7f", "tcp: 5m\u0085udp: 1m", "a\u0080b\u009f", "x\u2028y"} {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": policy.APIVersion, "kind": policy.Kind,
+			"metadata": map[string]any{"name": "p", "annotations": map[string]any{policy.Annotation: text}},
+		}}
+		obj, err := ToObject(u)
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		m, err := policy.Read(obj.Name, obj.YAML)
+		if err != nil {
+			t.Fatalf("%q: read back: %v\n%s", text, err, obj.YAML)
+		}
+		if len(m.Policies) != 1 || m.Policies[0].Annotation == nil || m.Policies[0].Annotation.Text != text {
+			t.Errorf("%q: read back %+v\n%s", text, m.Policies, obj.YAML)
+		}
+		if strings.IndexFunc(text, unprintable) < 0 && !strings.HasPrefix(string(obj.YAML), "apiVersion: ") {
+			t.Errorf("%q: not written as YAML:\n%s", text, obj.YAML)
+		}
+	}
+}
