@@ -194,12 +194,7 @@ func TestFallsBackWhenTheSetGrows(t *testing.T) {
 	}
 	for _, engine := range []Engine{Auto, ForEach} {
 		t.Run(engine.String(), func(t *testing.T) {
-			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
-			n := newNodeFamily(t, "1.18.3", clock, 6, 4096)
-			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
-			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
-			v4.Timeouts[profiles.StateEstablished], v6.Timeouts[profiles.StateEstablished] = 60, 60
-			n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+			n, v4, v6 := dualStackNode(t)
 			st, err := OpenState(n.fs, true)
 			if err != nil {
 				t.Fatal(err)

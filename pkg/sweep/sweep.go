@@ -89,8 +89,11 @@ type Sweeper struct {
 	// features is what the loaded programs judge (the program's enum
 	// set_feature): a set in force that holds more loads them again.
 	features uint32
-	nat      [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
-	choice   Choice
+	// fitted is the set in force fit last found the programs fit for:
+	// the same set is not read again at every sweep.
+	fitted *sweeperPolicySet
+	nat    [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
+	choice Choice
 	// node and buckets are the node's timeouts and the histogram's
 	// bounds in clock units (the program's constants).
 	node    [4]uint32
@@ -560,12 +563,17 @@ func (s *Sweeper) fit() error {
 	if err != nil {
 		return err
 	}
+	if s.coll != nil && set != nil && set == s.fitted {
+		return nil
+	}
 	need := s.features | setFeatures(set)
 	if s.coll != nil && need == s.features {
+		s.fitted = set
 		return nil
 	}
 	err = s.try(s.choice.Engine, need)
 	if err == nil {
+		s.fitted = set
 		return nil
 	}
 	if !s.choice.Auto {
@@ -577,7 +585,7 @@ func (s *Sweeper) fit() error {
 			refused = append(refused, Refusal{Engine: e, Err: err})
 			continue
 		}
-		s.choice = Choice{Engine: e, Auto: true, Refused: refused}
+		s.choice, s.fitted = Choice{Engine: e, Auto: true, Refused: refused}, set
 		return s.state.setEngine(s.choice)
 	}
 	return fmt.Errorf("no sweep engine loads on this node for the policy set in force: %s", Choice{Auto: true, Refused: refused}.Reason())

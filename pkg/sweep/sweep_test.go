@@ -727,12 +727,7 @@ func TestBacklog(t *testing.T) {
 func TestSweeperFollowsTheSet(t *testing.T) {
 	for _, engine := range []Engine{ForEach, Iterator} {
 		t.Run(engine.String(), func(t *testing.T) {
-			clock := nodeconfig.Clock{Mode: nodeconfig.Ktime}
-			n := newNodeFamily(t, "1.18.3", clock, 6, 4096)
-			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
-			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
-			v4.Timeouts[profiles.StateEstablished], v6.Timeouts[profiles.StateEstablished] = 60, 60
-			n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+			n, v4, v6 := dualStackNode(t)
 
 			s, st := n.sweeperWith(t, Mark, engine, []Policy{v4})
 			if want := uint32(sweeperSetFeatureHAS_PODS4); s.features != want {
@@ -807,8 +802,7 @@ func verified(t *testing.T, s *Sweeper) (n uint32) {
 func TestSweeperLoadsForTheNextSet(t *testing.T) {
 	for _, engine := range []Engine{ForEach, Iterator} {
 		t.Run(engine.String(), func(t *testing.T) {
-			n := newNodeFamily(t, "1.18.3", nodeconfig.Clock{Mode: nodeconfig.Ktime}, 6, 4096)
-			v4 := Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+			n, v4, _ := dualStackNode(t)
 			v6 := Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
 			st, err := OpenState(n.fs, true)
 			if err != nil {
@@ -848,4 +842,17 @@ func TestSweeperLoadsForTheNextSet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dualStackNode is a node with IPv4 and IPv6 maps, an established IPv6
+// flow of podA idle for 2 minutes, and a policy of podA's per family with
+// a 60 s timeout that holds the flow's destination.
+func dualStackNode(t *testing.T) (n *node, v4, v6 Policy) {
+	t.Helper()
+	n = newNodeFamily(t, "1.18.3", nodeconfig.Clock{Mode: nodeconfig.Ktime}, 6, 4096)
+	v4 = Policy{Name: "a/v4", Keys: []Key{{Pod: podA, Dest: netip.MustParsePrefix("93.184.216.0/24")}}}
+	v6 = Policy{Name: "a/v6", Keys: []Key{{Pod: n.addr(podA), Dest: n.prefix("93.184.216.0/24")}}}
+	v4.Timeouts[profiles.StateEstablished], v6.Timeouts[profiles.StateEstablished] = 60, 60
+	n.flow(t, podA, "93.184.216.34", ctmap.ProtoTCP, profiles.StateEstablished, 120*time.Second, ctmap.TupleOut)
+	return n, v4, v6
 }
