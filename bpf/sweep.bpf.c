@@ -242,8 +242,12 @@ struct {
 	});
 } egwct_policies SEC(".maps");
 
+/* The statistics of the running sweep. One sweep at a time writes them
+ * (the state's lock allows one egwct, which sweeps one map at a time), so
+ * a plain array: a per-CPU one held 1.5 MiB for each CPU the node may
+ * have (288 MiB on a 192-CPU node, charged to egwct's memory limit). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_POLICIES * NSTATES);
 	__type(key, __u32);
 	__type(value, struct sweep_stats);

@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v5"
+const SchemaVersion = "v6"
 
 const nameSize = 256
 
@@ -62,7 +62,7 @@ type State struct {
 	lock     *os.File
 	spec     *ebpf.CollectionSpec
 	policies *ebpf.Map // outer array of maps
-	stats    *ebpf.Map // per-CPU sweep statistics
+	stats    *ebpf.Map // the last sweep's statistics
 	totals   *ebpf.Map
 	names    *ebpf.Map
 	status   *ebpf.Map // the last sweep; nil in a read-only state pinned before it existed

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/egwct/egwct/internal/testutil"
@@ -227,5 +228,53 @@ func TestOutcomes(t *testing.T) {
 	}
 	if got, err := r.Outcomes(); len(got) != 0 || err != nil {
 		t.Errorf("cleared: %v %v", got, err)
+	}
+}
+
+// TestStateMemory: egwct's pinned state takes the same memory on a node
+// of any size. A per-CPU map holds a copy per CPU the node may have (the
+// statistics did: 1.5 MiB each, 288 MiB on a 192-CPU node, charged to
+// the agent's memory limit), so none may be per-CPU; the whole state,
+// with a set in force, stays within a bound of its own.
+func TestStateMemory(t *testing.T) {
+	st, err := OpenState(testutil.PrivateBPFFS(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Replace([]Policy{{Name: "a", Timeouts: [4]uint32{0, 300, 0, 30}, Keys: []policy.Key{
+		{Pod: netip.MustParseAddr("10.1.0.5"), Dest: netip.MustParsePrefix("198.18.0.0/16")},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	var id uint32
+	if err := st.policies.Lookup(uint32(0), &id); err != nil {
+		t.Fatal(err)
+	}
+	inner, err := ebpf.NewMapFromID(ebpf.MapID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	var total uint64
+	for _, m := range []*ebpf.Map{st.policies, inner, st.stats, st.totals, st.names, st.status, st.agent, st.outcomes, st.engine} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch info.Type {
+		case ebpf.PerCPUArray, ebpf.PerCPUHash, ebpf.LRUCPUHash, ebpf.PerCPUCGroupStorage:
+			t.Errorf("%s is a %v: its memory grows with the node's CPUs", info.Name, info.Type)
+		}
+		n, ok := info.Memlock()
+		if !ok {
+			t.Skip("this kernel does not report a map's memory")
+		}
+		t.Logf("%-16s %v, %d KiB", info.Name, info.Type, n>>10)
+		total += n
+	}
+	const limit = 12 << 20
+	if total > limit {
+		t.Errorf("the state takes %d KiB, want at most %d KiB", total>>10, limit>>10)
 	}
 }

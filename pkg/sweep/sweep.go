@@ -670,19 +670,17 @@ func (s *Sweeper) usedStatKeys() ([]uint32, error) {
 	return statKeys[:(n+1)*4], nil
 }
 
-// resetStats zeroes the per-sweep statistics in one batch update (the
-// values of a per-CPU map come one per possible CPU per key).
+// resetStats zeroes the per-sweep statistics in one batch update.
 func (s *Sweeper) resetStats() error {
 	keys, err := s.usedStatKeys()
 	if err != nil {
 		return err
 	}
-	zero := make([]sweeperSweepStats, len(keys)*ebpfPossibleCPUs())
+	zero := make([]sweeperSweepStats, len(keys))
 	_, err = s.state.stats.BatchUpdate(keys, zero, nil)
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		per := zero[:ebpfPossibleCPUs()]
 		for _, k := range keys {
-			if err := s.state.stats.Put(k, per); err != nil {
+			if err := s.state.stats.Put(k, &zero[0]); err != nil {
 				return err
 			}
 		}
@@ -691,44 +689,30 @@ func (s *Sweeper) resetStats() error {
 	return err
 }
 
-// collect sums the per-CPU statistics the program wrote.
+// collect reads the statistics the program wrote.
 func (s *Sweeper) collect(res *Result) error {
 	used, err := s.usedStatKeys()
 	if err != nil {
 		return err
 	}
-	ncpu := ebpfPossibleCPUs()
-	vals := make([]sweeperSweepStats, len(used)*ncpu)
+	vals := make([]sweeperSweepStats, len(used))
 	keys := make([]uint32, len(used))
 	var cursor ebpf.MapBatchCursor
 	count, err := s.state.stats.BatchLookup(&cursor, keys, vals, nil)
 	switch {
 	case errors.Is(err, ebpf.ErrKeyNotExist) || err == nil:
 	case errors.Is(err, ebpf.ErrNotSupported):
-		count = 0
-		var per []sweeperSweepStats
 		for i, k := range used {
-			if err := s.state.stats.Lookup(k, &per); err != nil {
+			if err := s.state.stats.Lookup(k, &vals[i]); err != nil {
 				return err
 			}
-			keys[i] = k
-			copy(vals[i*ncpu:], per)
-			count++
 		}
+		keys, count = used, len(used)
 	default:
 		return err
 	}
-	for j := 0; j < count; j++ {
-		var c Counts
-		for _, p := range vals[j*ncpu : (j+1)*ncpu] {
-			c.Expired += p.Expired
-			c.DeletedCT += p.DeletedCt
-			c.DeletedNAT += p.DeletedNat
-			c.Refreshed += p.Refreshed
-			for b := range c.Idle {
-				c.Idle[b] += p.Idle[b]
-			}
-		}
+	for j, p := range vals[:count] {
+		c := Counts{Expired: p.Expired, DeletedCT: p.DeletedCt, DeletedNAT: p.DeletedNat, Refreshed: p.Refreshed, Idle: p.Idle}
 		// The program counts each entry once, in its idle bucket.
 		for _, n := range c.Idle {
 			c.Seen += n
@@ -834,12 +818,4 @@ func (s *State) Totals(slot uint32, st profiles.State) (Totals, error) {
 	var t Totals
 	err := s.totals.Lookup(slot*4+uint32(st), &t)
 	return t, err
-}
-
-func ebpfPossibleCPUs() int {
-	n, err := ebpf.PossibleCPU()
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
 }
