@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs egwct's privileged tests (real BPF maps and the sweeper) under other
-# kernels: Debian's 6.1 and 6.12, booted with qemu under TCG (KVM does not
+# kernels: Debian's 6.1 and 6.12, and bullseye's 5.10 (the oldest kernel
+# Cilium 1.18 and later support: no bpf_for_each_map_elem, and BPF memory
+# charged to RLIMIT_MEMLOCK), booted with qemu under TCG (KVM does not
 # work for stock kernels on these machines). Kernels are fetched with
 # apt-get download (nothing is installed from them) into a cache outside
-# the repository. Usage: hack/vmtest.sh [KERNEL_PACKAGE...]
+# the repository; SUITE:PACKAGE takes one from another Debian suite, with
+# apt lists of its own. Usage: hack/vmtest.sh [[SUITE:]KERNEL_PACKAGE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/egwct/vmtest"
 mkdir -p "$cache"
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(linux-image-amd64 linux-image-6.12-amd64)
+[ ${#kernels[@]} -gt 0 ] || kernels=(linux-image-amd64 linux-image-6.12-amd64 bullseye:linux-image-amd64)
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -20,6 +23,23 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# apt of the machine's own suite, or (with a suite) of that suite's main
+# and security archives, listed in the cache.
+apt_for() {
+	local suite=$1 tool=$2
+	shift 2
+	if [ -z "$suite" ]; then
+		"$tool" "$@"
+		return
+	fi
+	local d="$cache/apt-$suite"
+	mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/parts"
+	printf 'deb http://deb.debian.org/debian %s main\ndeb http://deb.debian.org/debian-security %s-security main\n' \
+		"$suite" "$suite" > "$d/sources.list"
+	"$tool" -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts="$d/parts" \
+		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::archives="$d/archives" "$@"
+}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -31,15 +51,20 @@ for p in "${pkgs[@]}"; do
 done
 
 status=0
-for pkg in "${kernels[@]}"; do
+for arg in "${kernels[@]}"; do
+	suite="" pkg="$arg"
+	case "$arg" in *:*) suite=${arg%%:*} pkg=${arg#*:} ;; esac
+	if [ -n "$suite" ] && [ ! -d "$cache/apt-$suite/lists" ]; then
+		apt_for "$suite" apt-get update -qq
+	fi
 	# The meta package names the current kernel image package.
-	img=$(apt-cache depends "$pkg" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+	img=$(apt_for "$suite" apt-cache depends "$pkg" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	[ -n "$img" ] || img="$pkg"
 	dir="$cache/$img"
 	if [ ! -f "$dir/vmlinuz" ]; then
-		[ -n "$(apt-cache policy "$img" 2>/dev/null)" ] || apt-get update -qq
+		[ -n "$(apt_for "$suite" apt-cache policy "$img" 2>/dev/null)" ] || apt_for "$suite" apt-get update -qq
 		rm -rf "$dir" && mkdir -p "$dir/x"
-		(cd "$dir" && apt-get download -qq "${img}-unsigned" 2>/dev/null || apt-get download -qq "$img")
+		(cd "$dir" && { apt_for "$suite" apt-get download -qq "${img}-unsigned" 2>/dev/null || apt_for "$suite" apt-get download -qq "$img"; })
 		dpkg-deb --fsys-tarfile "$dir"/*.deb | tar -x -C "$dir/x" ./boot
 		cp "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"
 		rm -rf "$dir/x" "$dir"/*.deb

@@ -3,10 +3,15 @@
 package sweep
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,4 +37,39 @@ func kernelRelease() (string, error) {
 		return "", err
 	}
 	return unix.ByteSliceToString(u.Release[:]), nil
+}
+
+// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, counted over
+// every process of the user (root's includes Cilium's maps): egwct lifts
+// its limit before it creates a map or loads a program. Later kernels
+// charge the memory cgroup and nothing changes.
+var (
+	memlockOnce sync.Once
+	memlockErr  error // why the limit could not be lifted; nil if it was or need not be
+)
+
+// liftMemlock lifts RLIMIT_MEMLOCK where the kernel charges BPF memory to
+// it. Failing to (without CAP_SYS_RESOURCE) is not an error yet: the
+// limit may suffice; withMemlock explains the refusal that follows if not.
+func liftMemlock() {
+	memlockOnce.Do(func() { memlockErr = rlimit.RemoveMemlock() })
+}
+
+// withMemlock adds to the kernel's EPERM, when the limit could not be
+// lifted, what the limit is and how to lift it: without it, the refusal
+// reads like a missing capability.
+func withMemlock(err error) error {
+	if err == nil || memlockErr == nil || !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	limit := "unknown"
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) == nil {
+		limit = "unlimited"
+		if l.Cur != unix.RLIM_INFINITY {
+			limit = strconv.FormatUint(l.Cur>>10, 10) + " KiB"
+		}
+	}
+	return fmt.Errorf("%w (this kernel charges BPF memory to RLIMIT_MEMLOCK, %s here, and egwct could not lift it: %v; "+
+		"run egwct with CAP_SYS_RESOURCE, as the chart does, or raise the limit: ulimit -l unlimited)", err, limit, memlockErr)
 }

@@ -90,6 +90,7 @@ func OpenState(bpffs string, create bool) (*State, error) {
 			return nil, fmt.Errorf("create egwct state: %w", err)
 		}
 	}
+	liftMemlock()
 	s := &State{dir: dir}
 	var err error
 	if s.lock, err = os.Open(dir); err != nil {
@@ -112,7 +113,7 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		spec.Pinning = ebpf.PinByName
 		m, err := ebpf.NewMapWithOptions(spec, opts)
 		if err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", dir, spec.Name, err)
+			return nil, fmt.Errorf("%s/%s: %w", dir, spec.Name, withMemlock(err))
 		}
 		return m, nil
 	}
@@ -215,7 +216,7 @@ func (s *State) Replace(set []Policy) error {
 	}
 	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
 	if err != nil {
-		return fmt.Errorf("create the policy set: %w", err)
+		return fmt.Errorf("create the policy set: %w", withMemlock(err))
 	}
 	defer inner.Close()
 	if err := inner.Put(uint32(0), value); err != nil {

@@ -456,7 +456,7 @@ func (s *Sweeper) load(engine Engine, features uint32) error {
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load the sweeper: %+v", ve)
 		}
-		return fmt.Errorf("load the sweeper: %w", err)
+		return fmt.Errorf("load the sweeper: %w", withMemlock(err))
 	}
 	s.unload()
 	s.coll, s.features = coll, features
