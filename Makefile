@@ -142,7 +142,7 @@ metrics-doc: ## As root: regenerate docs/metrics.md from an agent on a lab node 
 	assets=$$($(ENVTEST)) && KUBEBUILDER_ASSETS="$$assets" $(GO) test ./internal/cli -run '^TestMetricsReference$$' -count=1 -update
 
 .PHONY: vmtest
-vmtest: ## As root: the BPF tests under Debian's 6.1 and 6.12 kernels (qemu, TCG)
+vmtest: ## As root: the BPF tests under Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)
 	bash hack/vmtest.sh
 
 .PHONY: lint

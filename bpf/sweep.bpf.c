@@ -277,7 +277,6 @@ struct shared_types {
 struct shared_types shared_types __attribute__((unused));
 
 /* Set before load. */
-volatile const __u32 mode = MODE_RECLAIM;
 /* What the sets this program judges with may hold (enum set_feature): the
  * code of anything else is never run, and the verifier, which reads this
  * constant, leaves it out of its walk; the bounded loops of a list and of
@@ -473,9 +472,10 @@ struct {
 
 /* account counts an entry of a policy slot (0: none) and returns the
  * statistics to charge when it has expired and must be handled (NULL
- * otherwise); *read is the lifetime it judged. */
+ * otherwise); *read is the lifetime it judged. mode is a constant of each
+ * program (enum sweep_mode). */
 static __always_inline struct sweep_stats *account(struct policy_set *set, __u32 slot, __u32 state,
-						   struct ct_entry *v, __u32 *read)
+						   struct ct_entry *v, __u32 *read, const __u32 mode)
 {
 	__u32 t = now;
 	__u32 lifetime = v->lifetime;
@@ -588,17 +588,19 @@ static __always_inline __u32 word(const void *k, int i)
 
 /* judge4 judges one entry of the IPv4 CT map ct with the policy set in
  * force (NULL: none) and handles it. */
-static __always_inline void judge4(void *ct, struct policy_set *set, struct ct_key4 *k, struct ct_entry *v)
+static __always_inline void judge4(void *ct, struct policy_set *set, struct ct_key4 *k, struct ct_entry *v,
+				   const __u32 mode)
 {
 	__u32 slot = 0, lifetime = 0;
 	if (set && k->flags == TUPLE_F_OUT)
 		slot = policy4(set, word(k, 0), word(k, 1));
-	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime);
+	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime, mode);
 	if (s)
 		reclaim4(ct, k, v, lifetime, s);
 }
 
-static __always_inline void judge6(void *ct, struct policy_set *set, struct ct_key6 *k, struct ct_entry *v)
+static __always_inline void judge6(void *ct, struct policy_set *set, struct ct_key6 *k, struct ct_entry *v,
+				   const __u32 mode)
 {
 	__u32 slot = 0, lifetime = 0;
 	if (set && k->flags == TUPLE_F_OUT) {
@@ -606,48 +608,57 @@ static __always_inline void judge6(void *ct, struct policy_set *set, struct ct_k
 		__u32 dest[4] = {word(k, 4), word(k, 5), word(k, 6), word(k, 7)};
 		slot = policy6(set, pod, dest);
 	}
-	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime);
+	struct sweep_stats *s = account(set, slot, classify(k->nexthdr, v->flags), v, &lifetime, mode);
 	if (s)
 		reclaim6(ct, k, v, lifetime, s);
 }
 
-/* One iterator program and one bpf_for_each_map_elem program per CT map:
- * a program deletes only from the map it was loaded with, and a call site
- * of bpf_for_each_map_elem must always see the same map (older verifiers
- * reject a merged call). The iterator engine attaches iter_<map> to the
- * map; the foreach engine runs sweep_all_<map> with BPF_PROG_RUN: cheaper
- * per entry than the iterator, but it holds the CPU for the whole map.
- * sweep_all looks the policy set up once and hands it to every callback
- * (the whole run holds the RCU read lock, so the set a concurrent swap
- * replaces stays valid to its end, and the sweep judges every entry with
- * one set); the iterator looks it up per element. */
+/* One iterator program and one bpf_for_each_map_elem program per CT map
+ * and mode: a program deletes only from the map it was loaded with, and a
+ * call site of bpf_for_each_map_elem must always see the same map (older
+ * verifiers reject a merged call). Mark mode's compare-and-swap
+ * (BPF_CMPXCHG, kernel 5.12) is only in the mark programs: kernels before
+ * 5.12 refuse a program whose text holds it even where a constant makes
+ * it unreachable ("BPF_STX uses reserved fields"), and the reclaim
+ * programs still load there. The iterator engine attaches
+ * iter_[mark_]<map> to the map; the foreach engine runs
+ * sweep_all_[mark_]<map> with BPF_PROG_RUN: cheaper per entry than the
+ * iterator, but it holds the CPU for the whole map. sweep_all looks the
+ * policy set up once and hands it to every callback (the whole run holds
+ * the RCU read lock, so the set a concurrent swap replaces stays valid to
+ * its end, and the sweep judges every entry with one set); the iterator
+ * looks it up per element. */
 struct walk {
 	struct policy_set *set;
 };
 
-#define ENGINES(name, fam)                                                        \
+#define ENGINE(name, fam, mode, prefix)                                           \
 	SEC("iter/bpf_map_elem")                                                  \
-	int iter_##name(struct bpf_iter__bpf_map_elem *ctx)                       \
+	int iter_##prefix##name(struct bpf_iter__bpf_map_elem *ctx)               \
 	{                                                                         \
 		struct ct_key##fam *k = ctx->key;                                 \
 		struct ct_entry *v = ctx->value;                                  \
 		if (k && v)                                                       \
-			judge##fam(&ct_##name, current_set(), k, v);              \
+			judge##fam(&ct_##name, current_set(), k, v, mode);        \
 		return 0;                                                         \
 	}                                                                         \
-	static long visit_##name(struct bpf_map *map, struct ct_key##fam *k,      \
-				 struct ct_entry *v, struct walk *w)              \
+	static long visit_##prefix##name(struct bpf_map *map, struct ct_key##fam *k, \
+					 struct ct_entry *v, struct walk *w)      \
 	{                                                                         \
-		judge##fam(&ct_##name, w->set, k, v);                             \
+		judge##fam(&ct_##name, w->set, k, v, mode);                       \
 		return 0;                                                         \
 	}                                                                         \
 	SEC("raw_tp")                                                             \
-	int sweep_all_##name(void *ctx)                                           \
+	int sweep_all_##prefix##name(void *ctx)                                   \
 	{                                                                         \
 		struct walk w = {.set = current_set()};                           \
-		bpf_for_each_map_elem(&ct_##name, visit_##name, &w, 0);           \
+		bpf_for_each_map_elem(&ct_##name, visit_##prefix##name, &w, 0);   \
 		return 0;                                                         \
 	}
+
+#define ENGINES(name, fam)                   \
+	ENGINE(name, fam, MODE_RECLAIM, )    \
+	ENGINE(name, fam, MODE_MARK, mark_)
 
 ENGINES(tcp4, 4)
 ENGINES(any4, 4)

@@ -88,6 +88,7 @@ for t in /tests/*.test; do
 	echo "vmtest: $t"
 	CI=true "$t" -test.count=1 -test.short -test.v > /tmp/out 2>&1 || rc=1
 	grep -E "^(--- |ok|PASS|FAIL| +--- SKIP)" /tmp/out # and which engines this kernel refused
+	grep -oE "refuses the engine: .*" /tmp/out | sort -u | sed 's/^/vmtest: /' # and why
 	[ $rc = 0 ] || tail -40 /tmp/out
 done
 echo "vmtest: exit $rc"

@@ -30,15 +30,6 @@ func attachIter(prog *ebpf.Program, m *ebpf.Map) (*link.Iter, error) {
 	return link.AttachIter(link.IterOptions{Program: prog, Map: m})
 }
 
-// kernelRelease is uname's release, e.g. "6.12.0-1-amd64".
-func kernelRelease() (string, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "", err
-	}
-	return unix.ByteSliceToString(u.Release[:]), nil
-}
-
 // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, counted over
 // every process of the user (root's includes Cilium's maps): egwct lifts
 // its limit before it creates a map or loads a program. Later kernels

@@ -25,8 +25,6 @@ func (iterLink) Close() error                 { return nil }
 
 func attachIter(*ebpf.Program, *ebpf.Map) (iterLink, error) { return iterLink{}, errNotLinux }
 
-func kernelRelease() (string, error) { return "", errNotLinux }
-
 func liftMemlock() {}
 
 func withMemlock(err error) error { return err }

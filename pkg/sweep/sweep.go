@@ -397,14 +397,23 @@ func checkLayout(spec *ebpf.CollectionSpec, p *profiles.Profile) error {
 	return nil
 }
 
+// program names the program of an engine (its name's prefix) for target
+// t in the sweeper's mode: the mark programs, which hold a
+// compare-and-swap, are programs of their own (bpf/sweep.bpf.c).
+func (s *Sweeper) program(engine string, t target) string {
+	if s.cfg.Mode == Mark {
+		return engine + "mark_" + t.kind()
+	}
+	return engine + t.kind()
+}
+
 // load loads the programs of a BPF engine for the maps opened, and
 // nothing else (older kernels reject programs they need not run), with the
 // code for what policy sets of the given features hold. Only once they
 // are loaded do they replace the programs loaded before.
 func (s *Sweeper) load(engine Engine, features uint32) error {
-	cfg := s.cfg
 	spec := s.state.spec.Copy()
-	for name, v := range map[string]any{"mode": uint32(cfg.Mode), "node_timeout": s.node, "idle_bucket": s.buckets, "features": features} {
+	for name, v := range map[string]any{"node_timeout": s.node, "idle_bucket": s.buckets, "features": features} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("configure the sweeper: %s: %w", name, err)
 		}
@@ -428,9 +437,9 @@ func (s *Sweeper) load(engine Engine, features uint32) error {
 			return err
 		}
 		if engine == ForEach {
-			want["sweep_all_"+t.kind()] = true
+			want[s.program("sweep_all_", t)] = true
 		} else {
-			want["iter_"+t.kind()] = true
+			want[s.program("iter_", t)] = true
 		}
 	}
 	for i, m := range s.nat {
@@ -462,7 +471,7 @@ func (s *Sweeper) load(engine Engine, features uint32) error {
 	s.coll, s.features = coll, features
 	s.now = coll.Variables["now"]
 	for i, t := range s.targets {
-		s.targets[i].each, s.targets[i].iter = coll.Programs["sweep_all_"+t.kind()], coll.Programs["iter_"+t.kind()]
+		s.targets[i].each, s.targets[i].iter = coll.Programs[s.program("sweep_all_", t)], coll.Programs[s.program("iter_", t)]
 	}
 	return nil
 }

@@ -180,30 +180,37 @@ type sweeperSweepStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sweeperMapCtAny4        = "ct_any4"
-	sweeperMapCtAny6        = "ct_any6"
-	sweeperMapCtTcp4        = "ct_tcp4"
-	sweeperMapCtTcp6        = "ct_tcp6"
-	sweeperMapEgwctPolicies = "egwct_policies"
-	sweeperMapEgwctSweep    = "egwct_sweep"
-	sweeperMapSnat4         = "snat4"
-	sweeperMapSnat6         = "snat6"
-	sweeperProgIterAny4     = "iter_any4"
-	sweeperProgIterAny6     = "iter_any6"
-	sweeperProgIterTcp4     = "iter_tcp4"
-	sweeperProgIterTcp6     = "iter_tcp6"
-	sweeperProgReadOnly     = "read_only"
-	sweeperProgSweepAllAny4 = "sweep_all_any4"
-	sweeperProgSweepAllAny6 = "sweep_all_any6"
-	sweeperProgSweepAllTcp4 = "sweep_all_tcp4"
-	sweeperProgSweepAllTcp6 = "sweep_all_tcp6"
-	sweeperProgWalkOnly     = "walk_only"
-	sweeperVarFeatures      = "features"
-	sweeperVarIdleBucket    = "idle_bucket"
-	sweeperVarMode          = "mode"
-	sweeperVarNodeTimeout   = "node_timeout"
-	sweeperVarNow           = "now"
-	sweeperVarSharedTypes   = "shared_types"
+	sweeperMapCtAny4            = "ct_any4"
+	sweeperMapCtAny6            = "ct_any6"
+	sweeperMapCtTcp4            = "ct_tcp4"
+	sweeperMapCtTcp6            = "ct_tcp6"
+	sweeperMapEgwctPolicies     = "egwct_policies"
+	sweeperMapEgwctSweep        = "egwct_sweep"
+	sweeperMapSnat4             = "snat4"
+	sweeperMapSnat6             = "snat6"
+	sweeperProgIterAny4         = "iter_any4"
+	sweeperProgIterAny6         = "iter_any6"
+	sweeperProgIterMarkAny4     = "iter_mark_any4"
+	sweeperProgIterMarkAny6     = "iter_mark_any6"
+	sweeperProgIterMarkTcp4     = "iter_mark_tcp4"
+	sweeperProgIterMarkTcp6     = "iter_mark_tcp6"
+	sweeperProgIterTcp4         = "iter_tcp4"
+	sweeperProgIterTcp6         = "iter_tcp6"
+	sweeperProgReadOnly         = "read_only"
+	sweeperProgSweepAllAny4     = "sweep_all_any4"
+	sweeperProgSweepAllAny6     = "sweep_all_any6"
+	sweeperProgSweepAllMarkAny4 = "sweep_all_mark_any4"
+	sweeperProgSweepAllMarkAny6 = "sweep_all_mark_any6"
+	sweeperProgSweepAllMarkTcp4 = "sweep_all_mark_tcp4"
+	sweeperProgSweepAllMarkTcp6 = "sweep_all_mark_tcp6"
+	sweeperProgSweepAllTcp4     = "sweep_all_tcp4"
+	sweeperProgSweepAllTcp6     = "sweep_all_tcp6"
+	sweeperProgWalkOnly         = "walk_only"
+	sweeperVarFeatures          = "features"
+	sweeperVarIdleBucket        = "idle_bucket"
+	sweeperVarNodeTimeout       = "node_timeout"
+	sweeperVarNow               = "now"
+	sweeperVarSharedTypes       = "shared_types"
 )
 
 // loadSweeper returns the embedded CollectionSpec for sweeper.
@@ -248,16 +255,24 @@ type sweeperSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sweeperProgramSpecs struct {
-	IterAny4     *ebpf.ProgramSpec `ebpf:"iter_any4"`
-	IterAny6     *ebpf.ProgramSpec `ebpf:"iter_any6"`
-	IterTcp4     *ebpf.ProgramSpec `ebpf:"iter_tcp4"`
-	IterTcp6     *ebpf.ProgramSpec `ebpf:"iter_tcp6"`
-	ReadOnly     *ebpf.ProgramSpec `ebpf:"read_only"`
-	SweepAllAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
-	SweepAllAny6 *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
-	SweepAllTcp4 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp4"`
-	SweepAllTcp6 *ebpf.ProgramSpec `ebpf:"sweep_all_tcp6"`
-	WalkOnly     *ebpf.ProgramSpec `ebpf:"walk_only"`
+	IterAny4         *ebpf.ProgramSpec `ebpf:"iter_any4"`
+	IterAny6         *ebpf.ProgramSpec `ebpf:"iter_any6"`
+	IterMarkAny4     *ebpf.ProgramSpec `ebpf:"iter_mark_any4"`
+	IterMarkAny6     *ebpf.ProgramSpec `ebpf:"iter_mark_any6"`
+	IterMarkTcp4     *ebpf.ProgramSpec `ebpf:"iter_mark_tcp4"`
+	IterMarkTcp6     *ebpf.ProgramSpec `ebpf:"iter_mark_tcp6"`
+	IterTcp4         *ebpf.ProgramSpec `ebpf:"iter_tcp4"`
+	IterTcp6         *ebpf.ProgramSpec `ebpf:"iter_tcp6"`
+	ReadOnly         *ebpf.ProgramSpec `ebpf:"read_only"`
+	SweepAllAny4     *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
+	SweepAllAny6     *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
+	SweepAllMarkAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_mark_any4"`
+	SweepAllMarkAny6 *ebpf.ProgramSpec `ebpf:"sweep_all_mark_any6"`
+	SweepAllMarkTcp4 *ebpf.ProgramSpec `ebpf:"sweep_all_mark_tcp4"`
+	SweepAllMarkTcp6 *ebpf.ProgramSpec `ebpf:"sweep_all_mark_tcp6"`
+	SweepAllTcp4     *ebpf.ProgramSpec `ebpf:"sweep_all_tcp4"`
+	SweepAllTcp6     *ebpf.ProgramSpec `ebpf:"sweep_all_tcp6"`
+	WalkOnly         *ebpf.ProgramSpec `ebpf:"walk_only"`
 }
 
 // sweeperMapSpecs contains maps before they are loaded into the kernel.
@@ -280,7 +295,6 @@ type sweeperMapSpecs struct {
 type sweeperVariableSpecs struct {
 	Features    *ebpf.VariableSpec `ebpf:"features"`
 	IdleBucket  *ebpf.VariableSpec `ebpf:"idle_bucket"`
-	Mode        *ebpf.VariableSpec `ebpf:"mode"`
 	NodeTimeout *ebpf.VariableSpec `ebpf:"node_timeout"`
 	Now         *ebpf.VariableSpec `ebpf:"now"`
 	SharedTypes *ebpf.VariableSpec `ebpf:"shared_types"`
@@ -335,7 +349,6 @@ func (m *sweeperMaps) Close() error {
 type sweeperVariables struct {
 	Features    *ebpf.Variable `ebpf:"features"`
 	IdleBucket  *ebpf.Variable `ebpf:"idle_bucket"`
-	Mode        *ebpf.Variable `ebpf:"mode"`
 	NodeTimeout *ebpf.Variable `ebpf:"node_timeout"`
 	Now         *ebpf.Variable `ebpf:"now"`
 	SharedTypes *ebpf.Variable `ebpf:"shared_types"`
@@ -345,27 +358,43 @@ type sweeperVariables struct {
 //
 // It can be passed to loadSweeperObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sweeperPrograms struct {
-	IterAny4     *ebpf.Program `ebpf:"iter_any4"`
-	IterAny6     *ebpf.Program `ebpf:"iter_any6"`
-	IterTcp4     *ebpf.Program `ebpf:"iter_tcp4"`
-	IterTcp6     *ebpf.Program `ebpf:"iter_tcp6"`
-	ReadOnly     *ebpf.Program `ebpf:"read_only"`
-	SweepAllAny4 *ebpf.Program `ebpf:"sweep_all_any4"`
-	SweepAllAny6 *ebpf.Program `ebpf:"sweep_all_any6"`
-	SweepAllTcp4 *ebpf.Program `ebpf:"sweep_all_tcp4"`
-	SweepAllTcp6 *ebpf.Program `ebpf:"sweep_all_tcp6"`
-	WalkOnly     *ebpf.Program `ebpf:"walk_only"`
+	IterAny4         *ebpf.Program `ebpf:"iter_any4"`
+	IterAny6         *ebpf.Program `ebpf:"iter_any6"`
+	IterMarkAny4     *ebpf.Program `ebpf:"iter_mark_any4"`
+	IterMarkAny6     *ebpf.Program `ebpf:"iter_mark_any6"`
+	IterMarkTcp4     *ebpf.Program `ebpf:"iter_mark_tcp4"`
+	IterMarkTcp6     *ebpf.Program `ebpf:"iter_mark_tcp6"`
+	IterTcp4         *ebpf.Program `ebpf:"iter_tcp4"`
+	IterTcp6         *ebpf.Program `ebpf:"iter_tcp6"`
+	ReadOnly         *ebpf.Program `ebpf:"read_only"`
+	SweepAllAny4     *ebpf.Program `ebpf:"sweep_all_any4"`
+	SweepAllAny6     *ebpf.Program `ebpf:"sweep_all_any6"`
+	SweepAllMarkAny4 *ebpf.Program `ebpf:"sweep_all_mark_any4"`
+	SweepAllMarkAny6 *ebpf.Program `ebpf:"sweep_all_mark_any6"`
+	SweepAllMarkTcp4 *ebpf.Program `ebpf:"sweep_all_mark_tcp4"`
+	SweepAllMarkTcp6 *ebpf.Program `ebpf:"sweep_all_mark_tcp6"`
+	SweepAllTcp4     *ebpf.Program `ebpf:"sweep_all_tcp4"`
+	SweepAllTcp6     *ebpf.Program `ebpf:"sweep_all_tcp6"`
+	WalkOnly         *ebpf.Program `ebpf:"walk_only"`
 }
 
 func (p *sweeperPrograms) Close() error {
 	return _SweeperClose(
 		p.IterAny4,
 		p.IterAny6,
+		p.IterMarkAny4,
+		p.IterMarkAny6,
+		p.IterMarkTcp4,
+		p.IterMarkTcp6,
 		p.IterTcp4,
 		p.IterTcp6,
 		p.ReadOnly,
 		p.SweepAllAny4,
 		p.SweepAllAny6,
+		p.SweepAllMarkAny4,
+		p.SweepAllMarkAny6,
+		p.SweepAllMarkTcp4,
+		p.SweepAllMarkTcp6,
 		p.SweepAllTcp4,
 		p.SweepAllTcp6,
 		p.WalkOnly,
