@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -63,4 +64,36 @@ func withMemlock(err error) error {
 	}
 	return fmt.Errorf("%w (this kernel charges BPF memory to RLIMIT_MEMLOCK, %s here, and egwct could not lift it: %v; "+
 		"run egwct with CAP_SYS_RESOURCE, as the chart does, or raise the limit: ulimit -l unlimited)", err, limit, memlockErr)
+}
+
+// haveCmpXchg probes for BPF_CMPXCHG (Linux 5.12), which the mark
+// programs hold: a kernel without it refuses them with "BPF_STX uses
+// reserved fields". Only an error wrapping ebpf.ErrNotSupported is
+// conclusive.
+var haveCmpXchg = sync.OnceValue(func() error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: cmpxchgProbe()})
+	if errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("%w: %w", ebpf.ErrNotSupported, err)
+	}
+	if err == nil {
+		prog.Close()
+	}
+	return err
+})
+
+// cmpxchgProbe is a program that compares and swaps a word on its stack.
+func cmpxchgProbe() asm.Instructions {
+	cas := asm.CmpXchg.Mem(asm.RFP, asm.R1, asm.Word, -4)
+	// cilium/ebpf v0.22.0 encodes the immediate of an atomic operation
+	// from Constant, not from the operation: a CmpXchg without it is an
+	// atomic add, which every kernel takes.
+	cas.Constant = int64(asm.CmpXchg >> 8)
+	return asm.Instructions{
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Mov.Imm(asm.R1, 1),
+		cas,
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	}
 }

@@ -28,3 +28,5 @@ func attachIter(*ebpf.Program, *ebpf.Map) (iterLink, error) { return iterLink{},
 func liftMemlock() {}
 
 func withMemlock(err error) error { return err }
+
+func haveCmpXchg() error { return errNotLinux }

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	ebpffeatures "github.com/cilium/ebpf/features"
 
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/nodeconfig"
@@ -250,9 +252,22 @@ func (s *Sweeper) try(e Engine, features uint32) error {
 	case Userspace:
 		s.unload()
 		return nil
-	case ForEach, Iterator:
+	case ForEach:
+		// The verifier of a kernel without the helper refuses the
+		// program with "number of funcs in func_info doesn't match
+		// number of subprogs": say what is missing instead.
+		if err := ebpffeatures.HaveProgramHelper(ebpf.RawTracepoint, asm.FnForEachMapElem); errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("this kernel has no bpf_for_each_map_elem (Linux 5.13): %w", err)
+		}
+	case Iterator:
 	default:
 		return fmt.Errorf("unknown engine %d", e)
+	}
+	if s.cfg.Mode == Mark {
+		// As above, for "BPF_STX uses reserved fields".
+		if err := haveCmpXchg(); errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("this kernel has no BPF compare-and-swap, which mark mode needs (Linux 5.12): %w", err)
+		}
 	}
 	if err := s.load(e, features); err != nil {
 		return err

@@ -1,8 +1,13 @@
 //go:build linux
 
+// What older kernels and stricter nodes refuse, and what egwct says then.
+
 package sweep
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
 	"runtime"
@@ -10,8 +15,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/egwct/egwct/pkg/nodeconfig"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -160,4 +167,32 @@ func dropCapability(c int) error {
 	data[c/32].Permitted &^= 1 << (c % 32)
 	data[c/32].Inheritable &^= 1 << (c % 32)
 	return unix.Capset(&hdr, &data[0])
+}
+
+// TestCmpXchgProbe: the probe holds a real compare-and-swap (opcode
+// 0xc3, immediate BPF_CMPXCHG 0xf1), not the atomic add an encoding
+// without the operation gives, which every kernel takes; and a kernel it
+// finds without one refuses the mark programs saying so.
+func TestCmpXchgProbe(t *testing.T) {
+	var b bytes.Buffer
+	if err := cmpxchgProbe().Marshal(&b, binary.LittleEndian); err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0xc3, 0x1a, 0xfc, 0xff, 0xf1, 0, 0, 0}; !bytes.Contains(b.Bytes(), want) {
+		t.Fatalf("the probe % x holds no cmpxchg (% x)", b.Bytes(), want)
+	}
+	err := haveCmpXchg()
+	t.Logf("compare-and-swap: %v", err)
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return
+	}
+	n := newNode(t, "1.18.3", nodeconfig.Clock{Mode: nodeconfig.Ktime})
+	st, err := OpenState(n.fs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := New(n.config(Mark, Iterator), st); err == nil || !strings.Contains(err.Error(), "compare-and-swap") {
+		t.Errorf("iterator in mark mode: %v, want a refusal naming the compare-and-swap", err)
+	}
 }
