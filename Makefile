@@ -145,6 +145,10 @@ metrics-doc: ## As root: regenerate docs/metrics.md from an agent on a lab node 
 vmtest: ## As root: the BPF tests under Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)
 	bash hack/vmtest.sh
 
+.PHONY: vmtest-arm64
+vmtest-arm64: ## As root: the BPF tests, built for arm64, under Debian's arm64 kernel (qemu, TCG; about 8 minutes)
+	bash hack/vmtest.sh arm64/linux-image-arm64
+
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...

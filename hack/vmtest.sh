@@ -5,8 +5,10 @@
 # charged to RLIMIT_MEMLOCK), booted with qemu under TCG (KVM does not
 # work for stock kernels on these machines). Kernels are fetched with
 # apt-get download (nothing is installed from them) into a cache outside
-# the repository; SUITE:PACKAGE takes one from another Debian suite, with
-# apt lists of its own. Usage: hack/vmtest.sh [[SUITE:]KERNEL_PACKAGE...]
+# the repository; SUITE:PACKAGE takes one from another Debian suite, and
+# arm64/PACKAGE Debian's arm64 kernel, run by arm64 test binaries under
+# qemu-system-aarch64 (make vmtest-arm64), each with apt lists of its own.
+# Usage: hack/vmtest.sh [[arm64/][SUITE:]KERNEL_PACKAGE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ kernels=("$@")
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+case " ${kernels[*]}" in *" arm64/"*) command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm) ;; esac
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,47 +27,79 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# apt of the machine's own suite, or (with a suite) of that suite's main
-# and security archives, listed in the cache.
+# apt of the machine's own suite and architecture, or (with a suite or
+# another architecture) of that suite's main and security archives for
+# that architecture, listed in the cache.
 apt_for() {
-	local suite=$1 tool=$2
-	shift 2
-	if [ -z "$suite" ]; then
+	local arch=$1 suite=$2 tool=$3
+	shift 3
+	if [ -z "$suite" ] && [ "$arch" = amd64 ]; then
 		"$tool" "$@"
 		return
 	fi
-	local d="$cache/apt-$suite"
+	[ -n "$suite" ] || suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+	local d="$cache/apt-$suite-$arch"
 	mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/parts"
-	printf 'deb http://deb.debian.org/debian %s main\ndeb http://deb.debian.org/debian-security %s-security main\n' \
-		"$suite" "$suite" > "$d/sources.list"
+	printf 'deb [arch=%s] http://deb.debian.org/debian %s main\ndeb [arch=%s] http://deb.debian.org/debian-security %s-security main\n' \
+		"$arch" "$suite" "$arch" "$suite" > "$d/sources.list"
+	if [ ! -f "$d/lists/.updated" ]; then
+		apt-get -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts="$d/parts" \
+			-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o APT::Architecture="$arch" \
+			-o APT::Architectures="$arch" update -qq && touch "$d/lists/.updated"
+	fi
 	"$tool" -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts="$d/parts" \
-		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::archives="$d/archives" "$@"
+		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::archives="$d/archives" \
+		-o APT::Architecture="$arch" -o APT::Architectures="$arch" "$@"
 }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Static test binaries of the packages whose tests need the kernel.
+# Static test binaries of the packages whose tests need the kernel, per
+# architecture.
 pkgs=(./pkg/ctmap ./pkg/sweep)
-for p in "${pkgs[@]}"; do
-	CGO_ENABLED=0 go test -c -o "$work/$(basename "$p").test" "$p"
-done
+testbins() {
+	local arch=$1
+	[ -d "$work/tests-$arch" ] && return
+	mkdir -p "$work/tests-$arch"
+	for p in "${pkgs[@]}"; do
+		CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/tests-$arch/$(basename "$p").test" "$p"
+	done
+}
+
+# busybox for the VM's init: the machine's own, or a static one of the
+# architecture from Debian.
+busybox_for() {
+	local arch=$1
+	if [ "$arch" = amd64 ]; then
+		echo /bin/busybox
+		return
+	fi
+	local b="$cache/busybox-$arch"
+	if [ ! -x "$b/busybox" ]; then
+		rm -rf "$b" && mkdir -p "$b/x"
+		(cd "$b" && apt_for "$arch" "" apt-get download -qq busybox-static)
+		dpkg-deb -x "$b"/*.deb "$b/x"
+		cp "$b/x/bin/busybox" "$b/busybox"
+		rm -rf "$b/x" "$b"/*.deb
+	fi
+	echo "$b/busybox"
+}
 
 status=0
 for arg in "${kernels[@]}"; do
-	suite="" pkg="$arg"
-	case "$arg" in *:*) suite=${arg%%:*} pkg=${arg#*:} ;; esac
-	if [ -n "$suite" ] && [ ! -d "$cache/apt-$suite/lists" ]; then
-		apt_for "$suite" apt-get update -qq
-	fi
+	arch=amd64 suite="" pkg="$arg"
+	case "$pkg" in */*) arch=${pkg%%/*} pkg=${pkg#*/} ;; esac
+	case "$pkg" in *:*) suite=${pkg%%:*} pkg=${pkg#*:} ;; esac
+	testbins "$arch"
 	# The meta package names the current kernel image package.
-	img=$(apt_for "$suite" apt-cache depends "$pkg" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+	img=$(apt_for "$arch" "$suite" apt-cache depends "$pkg" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	[ -n "$img" ] || img="$pkg"
 	dir="$cache/$img"
 	if [ ! -f "$dir/vmlinuz" ]; then
-		[ -n "$(apt_for "$suite" apt-cache policy "$img" 2>/dev/null)" ] || apt_for "$suite" apt-get update -qq
+		[ -n "$(apt_for "$arch" "$suite" apt-cache policy "$img" 2>/dev/null)" ] || apt_for "$arch" "$suite" apt-get update -qq
 		rm -rf "$dir" && mkdir -p "$dir/x"
-		(cd "$dir" && { apt_for "$suite" apt-get download -qq "${img}-unsigned" 2>/dev/null || apt_for "$suite" apt-get download -qq "$img"; })
+		(cd "$dir" && { apt_for "$arch" "$suite" apt-get download -qq "${img}-unsigned" 2>/dev/null || apt_for "$arch" "$suite" apt-get download -qq "$img"; })
 		dpkg-deb --fsys-tarfile "$dir"/*.deb | tar -x -C "$dir/x" ./boot
 		cp "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"
 		rm -rf "$dir/x" "$dir"/*.deb
@@ -72,8 +107,8 @@ for arg in "${kernels[@]}"; do
 
 	root="$work/root-$img"
 	mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,sys/fs/bpf,tests}
-	cp /bin/busybox "$root/bin/busybox"
-	for t in "$work"/*.test; do cp "$t" "$root/tests/"; done
+	cp "$(busybox_for "$arch")" "$root/bin/busybox"
+	for t in "$work/tests-$arch"/*.test; do cp "$t" "$root/tests/"; done
 	cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -99,9 +134,14 @@ INIT
 
 	echo "== $img"
 	out="$work/console-$img.log"
-	timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot \
+	case "$arch" in
+	amd64) qemu=(timeout 600 qemu-system-x86_64) console=ttyS0 ;;
+	arm64) qemu=(timeout 1500 qemu-system-aarch64 -machine virt) console=ttyAMA0 ;;
+	*) echo "vmtest: no qemu for $arch" >&2; exit 2 ;;
+	esac
+	"${qemu[@]}" -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot \
 		-kernel "$dir/vmlinuz" -initrd "$work/initrd-$img.gz" \
-		-append "console=ttyS0 panic=-1 quiet" > "$out" 2>&1 || true
+		-append "console=$console panic=-1 quiet" > "$out" 2>&1 || true
 	tr -d '\r' < "$out" | grep -E '^(vmtest:|--- |FAIL|ok|PASS| +--- SKIP)' || true
 	if ! grep -q '^vmtest: exit 0' "$out"; then
 		echo "vmtest: FAILED on $img (console log follows)" >&2
