@@ -16,7 +16,7 @@
  *     then its SNAT egress and reverse entries: the set Cilium's GC
  *     deletes for an outbound entry. docs/sweeper.md says why deleting
  *     during the walk is safe on these (LRU) hash maps.
- * Layouts: cilium-datapath.md §2 (key), §3 (ct_entry), §5 (states).
+ * Layouts: cilium-datapath.md §2 (key), §3 (ct_entry), both in ct.h; §5 (states).
  *
  * The structs and enums userspace shares with this program reach Go as
  * bpf2go -type output (pkg/sweep/gen.go); pkg/sweep's tests read this
@@ -47,44 +47,7 @@ struct bpf_iter__bpf_map_elem {
 	void *value;
 } __attribute__((preserve_access_index));
 
-/* struct ipv4_ct_tuple and ipv6_ct_tuple: the pod first, then the
- * destination. */
-struct ct_key4 {
-	__u32 pod;   /* daddr */
-	__u32 dest;  /* saddr */
-	__u16 dport;
-	__u16 sport;
-	__u8 nexthdr;
-	__u8 flags;
-} __attribute__((packed));
-_Static_assert(sizeof(struct ct_key4) == 14, "struct ipv4_ct_tuple is 14 bytes");
-
-struct ct_key6 {
-	__u32 pod[4];  /* daddr */
-	__u32 dest[4]; /* saddr */
-	__u16 dport;
-	__u16 sport;
-	__u8 nexthdr;
-	__u8 flags;
-} __attribute__((packed));
-_Static_assert(sizeof(struct ct_key6) == 38, "struct ipv6_ct_tuple is 38 bytes");
-
-/* The fields of struct ct_entry the sweeper reads (same in every version). */
-struct ct_entry {
-	__u64 pad0[4];
-	__u32 lifetime;
-	__u16 flags;
-	__u16 rev_nat_index;
-	__u16 pad40;
-	__u8 tx_flags_seen;
-	__u8 rx_flags_seen;
-	__u32 src_sec_id;
-	__u32 last_tx_report;
-	__u32 last_rx_report;
-};
-_Static_assert(sizeof(struct ct_entry) == 56, "struct ct_entry is 56 bytes");
-_Static_assert(__builtin_offsetof(struct ct_entry, lifetime) == 32, "ct_entry.lifetime");
-_Static_assert(__builtin_offsetof(struct ct_entry, flags) == 36, "ct_entry.flags");
+#include "ct.h"
 
 /* Cilium's values the program tests: a tuple's flags and protocol, and
  * bits of ct_entry.flags. */
@@ -666,8 +629,9 @@ ENGINES(tcp6, 6)
 ENGINES(any6, 6)
 
 /* The cost of the walk alone: bpf_for_each_map_elem over the TCP map with
- * a callback that does nothing. The benchmark reports it beside the
- * sweep's, as the floor no judgement can go below. */
+ * a callback that does nothing. The benchmarks report it beside the
+ * sweep's, as the floor no judgement can go below (what a callback's
+ * instructions add to it: bpf/walkcost.bpf.c, a test-only object). */
 static long nothing(struct bpf_map *map, void *k, void *v, void *ctx)
 {
 	return 0;
@@ -678,22 +642,4 @@ int walk_only(void *ctx)
 {
 	bpf_for_each_map_elem(&ct_tcp4, nothing, NULL, 0);
 	return 0;
-}
-
-/* The cost of reading what any judgement must read: the key's pod and
- * flags and the entry's lifetime and flags (the entry's value lies on
- * another cache line than the element's list node, which is all the walk
- * reads). The benchmark reports it as a second floor. */
-static long touch(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, __u64 *sum)
-{
-	*sum += word(k, 0) + k->flags + v->lifetime + v->flags;
-	return 0;
-}
-
-SEC("raw_tp")
-int read_only(void *ctx)
-{
-	__u64 sum = 0;
-	bpf_for_each_map_elem(&ct_tcp4, touch, &sum, 0);
-	return sum == 1; /* used, so the reads stay */
 }

@@ -223,27 +223,36 @@ func countExpired(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) i
 }
 
 // floors loads the floor programs over the bench node's CT map: the walk
-// alone (walk_only, a callback doing nothing) and the walk with the reads
-// every judgement makes (read_only).
+// alone (egwct's walk_only, a callback doing nothing) and the walk with
+// the reads every judgement makes (read_only, of the test-only
+// bpf/walkcost.bpf.c).
 func floors(b *testing.B, bn *benchNode) (walk, read *ebpf.Program) {
-	spec, err := loadSweeper()
-	if err != nil {
-		b.Fatal(err)
-	}
 	info, err := bn.ct.Info()
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
-	var o struct {
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}}
+	var w struct {
 		Walk *ebpf.Program `ebpf:"walk_only"`
+	}
+	var r struct {
 		Read *ebpf.Program `ebpf:"read_only"`
 	}
-	if err := spec.LoadAndAssign(&o, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}}); err != nil {
-		b.Fatal(err)
+	for _, l := range []struct {
+		load func() (*ebpf.CollectionSpec, error)
+		to   any
+	}{{loadSweeper, &w}, {loadWalkCost, &r}} {
+		spec, err := l.load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
+		if err := spec.LoadAndAssign(l.to, opts); err != nil {
+			b.Fatal(err)
+		}
 	}
-	b.Cleanup(func() { o.Walk.Close(); o.Read.Close() })
-	return o.Walk, o.Read
+	b.Cleanup(func() { w.Walk.Close(); r.Read.Close() })
+	return w.Walk, r.Read
 }
 
 // BenchmarkBacklog measures the first reclaim on a node with a backlog:

@@ -196,7 +196,6 @@ const (
 	sweeperProgIterMarkTcp6     = "iter_mark_tcp6"
 	sweeperProgIterTcp4         = "iter_tcp4"
 	sweeperProgIterTcp6         = "iter_tcp6"
-	sweeperProgReadOnly         = "read_only"
 	sweeperProgSweepAllAny4     = "sweep_all_any4"
 	sweeperProgSweepAllAny6     = "sweep_all_any6"
 	sweeperProgSweepAllMarkAny4 = "sweep_all_mark_any4"
@@ -263,7 +262,6 @@ type sweeperProgramSpecs struct {
 	IterMarkTcp6     *ebpf.ProgramSpec `ebpf:"iter_mark_tcp6"`
 	IterTcp4         *ebpf.ProgramSpec `ebpf:"iter_tcp4"`
 	IterTcp6         *ebpf.ProgramSpec `ebpf:"iter_tcp6"`
-	ReadOnly         *ebpf.ProgramSpec `ebpf:"read_only"`
 	SweepAllAny4     *ebpf.ProgramSpec `ebpf:"sweep_all_any4"`
 	SweepAllAny6     *ebpf.ProgramSpec `ebpf:"sweep_all_any6"`
 	SweepAllMarkAny4 *ebpf.ProgramSpec `ebpf:"sweep_all_mark_any4"`
@@ -366,7 +364,6 @@ type sweeperPrograms struct {
 	IterMarkTcp6     *ebpf.Program `ebpf:"iter_mark_tcp6"`
 	IterTcp4         *ebpf.Program `ebpf:"iter_tcp4"`
 	IterTcp6         *ebpf.Program `ebpf:"iter_tcp6"`
-	ReadOnly         *ebpf.Program `ebpf:"read_only"`
 	SweepAllAny4     *ebpf.Program `ebpf:"sweep_all_any4"`
 	SweepAllAny6     *ebpf.Program `ebpf:"sweep_all_any6"`
 	SweepAllMarkAny4 *ebpf.Program `ebpf:"sweep_all_mark_any4"`
@@ -388,7 +385,6 @@ func (p *sweeperPrograms) Close() error {
 		p.IterMarkTcp6,
 		p.IterTcp4,
 		p.IterTcp6,
-		p.ReadOnly,
 		p.SweepAllAny4,
 		p.SweepAllAny6,
 		p.SweepAllMarkAny4,
