@@ -18,6 +18,8 @@ import (
 const (
 	walkCostMapCtTcp4    = "ct_tcp4"
 	walkCostProgReadOnly = "read_only"
+	walkCostProgWide16   = "wide16"
+	walkCostProgWide32   = "wide32"
 	walkCostProgWork16   = "work16"
 	walkCostProgWork32   = "work32"
 	walkCostProgWork4    = "work4"
@@ -67,6 +69,8 @@ type walkCostSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type walkCostProgramSpecs struct {
 	ReadOnly *ebpf.ProgramSpec `ebpf:"read_only"`
+	Wide16   *ebpf.ProgramSpec `ebpf:"wide16"`
+	Wide32   *ebpf.ProgramSpec `ebpf:"wide32"`
 	Work16   *ebpf.ProgramSpec `ebpf:"work16"`
 	Work32   *ebpf.ProgramSpec `ebpf:"work32"`
 	Work4    *ebpf.ProgramSpec `ebpf:"work4"`
@@ -126,6 +130,8 @@ type walkCostVariables struct {
 // It can be passed to loadWalkCostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type walkCostPrograms struct {
 	ReadOnly *ebpf.Program `ebpf:"read_only"`
+	Wide16   *ebpf.Program `ebpf:"wide16"`
+	Wide32   *ebpf.Program `ebpf:"wide32"`
 	Work16   *ebpf.Program `ebpf:"work16"`
 	Work32   *ebpf.Program `ebpf:"work32"`
 	Work4    *ebpf.Program `ebpf:"work4"`
@@ -135,6 +141,8 @@ type walkCostPrograms struct {
 func (p *walkCostPrograms) Close() error {
 	return _WalkCostClose(
 		p.ReadOnly,
+		p.Wide16,
+		p.Wide32,
 		p.Work16,
 		p.Work32,
 		p.Work4,

@@ -29,8 +29,9 @@ func funcLen(prog *ebpf.ProgramSpec, sym string) int {
 // BenchmarkWalkCost prices what a bpf_for_each_map_elem callback adds to
 // the walk of a CT map of 1M entries, in the same run: the empty walk
 // (the floor), the reads every judgement makes, those reads followed by 4,
-// 8, 16 and 32 rounds of dependent arithmetic (bpf/walkcost.bpf.c), and
-// the foreach engine's steady-state sweep (mark mode, nothing new to
+// 8, 16 and 32 rounds of dependent arithmetic and by 16 and 32 rounds on
+// four independent chains (bpf/walkcost.bpf.c), and the foreach engine's
+// steady-state sweep (mark mode, nothing new to
 // expire). Reported for each: CPU ns per entry, its ratio to the floor,
 // and its callback's instructions. The programs run in turn, forwards
 // then backwards, so that a machine growing busier or idler charges them
@@ -80,6 +81,7 @@ func BenchmarkWalkCost(b *testing.B) {
 	runs := []run{{name: "floor", insns: funcLen(sweeper.Programs["walk_only"], "nothing"), do: prog(walk)}}
 	for _, w := range []struct{ prog, cb string }{
 		{"read_only", "touch"}, {"work4", "work4_cb"}, {"work8", "work8_cb"}, {"work16", "work16_cb"}, {"work32", "work32_cb"},
+		{"wide16", "wide16_cb"}, {"wide32", "wide32_cb"},
 	} {
 		runs = append(runs, run{name: w.prog, insns: funcLen(spec.Programs[w.prog], w.cb), do: prog(coll.Programs[w.prog])})
 	}
