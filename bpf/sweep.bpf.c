@@ -247,7 +247,7 @@ struct shared_types shared_types __attribute__((unused));
  * again when a new set holds more. */
 volatile const __u32 features = ALL_FEATURES;
 volatile const __u32 node_timeout[NSTATES]; /* the node's, in lifetime units */
-volatile const __u32 idle_bucket[NBUCKETS - 1]; /* histogram bounds, lifetime units */
+volatile const __u32 idle_bucket[NBUCKETS - 1]; /* first idle time of buckets 1.., lifetime units */
 
 /* Set before each sweep: the datapath's current time in lifetime units. */
 volatile __u32 now;
@@ -452,10 +452,12 @@ static __always_inline struct sweep_stats *account(struct policy_set *set, __u32
 	/* Every packet sets lifetime = now + node timeout: the last one was
 	 * at lifetime - node timeout. */
 	__s32 idle = (__s32)(t - (lifetime - node_timeout[state & (NSTATES - 1)]));
-	/* The bucket is the number of bounds idle has reached, counted
-	 * without a branch: idle times are in no order, and a mispredicted
-	 * branch per bound cost more than the arithmetic (64-bit, so that
-	 * no difference of two 32-bit values overflows). */
+	/* The bucket is the number of buckets whose first idle time (a
+	 * bound plus one: a bound belongs to the bucket below it, as
+	 * Prometheus' le says) idle has reached, counted without a branch:
+	 * idle times are in no order, and a mispredicted branch per bound
+	 * cost more than the arithmetic (64-bit, so that no difference of
+	 * two 32-bit values overflows). */
 	__u64 b = 0;
 #pragma unroll
 	for (int i = 0; i < NBUCKETS - 1; i++)

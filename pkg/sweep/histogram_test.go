@@ -11,11 +11,11 @@ import (
 )
 
 // linearBucket is the histogram's definition: the number of bounds idle
-// has reached.
+// is above (a bound is in the bucket below it, as Prometheus' le says).
 func linearBucket(bounds [7]uint32, idle int32) int {
 	b := 0
 	for _, bound := range bounds {
-		if idle >= int32(bound) {
+		if int64(idle) > int64(bound) {
 			b++
 		}
 	}
@@ -23,9 +23,10 @@ func linearBucket(bounds [7]uint32, idle int32) int {
 }
 
 // TestProgramIdleHistogram: every engine puts each entry in the bucket
-// the bounds define, for idle times one unit below, at and one unit
-// above each bound, negative and the longest, on clocks whose bounds
-// differ (a bound of 0 units at HZ=24).
+// the bounds define (egwct_ct_idle_seconds' le: an idle time equal to a
+// bound is in the bucket of that bound), for idle times one unit below,
+// at and one unit above each bound, negative and the longest, on clocks
+// whose bounds differ (a bound of 0 units at HZ=24).
 func TestProgramIdleHistogram(t *testing.T) {
 	for _, c := range []nodeconfig.Clock{{Mode: nodeconfig.Ktime}, {Mode: nodeconfig.Jiffies, HZ: 24}, {Mode: nodeconfig.Jiffies, HZ: 1000}} {
 		for _, engine := range engines {

@@ -37,8 +37,10 @@ func (m Mode) String() string {
 	return "reclaim"
 }
 
-// IdleBuckets are the upper bounds of the idle-time histogram's buckets;
-// the last bucket holds everything idle longer.
+// IdleBuckets are the upper bounds of the idle-time histogram's buckets,
+// inclusive as Prometheus' le is: a bucket holds the idle times above the
+// bound before it and at most its own; the last bucket holds everything
+// idle longer.
 var IdleBuckets = [7]time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour}
 
 // Config configures a Sweeper.
@@ -96,8 +98,9 @@ type Sweeper struct {
 	fitted *sweeperPolicySet
 	nat    [2]*ctmap.Map // SNAT maps by family; nil on nodes without BPF NodePort (or in mark mode)
 	choice Choice
-	// node and buckets are the node's timeouts and the histogram's
-	// bounds in clock units (the program's constants).
+	// node and buckets are the node's timeouts and the first idle time
+	// of each histogram bucket after the first, in clock units (the
+	// program's constants).
 	node    [4]uint32
 	buckets [7]uint32
 	// judged, in tests, is called by the userspace engine between the
@@ -187,7 +190,10 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 		s.node[st] = uint32(cfg.Clock.Units(d))
 	}
 	for i, d := range IdleBuckets {
-		s.buckets[i] = uint32(cfg.Clock.Units(d))
+		// The first idle time above the bound: Units rounds down, so
+		// an idle time of idle units is at most d exactly when it is
+		// at most Units(d).
+		s.buckets[i] = uint32(cfg.Clock.Units(d)) + 1
 	}
 	if err := s.choose(); err != nil {
 		s.Close()
