@@ -3,10 +3,13 @@
  * Test-only programs that price a bpf_for_each_map_elem callback over
  * Cilium's IPv4 TCP CT map (pkg/sweep's BenchmarkWalkCost): the reads any
  * judgement makes, then those reads followed by n rounds of arithmetic,
- * on one dependent chain (WORK) or four (WIDE). Against the empty walk (sweep.bpf.c's walk_only) they say
- * what an instruction of a callback costs per entry, and so how many a
- * judgement may spend for a given ratio to the floor. Never shipped: the
- * object is bpf2go output of pkg/sweep's tests only.
+ * on one dependent chain (WORK) or four (WIDE). Against the empty walk
+ * (sweep.bpf.c's walk_only) they say what an instruction of a callback
+ * costs per entry, and so how many a judgement may spend for a given
+ * ratio to the floor. Never shipped: the object is bpf2go output of
+ * pkg/sweep's tests only. Each program NAME walks the map with the
+ * callback NAME_cb (WALK), which the benchmark counts the instructions
+ * of.
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -34,19 +37,23 @@ static __always_inline __u64 reads(struct ct_key4 *k, struct ct_entry *v)
 	return *(__u32 *)k + k->flags + v->lifetime + v->flags;
 }
 
-static long touch(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, __u64 *sum)
+/* WALK(name): the program that walks the map with name##_cb, summing
+ * what the callbacks compute (returned, so that nothing is left out). */
+#define WALK(name)                                                     \
+	SEC("raw_tp")                                                  \
+	int name(void *ctx)                                            \
+	{                                                              \
+		__u64 sum = 0;                                         \
+		bpf_for_each_map_elem(&ct_tcp4, name##_cb, &sum, 0);   \
+		return sum == 1;                                       \
+	}
+
+static long read_only_cb(struct bpf_map *map, struct ct_key4 *k, struct ct_entry *v, __u64 *sum)
 {
 	*sum += reads(k, v);
 	return 0;
 }
-
-SEC("raw_tp")
-int read_only(void *ctx)
-{
-	__u64 sum = 0;
-	bpf_for_each_map_elem(&ct_tcp4, touch, &sum, 0);
-	return sum == 1; /* used, so the reads stay */
-}
+WALK(read_only)
 
 /* WORK(n): the reads, then n rounds of a multiply-xorshift on what they
  * read, each round depending on the one before (nothing to fold or to
@@ -65,13 +72,7 @@ int read_only(void *ctx)
 		*sum += x;                                                                 \
 		return 0;                                                                  \
 	}                                                                                  \
-	SEC("raw_tp")                                                                      \
-	int work##n(void *ctx)                                                             \
-	{                                                                                  \
-		__u64 sum = 0;                                                             \
-		bpf_for_each_map_elem(&ct_tcp4, work##n##_cb, &sum, 0);                    \
-		return sum == 1;                                                           \
-	}
+	WALK(work##n)
 
 WORK(4)
 WORK(8)
@@ -105,13 +106,7 @@ WORK(32)
 		*sum += x0 ^ x1 ^ x2 ^ x3;                                                 \
 		return 0;                                                                  \
 	}                                                                                  \
-	SEC("raw_tp")                                                                      \
-	int wide##n(void *ctx)                                                             \
-	{                                                                                  \
-		__u64 sum = 0;                                                             \
-		bpf_for_each_map_elem(&ct_tcp4, wide##n##_cb, &sum, 0);                    \
-		return sum == 1;                                                           \
-	}
+	WALK(wide##n)
 
 WIDE(16)
 WIDE(32)

@@ -227,11 +227,6 @@ func countExpired(b *testing.B, m *ctmap.Map, matcher *Matcher, t ctmap.Times) i
 // the reads every judgement makes (read_only, of the test-only
 // bpf/walkcost.bpf.c).
 func floors(b *testing.B, bn *benchNode) (walk, read *ebpf.Program) {
-	info, err := bn.ct.Info()
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}}
 	var w struct {
 		Walk *ebpf.Program `ebpf:"walk_only"`
 	}
@@ -246,13 +241,23 @@ func floors(b *testing.B, bn *benchNode) (walk, read *ebpf.Program) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
-		if err := spec.LoadAndAssign(l.to, opts); err != nil {
+		if err := spec.LoadAndAssign(l.to, overBenchCT(b, bn, spec)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Cleanup(func() { w.Walk.Close(); r.Read.Close() })
 	return w.Walk, r.Read
+}
+
+// overBenchCT sizes spec's ct_tcp4 placeholder as the bench node's CT map
+// and returns the options that bind that map in its place.
+func overBenchCT(b *testing.B, bn *benchNode, spec *ebpf.CollectionSpec) *ebpf.CollectionOptions {
+	info, err := bn.ct.Info()
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
+	return &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}}
 }
 
 // BenchmarkBacklog measures the first reclaim on a node with a backlog:

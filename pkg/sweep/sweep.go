@@ -191,8 +191,8 @@ func New(cfg Config, state *State) (*Sweeper, error) {
 	}
 	for i, d := range IdleBuckets {
 		// The first idle time above the bound: Units rounds down, so
-		// an idle time of idle units is at most d exactly when it is
-		// at most Units(d).
+		// an idle time of n units is at most d exactly when n is at
+		// most Units(d).
 		s.buckets[i] = uint32(cfg.Clock.Units(d)) + 1
 	}
 	if err := s.choose(); err != nil {

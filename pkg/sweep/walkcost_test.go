@@ -31,8 +31,7 @@ func funcLen(prog *ebpf.ProgramSpec, sym string) int {
 // (the floor), the reads every judgement makes, those reads followed by 4,
 // 8, 16 and 32 rounds of dependent arithmetic and by 16 and 32 rounds on
 // four independent chains (bpf/walkcost.bpf.c), and the foreach engine's
-// steady-state sweep (mark mode, nothing new to
-// expire). Reported for each: CPU ns per entry, its ratio to the floor,
+// steady-state sweep (mark mode, nothing new to expire). Reported for each: CPU ns per entry, its ratio to the floor,
 // and its callback's instructions. The programs run in turn, forwards
 // then backwards, so that a machine growing busier or idler charges them
 // alike.
@@ -41,17 +40,14 @@ func funcLen(prog *ebpf.ProgramSpec, sym string) int {
 func BenchmarkWalkCost(b *testing.B) {
 	const n = 1_000_000
 	bn := newBenchNode(b, n)
-	walk, _ := floors(b, bn)
+	walk, read := floors(b, bn)
 	spec, err := loadWalkCost()
 	if err != nil {
 		b.Fatal(err)
 	}
-	info, err := bn.ct.Info()
-	if err != nil {
-		b.Fatal(err)
-	}
-	spec.Maps["ct_tcp4"].MaxEntries, spec.Maps["ct_tcp4"].Flags = info.MaxEntries, info.Flags
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"ct_tcp4": bn.ct.Map}})
+	readInsns := funcLen(spec.Programs["read_only"], "read_only_cb")
+	delete(spec.Programs, "read_only") // floors loaded it
+	coll, err := ebpf.NewCollectionWithOptions(spec, *overBenchCT(b, bn, spec))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,12 +74,12 @@ func BenchmarkWalkCost(b *testing.B) {
 	prog := func(p *ebpf.Program) func() error {
 		return func() error { _, err := p.Run(nil); return err }
 	}
-	runs := []run{{name: "floor", insns: funcLen(sweeper.Programs["walk_only"], "nothing"), do: prog(walk)}}
-	for _, w := range []struct{ prog, cb string }{
-		{"read_only", "touch"}, {"work4", "work4_cb"}, {"work8", "work8_cb"}, {"work16", "work16_cb"}, {"work32", "work32_cb"},
-		{"wide16", "wide16_cb"}, {"wide32", "wide32_cb"},
-	} {
-		runs = append(runs, run{name: w.prog, insns: funcLen(spec.Programs[w.prog], w.cb), do: prog(coll.Programs[w.prog])})
+	runs := []run{
+		{name: "floor", insns: funcLen(sweeper.Programs["walk_only"], "nothing"), do: prog(walk)},
+		{name: "read_only", insns: readInsns, do: prog(read)},
+	}
+	for _, name := range []string{"work4", "work8", "work16", "work32", "wide16", "wide32"} {
+		runs = append(runs, run{name: name, insns: funcLen(spec.Programs[name], name+"_cb"), do: prog(coll.Programs[name])})
 	}
 	runs = append(runs, run{name: "foreach", insns: funcLen(sweeper.Programs["sweep_all_mark_tcp4"], "visit_mark_tcp4"),
 		do: func() error { _, err := s.Sweep(); return err }})
