@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -276,5 +277,36 @@ func TestStateMemory(t *testing.T) {
 	const limit = 12 << 20
 	if total > limit {
 		t.Errorf("the state takes %d KiB, want at most %d KiB", total>>10, limit>>10)
+	}
+}
+
+// TestDocsNameSchemaVersion: the pages that say where egwct's state lives
+// name the schema version this egwct writes (they said v5 a release after
+// v6 came).
+func TestDocsNameSchemaVersion(t *testing.T) {
+	dir := filepath.Join("..", "..", "docs")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		t.Skip("no source tree beside the test binary (make vmtest copies the binary alone)")
+	}
+	docs, err := filepath.Glob(filepath.Join(dir, "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs found: %v", err)
+	}
+	named := regexp.MustCompile("<bpffs>/egwct/(v[0-9]+)|`(v[0-9]+)` is the schema version")
+	seen := 0
+	for _, doc := range docs {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range named.FindAllSubmatch(b, -1) {
+			seen++
+			if v := string(m[1]) + string(m[2]); v != SchemaVersion {
+				t.Errorf("%s: %q names schema %s, egwct writes %s", doc, m[0], v, SchemaVersion)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Error("no page names the schema version")
 	}
 }
