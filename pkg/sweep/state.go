@@ -222,6 +222,9 @@ func (s *State) Replace(set []Policy) error {
 	if err := inner.Put(uint32(0), value); err != nil {
 		return fmt.Errorf("write the policy set: %w", err)
 	}
+	if err := s.moveTotals(set); err != nil {
+		return err
+	}
 	// Names first: a slot's name is right before the trie refers to it.
 	for i, p := range set {
 		var name [nameSize]byte
@@ -247,6 +250,64 @@ func (s *State) Replace(set []Policy) error {
 	s.slots = uint32(len(set))
 	s.set = value
 	return nil
+}
+
+// moveTotals makes the running totals follow their policy into the slot
+// set gives it: slots are assigned by position (sorted by name), so a
+// policy added or removed before another moves it to another slot, and
+// its totals would otherwise be shown for whichever policy took its old
+// slot. A slot whose policy is new, or that no policy holds any more,
+// starts from zero. Slot 0 (no policy) stays as it is. Call it before
+// the names of set are written.
+func (s *State) moveTotals(set []Policy) error {
+	old, err := s.policySlots()
+	if err != nil {
+		return err
+	}
+	n := max(old, uint32(len(set)))
+	oldNames := make([]string, n+1)
+	var name [nameSize]byte
+	for id := uint32(1); id <= old; id++ {
+		if err := s.names.Lookup(id, &name); err != nil {
+			return err
+		}
+		oldNames[id] = string(bytes.TrimRight(name[:], "\x00"))
+	}
+	cur := make([][4]Totals, n+1)
+	byName := map[string][4]Totals{}
+	for id := uint32(1); id <= n; id++ {
+		for st := range cur[id] {
+			if err := s.totals.Lookup(id*4+uint32(st), &cur[id][st]); err != nil {
+				return err
+			}
+		}
+		if oldNames[id] != "" {
+			byName[oldNames[id]] = cur[id]
+		}
+	}
+	for id := uint32(1); id <= n; id++ {
+		var want [4]Totals
+		if int(id) <= len(set) {
+			want = byName[storedName(set[id-1].Name)]
+		}
+		if want == cur[id] {
+			continue
+		}
+		for st := range want {
+			if err := s.totals.Put(id*4+uint32(st), &want[st]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// storedName is name as egwct_names holds it (cut to fit).
+func storedName(name string) string {
+	if len(name) > nameSize-1 {
+		name = name[:nameSize-1]
+	}
+	return strings.TrimRight(name, "\x00")
 }
 
 // Names returns the display names of the policy slots in use.

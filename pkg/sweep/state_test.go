@@ -19,6 +19,7 @@ import (
 
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/policy"
+	"github.com/egwct/egwct/pkg/profiles"
 )
 
 // TestOpenStateReadOnly: a viewer reads the set in force while the
@@ -308,5 +309,73 @@ func TestDocsNameSchemaVersion(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Error("no page names the schema version")
+	}
+}
+
+// TestReplaceMovesTotals: a policy's running totals follow it when a
+// new set gives it another slot (slots are by position, sorted by name),
+// a new policy starts from zero, and a removed one's totals go.
+func TestReplaceMovesTotals(t *testing.T) {
+	set := func(names ...string) []Policy {
+		var out []Policy
+		for i, n := range names {
+			out = append(out, Policy{Name: n, Timeouts: [4]uint32{0, 300, 0, 0}, Keys: []policy.Key{
+				{Pod: netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)}), Dest: netip.MustParsePrefix("198.18.0.0/16")},
+			}})
+		}
+		return out
+	}
+	long := strings.Repeat("x", nameSize+10)
+	for _, tc := range []struct {
+		name        string
+		before      []string
+		after       []string
+		want        []uint64 // DeletedCT of established, slots 1.. after the new set
+		wantCleared uint32   // slots above the new set that must be zero
+	}{
+		{"added before the others", []string{"b", "c"}, []string{"a", "b", "c"}, []uint64{0, 1, 2}, 0},
+		{"removed before the others", []string{"a", "b", "c"}, []string{"b", "c"}, []uint64{2, 3}, 3},
+		{"unchanged", []string{"a", "b"}, []string{"a", "b"}, []uint64{1, 2}, 0},
+		{"renamed", []string{"a", "b"}, []string{"a", "z"}, []uint64{1, 0}, 0},
+		{"all gone", []string{"a", "b"}, nil, nil, 2},
+		{"a name cut to fit", []string{long, "b"}, []string{"a", long, "b"}, []uint64{0, 1, 2}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bpffs := testutil.PrivateBPFFS(t)
+			st, err := OpenState(bpffs, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { st.Close() }()
+			if err := st.Replace(set(tc.before...)); err != nil {
+				t.Fatal(err)
+			}
+			// Policy i of the first set has deleted i+1 entries.
+			for i := range tc.before {
+				tot := Totals{Expired: uint64(i + 1), DeletedCT: uint64(i + 1)}
+				if err := st.totals.Put(uint32(i+1)*4+uint32(profiles.StateEstablished), &tot); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The next apply opens the state anew.
+			st.Close()
+			if st, err = OpenState(bpffs, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Replace(set(tc.after...)); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range tc.want {
+				tot, err := st.Totals(uint32(i+1), profiles.StateEstablished)
+				if err != nil || tot.DeletedCT != want || tot.Expired != want {
+					t.Errorf("slot %d (%.8s): totals %+v %v, want %d deleted", i+1, tc.after[i], tot, err, want)
+				}
+			}
+			for id := uint32(len(tc.after) + 1); id <= tc.wantCleared; id++ {
+				if tot, err := st.Totals(id, profiles.StateEstablished); err != nil || tot != (Totals{}) {
+					t.Errorf("slot %d of no policy: totals %+v %v", id, tot, err)
+				}
+			}
+		})
 	}
 }
