@@ -129,9 +129,11 @@ func (m *Model) due() bool {
 	return time.Duration(m.skipped)*m.refresh >= m.interval()
 }
 
-// query is what the current view needs.
+// query is what the current view needs. Flows count as expiring when
+// they end before the next timed refresh: on a node whose reads space the
+// refreshes out (interval), within that longer interval.
 func (m *Model) query() Query {
-	return Query{FlowsOf: m.flowsOf, Flows: m.hasFlows, Window: m.refresh, Quick: m.first}
+	return Query{FlowsOf: m.flowsOf, Flows: m.hasFlows, Window: m.interval(), Quick: m.first}
 }
 
 // fetch asks the source for a snapshot, one at a time.

@@ -654,3 +654,30 @@ func TestDutyCycle(t *testing.T) {
 		t.Error("r did not refresh at once")
 	}
 }
+
+// TestExpiringWindow: EXPIRING counts the flows that end before the next
+// refresh, which a node whose reads are slow spaces out.
+func TestExpiringWindow(t *testing.T) {
+	for _, tc := range []struct {
+		cost time.Duration
+		want time.Duration
+	}{
+		{12 * time.Millisecond, time.Second},
+		{100 * time.Millisecond, time.Second},
+		{350 * time.Millisecond, 4 * time.Second},
+		{1200 * time.Millisecond, 12 * time.Second},
+	} {
+		f := &fake{answer: func(q Query) (*Snapshot, error) {
+			s := synthetic(t0, 0)
+			s.Cost = tc.cost
+			return s, nil
+		}}
+		m := newModel(t, 160, 40, f)
+		for i := 0; i < 12; i++ {
+			refresh(t, m)
+		}
+		if q := f.queries[len(f.queries)-1]; q.Window != tc.want {
+			t.Errorf("reads of %s: window %s, want %s", tc.cost, q.Window, tc.want)
+		}
+	}
+}
