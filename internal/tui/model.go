@@ -38,11 +38,14 @@ type Model struct {
 	keys    KeyMap
 	help    help.Model
 
-	snap, prev *Snapshot
-	err        error
+	snap *Snapshot
+	err  error
 	// rate is reclaimed entries per second per policy, from the last two
-	// snapshots.
-	rate map[string]float64
+	// snapshots. Of the one before snap only what rate needs is kept: a
+	// snapshot of a big node's flows is hundreds of MB.
+	rate          map[string]float64
+	prevTaken     time.Time
+	prevReclaimed map[string]uint64
 
 	view     View
 	flowsOf  string
@@ -191,20 +194,18 @@ func (m *Model) setSnapshot(s *Snapshot, err error) {
 	for i, t := range m.tables {
 		keys[i], had[i] = t.selectedKey()
 	}
-	m.prev, m.snap = m.snap, s
+	m.snap = s
 	m.rate = map[string]float64{}
-	if m.prev != nil {
-		if dt := s.Taken.Sub(m.prev.Taken).Seconds(); dt > 0 {
-			before := map[string]uint64{}
-			for _, p := range m.prev.Policies {
-				before[p.Name] = p.Reclaimed
-			}
-			for _, p := range s.Policies {
-				if b, ok := before[p.Name]; ok && p.Reclaimed >= b {
-					m.rate[p.Name] = float64(p.Reclaimed-b) / dt
-				}
+	if dt := s.Taken.Sub(m.prevTaken).Seconds(); m.prevReclaimed != nil && dt > 0 {
+		for _, p := range s.Policies {
+			if b, ok := m.prevReclaimed[p.Name]; ok && p.Reclaimed >= b {
+				m.rate[p.Name] = float64(p.Reclaimed-b) / dt
 			}
 		}
+	}
+	m.prevTaken, m.prevReclaimed = s.Taken, make(map[string]uint64, len(s.Policies))
+	for _, p := range s.Policies {
+		m.prevReclaimed[p.Name] = p.Reclaimed
 	}
 	m.tables[ViewPolicies].setRows(len(s.Policies), keys[ViewPolicies], had[ViewPolicies])
 	if s.FlowsOf != m.flowsOf {

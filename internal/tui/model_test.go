@@ -6,10 +6,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -679,5 +681,38 @@ func TestExpiringWindow(t *testing.T) {
 		if q := f.queries[len(f.queries)-1]; q.Window != tc.want {
 			t.Errorf("reads of %s: window %s, want %s", tc.cost, q.Window, tc.want)
 		}
+	}
+}
+
+// TestOldSnapshotReleased: once a new snapshot is on screen the one
+// before it can be collected (a snapshot of a big node's flows is
+// hundreds of MB), and the reclaim rate is still computed from it.
+func TestOldSnapshotReleased(t *testing.T) {
+	var first weak.Pointer[Snapshot]
+	for _, tc := range []struct {
+		name  string
+		flows int
+	}{{"policies", 0}, {"flows", 10000}} {
+		t.Run(tc.name, func(t *testing.T) {
+			step := 0
+			f := &fake{answer: func(q Query) (*Snapshot, error) {
+				step++
+				s := synthetic(t0.Add(time.Duration(step)*time.Second), uint64(50*step))
+				s.Flows = flows(tc.flows)
+				if step == 1 {
+					first = weak.Make(s)
+				}
+				return s, nil
+			}}
+			m := newModel(t, 160, 40, f)
+			refresh(t, m)
+			runtime.GC()
+			if first.Value() != nil {
+				t.Error("the first snapshot is still held after the second")
+			}
+			if r := m.rate["payments-egress"]; r != 50 {
+				t.Errorf("rate %v, want 50/s", r)
+			}
+		})
 	}
 }
