@@ -201,6 +201,9 @@ func (s *Source) EachObject(policy func(*Policy), endpoint func(*Endpoint), skip
 		if len(doc.Content) == 0 {
 			continue
 		}
+		if err := s.duplicateKey(&doc); err != nil {
+			return err
+		}
 		s.collect(yamlnode.Resolve(doc.Content[0]), 0, policy, endpoint, skipped)
 	}
 }
@@ -279,6 +282,40 @@ func nodeKind(n *yaml.Node) string {
 		return "a boolean"
 	}
 	return "not a string"
+}
+
+// duplicateKey finds the first key set twice in one mapping of a
+// document. The YAML reader takes such a document, and egwct would read
+// the first value, but kubectl refuses the file and the tools that take it
+// (helm, kubectl --validate=false) keep the last value, so the text checked
+// would not be the text applied.
+func (s *Source) duplicateKey(doc *yaml.Node) *SyntaxError {
+	stack := []*yaml.Node{doc}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n.Kind == yaml.MappingNode {
+			seen := map[string]*yaml.Node{}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+					continue
+				}
+				if first, dup := seen[k.Value]; dup {
+					return &SyntaxError{Pos: Position{File: s.File, Line: k.Line, Column: k.Column}, Msg: fmt.Sprintf(
+						"key %q is set again in the same mapping (first on line %d): kubectl refuses the file, and tools that take it keep the last value; remove one of them",
+						k.Value, first.Line)}
+				}
+				seen[k.Value] = k
+			}
+		}
+		if n.Kind != yaml.AliasNode { // an alias's node is visited where it is defined
+			for i := len(n.Content) - 1; i >= 0; i-- {
+				stack = append(stack, n.Content[i])
+			}
+		}
+	}
+	return nil
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)

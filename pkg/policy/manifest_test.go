@@ -162,3 +162,41 @@ spec:
 		t.Errorf("null text = %+v", s)
 	}
 }
+
+// TestReadDuplicateKey: a key set twice in one mapping is refused where the
+// second one is, as kubectl refuses it; egwct read the first value, the
+// tools that take such a file keep the last.
+func TestReadDuplicateKey(t *testing.T) {
+	const head = "apiVersion: cilium.io/v2\nkind: CiliumEgressGatewayPolicy\n"
+	for _, tc := range []struct {
+		name, doc string
+		line, col int // 0: no error
+		key       string
+	}{
+		{"text set twice", head + "metadata: {name: a}\nspec:\n  connection-timeouts: |\n    bpfCtTimeoutRegularAny: 30s\n  connection-timeouts: |\n    bpfCtTimeoutRegularTCP: 20s\n", 7, 3, "connection-timeouts"},
+		{"annotations twice", head + "metadata:\n  name: a\n  annotations: {}\n  annotations:\n    egwct.io/connection-timeouts: \"bpfCtTimeoutRegularAny: 30s\"\n", 6, 3, "annotations"},
+		{"in JSON", `{"apiVersion": "cilium.io/v2", "kind": "CiliumEgressGatewayPolicy",` + "\n" + ` "metadata": {"name": "a", "name": "b"}}`, 2, 28, "name"},
+		{"in a list item", "kind: List\nitems:\n- " + strings.ReplaceAll(head, "\n", "\n  ") + "metadata: {name: a}\n  spec: {x: 1, x: 2}\n", 6, 16, "x"},
+		{"in a later document", head + "metadata: {name: a}\n---\n" + head + "kind: x\n", 7, 1, "kind"},
+		{"same key in two mappings", head + "metadata: {name: a}\nspec: {name: a}\n", 0, 0, ""},
+		{"merge keys", "base: &b {x: 1}\n" + head + "metadata: {name: a}\nspec:\n  <<: *b\n  x: 2\n", 0, 0, ""},
+		{"aliased mapping", "base: &b {x: 1}\n" + head + "metadata: {name: a}\nspec: *b\n", 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read("dup.yaml", []byte(tc.doc))
+			if tc.line == 0 {
+				if err != nil {
+					t.Fatalf("err = %v, want none", err)
+				}
+				return
+			}
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v, want *SyntaxError", err)
+			}
+			if se.Pos.Line != tc.line || se.Pos.Column != tc.col || !strings.Contains(se.Msg, `"`+tc.key+`" is set again`) {
+				t.Errorf("syntax error at %d:%d %q, want %d:%d naming %q", se.Pos.Line, se.Pos.Column, se.Msg, tc.line, tc.col, tc.key)
+			}
+		})
+	}
+}
