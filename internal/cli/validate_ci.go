@@ -158,9 +158,14 @@ func newSARIF(r *report) *sarifLog {
 		if f.Suggestion != "" {
 			msg += ". Hint: " + f.Suggestion
 		}
-		if f.File == "" {
-			inv.Notifications = append(inv.Notifications, sarifNotification{
-				Level: sarifLevel(f.Severity), Message: sarifMessage{msg}, Descriptor: &sarifReference{ID: f.Rule}})
+		// The node's settings name the --node-config file, but are about
+		// the run: as a result, code scanning would open an alert on it.
+		if f.File == "" || f.Rule == validate.RuleNodeSettings.ID {
+			n := sarifNotification{Level: sarifLevel(f.Severity), Message: sarifMessage{msg}, Descriptor: &sarifReference{ID: f.Rule}}
+			if f.File != "" {
+				n.Locations = []sarifLocation{sarifLoc(f)}
+			}
+			inv.Notifications = append(inv.Notifications, n)
 			continue
 		}
 		res := sarifResult{RuleID: f.Rule, RuleIndex: index[f.Rule], Level: sarifLevel(f.Severity),

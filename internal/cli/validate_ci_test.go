@@ -86,6 +86,72 @@ func TestValidateSARIF(t *testing.T) {
 	}
 }
 
+// TestValidateSARIFNodeSettings: the node's settings are about the run, so
+// they are a notification (with the node configuration as its location)
+// even when they name the --node-config file, never a result that code
+// scanning would open an alert for.
+func TestValidateSARIFNodeSettings(t *testing.T) {
+	chdirRoot(t)
+	c := jsonschema.NewCompiler()
+	abs, _ := filepath.Abs("internal/cli/testdata/sarif-schema-2.1.0.json")
+	schema, err := c.Compile(abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		nodeConfig    string
+		notifications int // node-settings notifications
+	}{
+		{"", 1},
+		{"examples/node/cilium-config.yaml", 1},
+		{"examples/node/agent-runtime-config.json", 1},
+	} {
+		t.Run(tc.nodeConfig, func(t *testing.T) {
+			args := []string{"validate", "--cilium-version", "1.18.3", "-o", "sarif", "examples/valid"}
+			if tc.nodeConfig != "" {
+				args = append(args, "--node-config", tc.nodeConfig)
+			}
+			code, out, stderr := run(t, "", args...)
+			if code != 0 {
+				t.Fatalf("exit %d; stderr %s", code, stderr)
+			}
+			doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Validate(doc); err != nil {
+				t.Fatalf("not SARIF 2.1.0: %v", err)
+			}
+			var log sarifLog
+			if err := json.Unmarshal([]byte(out), &log); err != nil {
+				t.Fatal(err)
+			}
+			run := log.Runs[0]
+			for _, res := range run.Results {
+				if res.RuleID == "node-settings" {
+					t.Errorf("node-settings is a result: %+v", res)
+				}
+			}
+			n := 0
+			for _, no := range run.Invocations[0].Notifications {
+				if no.Descriptor.ID != "node-settings" {
+					continue
+				}
+				n++
+				if tc.nodeConfig == "" && len(no.Locations) != 0 {
+					t.Errorf("node-settings without a node configuration has a location: %+v", no.Locations)
+				}
+				if tc.nodeConfig != "" && (len(no.Locations) != 1 || no.Locations[0].PhysicalLocation.ArtifactLocation.URI != tc.nodeConfig) {
+					t.Errorf("node-settings locations = %+v, want %s", no.Locations, tc.nodeConfig)
+				}
+			}
+			if n != tc.notifications {
+				t.Errorf("%d node-settings notifications, want %d", n, tc.notifications)
+			}
+		})
+	}
+}
+
 func TestSARIFURI(t *testing.T) {
 	for _, tt := range []struct{ file, uri, base string }{
 		{"examples/a b.yaml", "examples/a%20b.yaml", "%SRCROOT%"},
