@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -128,10 +129,18 @@ func (e *DurationError) Error() string {
 	case ErrNonPositive:
 		return fmt.Sprintf("%q is not a positive duration", e.Value)
 	}
+	if goDuration.MatchString(e.Value) {
+		// Written as a duration, but longer than one holds.
+		return fmt.Sprintf("%q is too long for a duration: the longest is 2562047h (about 292 years)", e.Value)
+	}
 	return fmt.Sprintf("%q is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m", e.Value)
 }
 
 func (e *DurationError) Unwrap() error { return e.Err }
+
+// goDuration is the syntax of time.ParseDuration, which refuses a value
+// of that syntax only when it overflows.
+var goDuration = regexp.MustCompile(`^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
 
 // ParseDuration reads a timeout value: a Go duration ("30s", "5m",
 // "1h30m", "1.5s") that is greater than zero. A bare number is refused

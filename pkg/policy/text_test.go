@@ -79,6 +79,7 @@ func TestParseDuration(t *testing.T) {
 		want       time.Duration
 		err        error
 		suggestion string
+		msg        string // in the error, when set
 	}{
 		{in: "30s", want: 30 * time.Second},
 		{in: "5m", want: 5 * time.Minute},
@@ -102,7 +103,12 @@ func TestParseDuration(t *testing.T) {
 		{in: "1e3", err: ErrNotDuration},
 		{in: "inf", err: ErrNotDuration},
 		{in: "NaN", err: ErrNotDuration},
-		{in: "99999999999h", err: ErrNotDuration},
+		{in: "99999999999h", err: ErrNotDuration, msg: "too long for a duration: the longest is 2562047h "},
+		{in: "2562048h", err: ErrNotDuration, msg: "too long"},
+		{in: "1h9223372036s", err: ErrNotDuration, msg: "too long"},
+		{in: "2562047h", want: 2562047 * time.Hour},
+		{in: "5m30", err: ErrNotDuration, msg: "is not a duration: use a number with a unit"},
+		{in: "1h 30m", err: ErrNotDuration, msg: "is not a duration: use a number with a unit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -123,6 +129,9 @@ func TestParseDuration(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.in) {
 				t.Errorf("error %q does not quote the value", err)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not say %q", err, tt.msg)
 			}
 		})
 	}
