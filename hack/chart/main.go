@@ -2,7 +2,7 @@
 // `helm template` would, so that make deploy and the tests need no helm
 // binary and egwct's own module never links Helm.
 //
-//	chart [-n NAMESPACE] [--name RELEASE] [-f VALUES.yaml]... [--set KEY=VALUE]... [--api-versions GROUP/VERSION]... CHART_DIR
+//	chart [-n NAMESPACE] [--name RELEASE] [-f VALUES.yaml]... [--set KEY=VALUE]... [--api-versions GROUP/VERSION]... [--kube-version VERSION] CHART_DIR
 //	chart --lint [-n NAMESPACE] [-f VALUES.yaml]... [--set KEY=VALUE]... CHART_DIR
 //	chart --notes [the flags of a rendering] CHART_DIR
 //
@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime/debug"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -51,6 +52,7 @@ func run(args []string, w io.Writer) error {
 	fs.Var(&files, "f", "a values file (repeatable)")
 	fs.Var(&sets, "set", "KEY=VALUE, as helm --set (repeatable)")
 	fs.Var(&apis, "api-versions", "an API version the cluster serves besides the built-in ones (repeatable)")
+	kubeVersion := fs.String("kube-version", "", "the Kubernetes version the templates see, as helm template's (default: 1.<minor of the client-go linked>, as hack/helm.sh stamps the helm CLI)")
 	lintOnly := fs.Bool("lint", false, "run helm lint's checks instead of rendering")
 	notes := fs.Bool("notes", false, "print NOTES.txt instead of the manifests")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +83,11 @@ func run(args []string, w io.Writer) error {
 	}
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.APIVersions = append(caps.APIVersions, apis...)
+	kv, err := kubeVersionOf(*kubeVersion)
+	if err != nil {
+		return err
+	}
+	caps.KubeVersion = *kv
 	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: *name, Namespace: *ns, Revision: 1, IsInstall: true}, caps)
 	if err != nil {
 		return err
@@ -113,6 +120,27 @@ func run(args []string, w io.Writer) error {
 		fmt.Fprintf(w, "---\n# Source: %s\n%s\n", m.Name, strings.TrimSpace(m.Content))
 	}
 	return nil
+}
+
+// kubeVersionOf parses v, or, when it is empty, gives the Kubernetes
+// version of the client-go this renderer links (client-go v0.N is
+// Kubernetes 1.N): what helm template assumes without a cluster once
+// stamped as hack/helm.sh stamps it, where the library alone says 1.20.
+func kubeVersionOf(v string) (*chartutil.KubeVersion, error) {
+	if v != "" {
+		return chartutil.ParseKubeVersion(v)
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "k8s.io/client-go" {
+				if minor, ok := strings.CutPrefix(d.Version, "v0."); ok {
+					minor, _, _ = strings.Cut(minor, ".")
+					return chartutil.ParseKubeVersion("v1." + minor + ".0")
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("no k8s.io/client-go in the renderer's build information: give --kube-version")
 }
 
 // lintChart runs helm lint's checks on the chart folder dir with vals.

@@ -80,7 +80,7 @@ func Require(t testing.TB) string {
 
 // Render renders the chart as `helm template` would: args are the
 // renderer's flags (-n NS, --name RELEASE, --set K=V, -f FILE,
-// --api-versions G/V) followed by the chart folder; a folder given
+// --api-versions G/V, --kube-version V) followed by the chart folder; a folder given
 // relative is taken from the repository's root. It fails the test on an
 // error.
 func Render(t testing.TB, args ...string) string {

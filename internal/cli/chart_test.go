@@ -416,6 +416,43 @@ func TestChartEventsOff(t *testing.T) {
 	}
 }
 
+// TestChartAppArmor: the agent runs AppArmor-unconfined (the runtime's
+// default profile denies creating and locking files under /sys/fs/bpf,
+// where egwct pins its state): with the container's appArmorProfile on
+// Kubernetes 1.30 or later, with the annotation the kubelet reads before;
+// a Localhost profile by its name; neither with null.
+func TestChartAppArmor(t *testing.T) {
+	chdirRoot(t)
+	const annotation = "container.apparmor.security.beta.kubernetes.io/agent"
+	for _, c := range []struct {
+		args           []string
+		field, annoted string // the container's appArmorProfile.type, the annotation; "" for none
+	}{
+		{deployArgs, "Unconfined", ""},
+		{[]string{"--kube-version", "1.30.0", "deploy/helm/egwct"}, "Unconfined", ""},
+		{[]string{"--kube-version", "1.29.0", "deploy/helm/egwct"}, "", "unconfined"},
+		{[]string{"--kube-version", "1.29.0", "--set", "securityContext.appArmorProfile.type=Localhost,securityContext.appArmorProfile.localhostProfile=egwct", "deploy/helm/egwct"}, "", "localhost/egwct"},
+		{[]string{"--kube-version", "1.29.0", "--set", "securityContext.appArmorProfile.type=RuntimeDefault", "deploy/helm/egwct"}, "", "runtime/default"},
+		{[]string{"--set", "securityContext.appArmorProfile=null", "deploy/helm/egwct"}, "", ""},
+		{[]string{"--kube-version", "1.29.0", "--set", "securityContext.appArmorProfile=null", "deploy/helm/egwct"}, "", ""},
+	} {
+		objs := parseManifest(t, charttest.Render(t, c.args...))
+		field, _, _ := unstructured.NestedString(agentContainer(t, objs), "securityContext", "appArmorProfile", "type")
+		var annoted string
+		for _, o := range objs {
+			if o.GetKind() == "DaemonSet" {
+				annoted, _, _ = unstructured.NestedString(o.Object, "spec", "template", "metadata", "annotations", annotation)
+			}
+		}
+		if field != c.field || annoted != c.annoted {
+			t.Errorf("%s: appArmorProfile %q and annotation %q, want %q and %q", strings.Join(c.args, " "), field, annoted, c.field, c.annoted)
+		}
+	}
+	if _, err := charttest.TryRender(t, "--kube-version", "1.29.0", "--set", "securityContext.appArmorProfile.type=Localhost", "deploy/helm/egwct"); err == nil || !strings.Contains(err.Error(), "localhostProfile") {
+		t.Errorf("a Localhost profile without its name: %v, want an error naming localhostProfile", err)
+	}
+}
+
 // TestInstallDocListsEveryValue: docs/install.md names every value of the
 // chart's values.yaml, by its path, or by its last name in a row of its
 // parent's (`prometheus.serviceMonitor.enabled` (`labels`, ...)).
@@ -437,7 +474,7 @@ func TestInstallDocListsEveryValue(t *testing.T) {
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
 			path := prefix + k
-			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "nodeSelector" && k != "updateStrategy" && k != "seccompProfile" {
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "nodeSelector" && k != "updateStrategy" && k != "seccompProfile" && k != "appArmorProfile" {
 				walk(path+".", sub)
 				continue
 			}
@@ -453,10 +490,10 @@ func TestInstallDocListsEveryValue(t *testing.T) {
 // TestHelmCLI runs the helm CLI itself (hack/helm.sh: the version the
 // renderer links, stamped as helm stamps a release) on the chart: helm
 // template prints exactly what the renderer prints, with the defaults and
-// with every toggle; helm lint --strict passes both; the README's helm
-// install installs the chart on the test API server (its DaemonSet and
-// service account are there, the release is deployed), and helm uninstall
-// removes it.
+// with every toggle, and for Kubernetes 1.29; helm lint --strict passes
+// them; the README's helm install installs the chart on the test API
+// server (its DaemonSet and service account are there, the release is
+// deployed), and helm uninstall removes it.
 func TestHelmCLI(t *testing.T) {
 	chdirRoot(t)
 	helm := charttest.Helm(t)
@@ -471,7 +508,9 @@ func TestHelmCLI(t *testing.T) {
 		}
 		return string(out)
 	}
-	for _, args := range [][]string{deployArgs, allToggles} {
+	// Kubernetes before 1.30 gets the AppArmor annotation (TestChartAppArmor).
+	before130 := append([]string{"--kube-version", "1.29.0"}, deployArgs...)
+	for _, args := range [][]string{deployArgs, allToggles, before130} {
 		chart, flags := args[len(args)-1], args[:len(args)-1]
 		got := run(append([]string{"template", "egwct", chart}, flags...)...)
 		if want := charttest.Render(t, append([]string{"--name", "egwct"}, args...)...); got != want {

@@ -21,3 +21,16 @@ repository:tag, followed by @digest with useDigest. */}}
 {{- define "egwct.serviceAccountName" -}}
 {{- .Values.serviceAccount.name | default "egwct" -}}
 {{- end }}
+
+{{/* The agent's AppArmor profile as the annotation Kubernetes before 1.30
+reads (1.30 and later read securityContext.appArmorProfile). */}}
+{{- define "egwct.appArmorAnnotation" -}}
+{{- $p := .Values.securityContext.appArmorProfile -}}
+{{- if eq $p.type "Unconfined" -}}
+unconfined
+{{- else if eq $p.type "RuntimeDefault" -}}
+runtime/default
+{{- else -}}
+localhost/{{ required "securityContext.appArmorProfile.localhostProfile: the name of the Localhost profile" $p.localhostProfile }}
+{{- end -}}
+{{- end }}
