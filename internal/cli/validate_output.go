@@ -68,11 +68,7 @@ func renderText(ios *IO, r *report) error {
 			src := clean(strings.TrimRight(it.source, "\r"))
 			num := fmt.Sprint(f.Line)
 			fmt.Fprintf(&b, "    %s | %s\n", num, src)
-			caret := f.Column - 1
-			if caret > len(src) {
-				caret = len(src)
-			}
-			fmt.Fprintf(&b, "    %s | %s%s\n", strings.Repeat(" ", len(num)), strings.Repeat(" ", caret), style(ansiRed, "^"))
+			fmt.Fprintf(&b, "    %s | %s%s\n", strings.Repeat(" ", len(num)), caretPad(src, f.Column), style(ansiRed, "^"))
 		}
 		if f.Suggestion != "" {
 			fmt.Fprintf(&b, "    hint: %s\n", clean(f.Suggestion))
@@ -82,6 +78,25 @@ func renderText(ios *IO, r *report) error {
 		verdict(r, ios.Color), counts(r), plural(r.policies, "policy", "policies"), plural(r.files, "file", "files"), r.profile)
 	_, err := ios.Out.Write([]byte(b.String()))
 	return err
+}
+
+// caretPad is the blank before a caret under column col (1-based, in
+// characters) of line: a tab where the line has one, so that the caret
+// lands under the column whatever width the terminal gives a tab.
+func caretPad(line string, col int) string {
+	var b strings.Builder
+	for _, r := range line {
+		if col <= 1 {
+			break
+		}
+		col--
+		if r == '\t' {
+			b.WriteByte('\t')
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
 }
 
 func verdict(r *report, color bool) string {

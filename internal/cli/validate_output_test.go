@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCaretPad: the caret under a finding's column keeps the line's tabs,
+// so that it lands under the column however wide a terminal draws a tab.
+func TestCaretPad(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		col  int
+		want string
+	}{
+		{"    key: 10", 5, "    "},
+		{"    key:\t\t10", 11, "        \t\t"},
+		{"\tkey: 10", 2, "\t"},
+		{"    é: 10", 9, "        "},
+		{"key", 1, ""},
+		{"key", 0, ""},
+		{"key", 9, "   "}, // past the end: under the end of the line
+	} {
+		if got := caretPad(tt.line, tt.col); got != tt.want {
+			t.Errorf("caretPad(%q, %d) = %q, want %q", tt.line, tt.col, got, tt.want)
+		}
+	}
+}
+
+func TestValidateCaretUnderTab(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tab.yaml")
+	os.WriteFile(file, []byte("apiVersion: cilium.io/v2\nkind: CiliumEgressGatewayPolicy\nmetadata:\n  name: p\nspec:\n  connection-timeouts: |\n    bpfCtTimeoutRegularAny:\t\t10\n"), 0o644)
+	code, out, stderr := run(t, "", "validate", "--cilium-version", "1.18.3", file)
+	if code != ExitFindings {
+		t.Fatalf("exit %d; stderr %s", code, stderr)
+	}
+	want := "    7 | " + "    bpfCtTimeoutRegularAny:\t\t10\n" +
+		"      | " + strings.Repeat(" ", len("    bpfCtTimeoutRegularAny:")) + "\t\t^\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("output does not hold\n%s\n%s", want, out)
+	}
+}
