@@ -93,6 +93,7 @@ func (f *Flags) RESTConfig() (*rest.Config, error) {
 // Client reads from one API server.
 type Client struct {
 	dyn  dynamic.Interface
+	cfg  *rest.Config
 	host string
 }
 
@@ -102,7 +103,7 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, &Error{Op: "create client", Err: err}
 	}
-	return &Client{dyn: dyn, host: cfg.Host}, nil
+	return &Client{dyn: dyn, cfg: rest.CopyConfig(cfg), host: cfg.Host}, nil
 }
 
 // Object is one object from the cluster as YAML.

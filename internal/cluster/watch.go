@@ -11,7 +11,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/egwct/egwct/pkg/policy"
@@ -49,7 +51,20 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		lastErr:   map[schema.GroupVersionResource]error{},
 	}
 	kinds := []schema.GroupVersionResource{PolicyResource, EndpointResource}
-	f := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	// --request-timeout bounds a whole response, a watch's included: the
+	// informers would have their watches cut (and opened again) every
+	// timeout, and a list longer than it (tens of thousands of endpoints
+	// on a busy API server) would fail and be retried forever. The
+	// informers' requests have no such bound: their watches end on the
+	// server's own timeout, HTTP/2 pings find a dead connection, and the
+	// first list is awaited for at most syncTimeout below.
+	cfg := rest.CopyConfig(c.cfg)
+	cfg.Timeout = 0
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, &Error{Op: "create client", Err: err}
+	}
+	f := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	notify := func() {
 		if ev.Event != nil {
 			ev.Event()

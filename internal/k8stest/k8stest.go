@@ -193,6 +193,10 @@ func start(certDir ...string) (*Env, error) {
 	if len(certDir) > 0 {
 		// A fixed folder keeps the serving certificate across restarts.
 		te.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir[0]}
+		// A stopping API server waits for open watches (such as an
+		// agent's informers) up to its request timeout, 60 s, longer
+		// than envtest waits for it to stop; with this flag it waits 2 s.
+		te.ControlPlane.APIServer.Configure().Set("shutdown-send-retry-after", "true")
 	}
 	cfg, err := te.Start()
 	if err != nil {
