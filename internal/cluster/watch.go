@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -38,7 +40,8 @@ type Watcher struct {
 type WatchEvents struct {
 	// Error is called when a list or watch fails (the informer retries).
 	Error func(error)
-	// Event is called for every object added, updated or deleted.
+	// Event is called for every object added, updated (but for an
+	// endpoint whose reading is unchanged) or deleted.
 	Event func()
 }
 
@@ -80,8 +83,16 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 			return nil, &Error{Op: "watch " + res.Resource, Err: err}
 		}
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { notify() },
-			UpdateFunc: func(any, any) { notify() },
+			AddFunc: func(any) { notify() },
+			UpdateFunc: func(old, cur any) {
+				// Cilium updates an endpoint's status (its state, policy,
+				// health) far more often than what egwct reads of it, and
+				// a relist updates every object: those change nothing.
+				if sameEndpoint(old, cur) {
+					return
+				}
+				notify()
+			},
 			DeleteFunc: func(any) { notify() },
 		})
 		if err != nil {
@@ -158,4 +169,17 @@ func (w *Watcher) Endpoints() []*policy.Endpoint {
 		}
 	}
 	return out
+}
+
+// sameEndpoint reports whether two informer objects are the same reading
+// of one endpoint: the same name, labels, addresses and node.
+func sameEndpoint(old, cur any) bool {
+	o, ok1 := old.(*slim)
+	c, ok2 := cur.(*slim)
+	if !ok1 || !ok2 || o.endpoint == nil || c.endpoint == nil {
+		return false
+	}
+	a, b := o.endpoint, c.endpoint
+	return a.Name == b.Name && a.Namespace == b.Namespace && a.Node == b.Node &&
+		slices.Equal(a.IPs, b.IPs) && maps.Equal(a.Labels, b.Labels)
 }

@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/k8stest"
@@ -78,4 +81,91 @@ spec:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a policy created after the request timeout was not seen")
 	}
+}
+
+const watchedEndpoint = `apiVersion: cilium.io/v2
+kind: CiliumEndpoint
+metadata:
+  name: NAME
+  namespace: shop
+status:
+  state: ready
+  identity:
+    labels:
+    - k8s:app=web
+    - k8s:io.kubernetes.pod.namespace=shop
+  networking:
+    node: 10.0.0.10
+    addressing:
+    - ipv4: IP
+`
+
+// TestWatchIgnoresStatusOnlyUpdates: an update of an endpoint that
+// changes nothing egwct reads (its state, as Cilium updates it while it
+// regenerates the endpoint) signals no change; one of its labels, addresses or node
+// does.
+func TestWatchIgnoresStatusOnlyUpdates(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	env.Namespaces(t, "shop")
+	ep := func(name, ip string) string {
+		return strings.NewReplacer("NAME", name, "IP", ip).Replace(watchedEndpoint)
+	}
+	env.Create(t, ep("web-0", "10.1.0.1"))
+	var events atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := client(t, env.Kubeconfig).Watch(ctx, 10*time.Second, WatchEvents{Event: func() { events.Add(1) }}); err != nil {
+		t.Fatal(err)
+	}
+	dyn := env.Dynamic(t).Resource(EndpointResource).Namespace("shop")
+	update := func(change func(u *unstructured.Unstructured)) {
+		t.Helper()
+		u, err := dyn.Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(u)
+		if _, err := dyn.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// seen waits until n events came, and for a stray one after them.
+	seen := func(what string, n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); events.Load() < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d events, want %d", what, events.Load(), n)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := events.Load(); got != n {
+			t.Fatalf("%s: %d events, want %d", what, got, n)
+		}
+	}
+	seen("first list", 1)
+
+	for _, state := range []string{"regenerating", "ready"} {
+		update(func(u *unstructured.Unstructured) {
+			_ = unstructured.SetNestedField(u.Object, state, "status", "state")
+			u.SetAnnotations(map[string]string{"state": state})
+		})
+	}
+	// Events come in order: once the next endpoint is seen, so were the
+	// two updates before it.
+	env.Create(t, ep("web-1", "10.1.0.2"))
+	seen("two status-only updates, then a new endpoint", 2)
+
+	update(func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedStringSlice(u.Object, []string{"k8s:app=api", "k8s:io.kubernetes.pod.namespace=shop"}, "status", "identity", "labels")
+	})
+	seen("labels changed", 3)
+	update(func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{"ipv4": "10.1.0.9"}}, "status", "networking", "addressing")
+	})
+	seen("address changed", 4)
+	update(func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedField(u.Object, "10.0.0.11", "status", "networking", "node")
+	})
+	seen("node changed", 5)
 }
