@@ -12,6 +12,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -131,6 +132,21 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 			}
 			return nil, err
 		}
+	}
+	// An informer allowed to list but not to watch has synced (its
+	// streamed list falls back to a plain one) and would then be refused
+	// every watch: the agent would run on the first list for ever. One
+	// watch from the list's version (nothing to send) says it now.
+	for _, res := range kinds {
+		once := int64(1)
+		pw, err := dyn.Resource(res).Watch(syncCtx, metav1.ListOptions{ResourceVersion: w.informers[res].LastSyncResourceVersion(), TimeoutSeconds: &once})
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return nil, c.wrapVerbs([]string{"list", "watch"}, res, err)
+		}
+		if err == nil {
+			pw.Stop()
+		}
+		// Any other failure is the informer's to retry.
 	}
 	return w, nil
 }
