@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -235,6 +236,16 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	a := &enforce.Agent{
 		Env: n.Env, Source: enforce.Sources(ctx, srcs...), Interval: o.Interval, Debounce: debounceDelay,
 		Mode: mode, Engine: engine, Log: log, Metrics: m, Version: b.Version,
+		// Cilium writes it at each start: another one may have other
+		// timeouts, or a node may start egwct before Cilium.
+		NodeConfig: filepath.Join(o.apply.node.StateDir, "agent-runtime-config.json"),
+		Reread: func() (*enforce.Env, error) {
+			n, err := o.apply.node.open()
+			if err != nil {
+				return nil, err
+			}
+			return n.Env, nil
+		},
 	}
 	if ew != nil {
 		ew.Start()

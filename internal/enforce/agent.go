@@ -80,16 +80,27 @@ type Agent struct {
 	// waits ten times its last cost, so that it takes at most a tenth of
 	// a core on a node with millions of SNAT entries. Negative: never.
 	PortsEvery time.Duration
+	// NodeConfig is Cilium's agent-runtime-config.json on this node, and
+	// Reread reads the node's settings again (Env with its timeouts and
+	// clock). When both are set, the agent calls Reread before a sweep
+	// whenever the file changed (Cilium restarted with other settings,
+	// or wrote the file after egwct started), and judges with what it
+	// returns (see nodeChange).
+	NodeConfig string
+	Reread     func() (*Env, error)
 
-	state    *sweep.State
-	sw       *sweep.Sweeper
-	pins     map[string]uint64
-	resolver *Resolver
-	current  *Resolved
-	setHash  uint64
-	choice   string            // the engine in use and why, as last logged
-	told     map[string]string // what was last logged of each policy
-	portsAt  time.Time         // when ports may be read again
+	state        *sweep.State
+	node         fileStamp                        // the version of NodeConfig last read
+	nodeTimeouts map[profiles.State]time.Duration // the node's, as last read
+	gens         []generation                     // older ones entries may carry
+	sw           *sweep.Sweeper
+	pins         map[string]uint64
+	resolver     *Resolver
+	current      *Resolved
+	setHash      uint64
+	choice       string            // the engine in use and why, as last logged
+	told         map[string]string // what was last logged of each policy
+	portsAt      time.Time         // when ports may be read again
 }
 
 // Run keeps the set in force until ctx ends. It returns an error only
@@ -299,6 +310,7 @@ func (a *Agent) sweep() {
 			a.Log.Warn("cannot record the agent's heartbeat", "err", err)
 		}
 	}()
+	a.followNode()
 	if err := a.reopenIfRecreated(); err != nil {
 		a.Metrics.SweepFailed(err)
 		a.Log.Error("cannot open Cilium's maps", "err", err)
@@ -349,6 +361,82 @@ func (a *Agent) ports() {
 		return
 	}
 	a.Metrics.Ports(top)
+}
+
+// followNode reads the node's settings again when NodeConfig changed,
+// and judges with the node's new timeouts (the shorter of new and old
+// while entries of the old may live: see judging) or its new clock; the
+// sweeper is loaded again with them.
+func (a *Agent) followNode() {
+	now := a.Clock.Now()
+	if a.nodeTimeouts == nil {
+		a.nodeTimeouts = a.Env.Timeouts
+	}
+	if len(a.gens) > 0 {
+		judge, live := judging(a.nodeTimeouts, a.gens, now)
+		a.gens = live
+		if !equalTimeouts(judge, a.Env.Timeouts) {
+			a.Log.Info("judging with the node's timeouts", "timeouts", timeoutsText(judge))
+			a.useNode(a.Env, judge)
+		}
+	}
+	if a.Reread == nil || a.NodeConfig == "" {
+		return
+	}
+	st, ok := stamp(a.NodeConfig)
+	if !ok || st == a.node {
+		// A file gone is Cilium restarting: the settings read last stay.
+		return
+	}
+	env, err := a.Reread()
+	if err != nil {
+		// Half written, perhaps: read again before the next sweep.
+		a.Log.Warn("cannot read the node's settings again; judging with those read before", "file", a.NodeConfig, "err", err)
+		return
+	}
+	a.node = st
+	if env.Clock == a.Env.Clock && equalTimeouts(env.Timeouts, a.nodeTimeouts) {
+		return
+	}
+	if env.Clock == a.Env.Clock {
+		a.gens = append(a.gens, retire(a.nodeTimeouts, now))
+	} else {
+		// Entries of another clock: Cilium's own GC collects them.
+		a.gens = nil
+	}
+	a.nodeTimeouts = env.Timeouts
+	judge, live := judging(a.nodeTimeouts, a.gens, now)
+	a.gens = live
+	args := []any{"file", a.NodeConfig, "clock", env.Clock.String(), "timeouts", timeoutsText(env.Timeouts)}
+	if !equalTimeouts(judge, env.Timeouts) {
+		// Until the last entry of a shorter old timeout may be gone.
+		var until time.Time
+		for _, g := range live {
+			if g.until.After(until) && shorter(g.timeouts, env.Timeouts) {
+				until = g.until
+			}
+		}
+		args = append(args, "judging", timeoutsText(judge), "until", until.UTC().Format(time.RFC3339))
+	}
+	a.Log.Info("the node's settings changed", args...)
+	a.useNode(env, judge)
+}
+
+// useNode makes the agent judge with env and timeouts from the next sweep.
+func (a *Agent) useNode(env *Env, timeouts map[profiles.State]time.Duration) {
+	e := *env
+	e.Timeouts = timeouts
+	a.Env = &e
+	if a.sw != nil {
+		a.sw.Close()
+		a.sw = nil
+	}
+	// The set holds the policies' timeouts in the clock's units, and
+	// the findings weigh them against the node's.
+	if a.resolver != nil {
+		a.resolver.setEnv(a.Env)
+		a.reload()
+	}
 }
 
 // reopenIfRecreated (re)loads the sweeper when Cilium re-created a map

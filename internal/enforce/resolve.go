@@ -139,6 +139,13 @@ func NewResolver(env *Env) *Resolver {
 	}
 }
 
+// setEnv makes the resolver judge for env from the next Resolve, keeping
+// each policy's last valid version.
+func (r *Resolver) setEnv(env *Env) {
+	r.env = env
+	r.v = validate.New(validate.Options{Resolution: env.Resolution, Node: env.Config})
+}
+
 // Resolve validates every policy of objs and resolves the valid ones (and
 // the kept ones) to keys against objs' endpoints.
 func (r *Resolver) Resolve(objs Objects) *Resolved {
