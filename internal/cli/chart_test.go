@@ -578,3 +578,34 @@ func firstDifference(a, b string) string {
 	}
 	return fmt.Sprintf("helm printed %d lines, the renderer %d", len(al), len(bl))
 }
+
+// TestChartScrapeAnnotations: the pods carry prometheus.io/scrape only
+// when no monitor of the Prometheus operator scrapes them, so that a
+// Prometheus that does both does not scrape every agent twice.
+func TestChartScrapeAnnotations(t *testing.T) {
+	chdirRoot(t)
+	for _, c := range []struct {
+		set    string
+		scrape bool
+	}{
+		{"", true},
+		{"metrics.scrapeAnnotations=false", false},
+		{"prometheus.serviceMonitor.enabled=true", false},
+		{"prometheus.podMonitor.enabled=true", false},
+	} {
+		args := []string{"-n", "egwct-system"}
+		if c.set != "" {
+			args = append(args, "--set", c.set)
+		}
+		args = append(args, "deploy/helm/egwct")
+		var scrape string
+		for _, o := range parseManifest(t, charttest.Render(t, args...)) {
+			if o.GetKind() == "DaemonSet" {
+				scrape, _, _ = unstructured.NestedString(o.Object, "spec", "template", "metadata", "annotations", "prometheus.io/scrape")
+			}
+		}
+		if got := scrape == "true"; got != c.scrape {
+			t.Errorf("--set %q: prometheus.io/scrape %q, want it %v", c.set, scrape, c.scrape)
+		}
+	}
+}
