@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/egwct/egwct/internal/cluster"
@@ -76,6 +77,7 @@ func TestAgentEvents(t *testing.T) {
 	deploy(t, env)
 	env.Create(t, eventPolicies)
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
+	freeLease(t, env)
 	logs, metrics := startClusterAgent(t, dir, sa, time.Minute, func(o *agentOptions) {
 		o.events = eventOptions{On: true, Identity: "agent-under-test", LeaseNamespace: "egwct-system", LeaseName: cluster.DefaultLeaseName}
 	})
@@ -122,5 +124,17 @@ func TestAgentEvents(t *testing.T) {
 	eventually(t, "a TimeoutsApplied Event on the fixed policy", func() bool { return find("events-bad", "TimeoutsApplied") != nil })
 	if t.Failed() {
 		t.Log(logs)
+	}
+}
+
+// freeLease deletes the Events' Lease an agent of an earlier test may
+// still hold (it is released when an agent stops, unless the agent was
+// killed), so that the next agent takes it at once instead of after the
+// lease's 60 s.
+func freeLease(t *testing.T, env *k8stest.Env) {
+	t.Helper()
+	err := env.Kube(t).CoordinationV1().Leases("egwct-system").Delete(context.Background(), cluster.DefaultLeaseName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
 	}
 }

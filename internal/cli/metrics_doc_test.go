@@ -66,6 +66,7 @@ func TestMetricsReference(t *testing.T) {
 	env.Create(t, manifests[0])
 	env.Create(t, manifests[1])
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
+	freeLease(t, env)
 	logs, metrics := startClusterAgent(t, dir, sa, 200*time.Millisecond, func(o *agentOptions) {
 		o.events = eventOptions{On: true, Identity: "metrics-reference", LeaseNamespace: "egwct-system", LeaseName: cluster.DefaultLeaseName}
 	})
