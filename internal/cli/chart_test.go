@@ -474,7 +474,7 @@ func TestInstallDocListsEveryValue(t *testing.T) {
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
 			path := prefix + k
-			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "nodeSelector" && k != "updateStrategy" && k != "seccompProfile" && k != "appArmorProfile" {
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "nodeSelector" && k != "updateStrategy" && k != "seccompProfile" && k != "appArmorProfile" && k != "seLinuxOptions" {
 				walk(path+".", sub)
 				continue
 			}
@@ -606,6 +606,31 @@ func TestChartScrapeAnnotations(t *testing.T) {
 		}
 		if got := scrape == "true"; got != c.scrape {
 			t.Errorf("--set %q: prometheus.io/scrape %q, want it %v", c.set, scrape, c.scrape)
+		}
+	}
+}
+
+// TestChartSELinux: the agent runs as spc_t (container_t may not use
+// bpf() on SELinux nodes), another type when set, none with null.
+func TestChartSELinux(t *testing.T) {
+	chdirRoot(t)
+	for _, c := range []struct {
+		set         string
+		typ, level  string
+		wantOptions bool
+	}{
+		{"", "spc_t", "s0", true},
+		{"securityContext.seLinuxOptions.type=egwct_t", "egwct_t", "s0", true},
+		{"securityContext.seLinuxOptions=null", "", "", false},
+	} {
+		args := []string{"-n", "egwct-system"}
+		if c.set != "" {
+			args = append(args, "--set", c.set)
+		}
+		args = append(args, "deploy/helm/egwct")
+		opts, found, _ := unstructured.NestedStringMap(agentContainer(t, parseManifest(t, charttest.Render(t, args...))), "securityContext", "seLinuxOptions")
+		if found != c.wantOptions || opts["type"] != c.typ || opts["level"] != c.level {
+			t.Errorf("--set %q: seLinuxOptions %v (set: %v), want type %q level %q", c.set, opts, found, c.typ, c.level)
 		}
 	}
 }
