@@ -342,29 +342,12 @@ func TestAgentClusterErrorsAtStart(t *testing.T) {
 	if err := os.WriteFile(dead, []byte(deadKubeconfig(addr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env.Create(t, `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: egwct-list-only
-rules:
-- apiGroups: [cilium.io]
-  resources: [ciliumegressgatewaypolicies, ciliumendpoints]
-  verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: egwct-list-only
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: egwct-list-only}
-subjects:
-- {kind: User, name: lister, apiGroup: rbac.authorization.k8s.io}
-`)
 	for _, tt := range []struct {
 		name, kubeconfig, want string
 	}{
 		{"unreachable", dead, "cluster unreachable"},
 		{"forbidden", env.User(t, "nobody"), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
-		{"list but not watch", env.User(t, "lister"), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
+		{"list but not watch", env.Lister(t), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()

@@ -179,26 +179,9 @@ func TestWatchIgnoresStatusOnlyUpdates(t *testing.T) {
 func TestWatchNeedsWatchPermission(t *testing.T) {
 	env := k8stest.Shared(t)
 	env.Reset(t)
-	env.Create(t, `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: egwct-list-only
-rules:
-- apiGroups: [cilium.io]
-  resources: [ciliumegressgatewaypolicies, ciliumendpoints]
-  verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: egwct-list-only
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: egwct-list-only}
-subjects:
-- {kind: User, name: lister, apiGroup: rbac.authorization.k8s.io}
-`)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := client(t, env.User(t, "lister")).Watch(ctx, 10*time.Second, WatchEvents{})
+	_, err := client(t, env.Lister(t)).Watch(ctx, 10*time.Second, WatchEvents{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`) {
 		t.Errorf("got %v, want the missing watch permission", err)
 	}

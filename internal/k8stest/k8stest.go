@@ -244,6 +244,30 @@ func (e *Env) User(t testing.TB, name string, groups ...string) string {
 	return path
 }
 
+// Lister returns the path of a kubeconfig file for a user who may get and
+// list egress gateway policies and Cilium endpoints but not watch them.
+func (e *Env) Lister(t testing.TB) string {
+	t.Helper()
+	e.Create(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: egwct-list-only
+rules:
+- apiGroups: [cilium.io]
+  resources: [ciliumegressgatewaypolicies, ciliumendpoints]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: egwct-list-only
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: egwct-list-only}
+subjects:
+- {kind: User, name: lister, apiGroup: rbac.authorization.k8s.io}
+`)
+	return e.User(t, "lister")
+}
+
 // Dynamic is a dynamic client for the administrator.
 func (e *Env) Dynamic(t testing.TB) dynamic.Interface {
 	t.Helper()
