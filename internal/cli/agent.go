@@ -24,6 +24,7 @@ import (
 	"github.com/egwct/egwct/internal/metrics"
 	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/policy"
+	"github.com/egwct/egwct/pkg/profiles"
 	"github.com/egwct/egwct/pkg/sweep"
 	"github.com/egwct/egwct/pkg/validate"
 )
@@ -239,8 +240,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		// Cilium writes it at each start: another one may have other
 		// timeouts, or a node may start egwct before Cilium.
 		NodeConfig: filepath.Join(o.apply.node.StateDir, "agent-runtime-config.json"),
-		Reread: func() (*enforce.Env, error) {
-			n, err := o.apply.node.open()
+		Reread: func(res profiles.Resolution) (*enforce.Env, error) {
+			n, err := o.apply.node.openAs(res)
 			if err != nil {
 				return nil, err
 			}

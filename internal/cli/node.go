@@ -50,6 +50,11 @@ func (f *nodeFlags) open() (*node, error) {
 	if err != nil {
 		return nil, usageErrorf("--cilium-version: %v", err)
 	}
+	return f.openAs(res)
+}
+
+// openAs reads the node's configuration and clock for Cilium of res.
+func (f *nodeFlags) openAs(res profiles.Resolution) (*node, error) {
 	n := &node{&enforce.Env{BPFFS: f.BPFFS, Resolution: res}}
 	path := filepath.Join(f.StateDir, "agent-runtime-config.json")
 	data, err := manifest.ReadLimited(path, nil, nodeconfig.MaxSize)

@@ -81,13 +81,20 @@ type Agent struct {
 	// a core on a node with millions of SNAT entries. Negative: never.
 	PortsEvery time.Duration
 	// NodeConfig is Cilium's agent-runtime-config.json on this node, and
-	// Reread reads the node's settings again (Env with its timeouts and
-	// clock). When both are set, the agent calls Reread before a sweep
-	// whenever the file changed (Cilium restarted with other settings,
-	// or wrote the file after egwct started), and judges with what it
-	// returns (see nodeChange).
+	// Reread reads the node's settings again for a Cilium version (Env
+	// with its profile, timeouts and clock). When both are set, the agent
+	// calls Reread before a sweep whenever the file changed (Cilium
+	// restarted with other settings, or wrote the file after egwct
+	// started), and judges with what it returns (see followNode).
 	NodeConfig string
-	Reread     func() (*Env, error)
+	Reread     func(profiles.Resolution) (*Env, error)
+	// Detect, when set, detects Cilium's version again (--from-cluster:
+	// the cilium DaemonSet's image tag). Cilium rewrites NodeConfig at
+	// each start, so the agent calls it when the file changed after it
+	// was first read, and after a failure again before a sweep at most
+	// every DetectRetry; a version of another resolution is put in force
+	// as the node's settings are. Nil: the version given at start stays.
+	Detect func() (string, error)
 
 	state        *sweep.State
 	node         fileStamp                        // the version of NodeConfig last read
@@ -98,9 +105,12 @@ type Agent struct {
 	resolver     *Resolver
 	current      *Resolved
 	setHash      uint64
-	choice       string            // the engine in use and why, as last logged
-	told         map[string]string // what was last logged of each policy
-	portsAt      time.Time         // when ports may be read again
+	choice       string              // the engine in use and why, as last logged
+	told         map[string]string   // what was last logged of each policy
+	portsAt      time.Time           // when ports may be read again
+	version      profiles.Resolution // Cilium's version as last detected
+	asked        fileStamp           // the version of NodeConfig Detect was last called for
+	detectAt     time.Time           // when a failed detection is tried again
 }
 
 // Run keeps the set in force until ctx ends. It returns an error only
@@ -365,8 +375,9 @@ func (a *Agent) ports() {
 
 // followNode reads the node's settings again when NodeConfig changed,
 // and judges with the node's new timeouts (the shorter of new and old
-// while entries of the old may live: see judging) or its new clock; the
-// sweeper is loaded again with them.
+// while entries of the old may live: see judging), its new clock or,
+// when Detect says Cilium's version changed with it, the new version's
+// profile; the sweeper is loaded again with them.
 func (a *Agent) followNode() {
 	now := a.Clock.Now()
 	if a.nodeTimeouts == nil {
@@ -384,41 +395,71 @@ func (a *Agent) followNode() {
 		return
 	}
 	st, ok := stamp(a.NodeConfig)
-	if !ok || st == a.node {
+	if !ok {
 		// A file gone is Cilium restarting: the settings read last stay.
 		return
 	}
-	env, err := a.Reread()
+	if a.version.Profile == nil {
+		a.version = a.Env.Resolution
+	}
+	if a.Detect != nil {
+		// The first reading is of the file the version detected at
+		// start goes with; a file that cannot be read is asked about
+		// once.
+		restarted := st != a.node && a.node != (fileStamp{}) && st != a.asked
+		if restarted {
+			a.asked = st
+		}
+		var err error
+		if a.version, a.detectAt, err = nextVersion(a.version, restarted, a.detectAt, now, a.Detect); err != nil {
+			a.Log.Warn("cannot detect Cilium's version again; judging with the profile in use", "profile", a.version.Profile.Name, "err", err,
+				"retry", a.detectAt.UTC().Format(time.RFC3339))
+		}
+	}
+	if st == a.node && a.version == a.Env.Resolution {
+		return
+	}
+	env, err := a.Reread(a.version)
 	if err != nil {
 		// Half written, perhaps: read again before the next sweep.
 		a.Log.Warn("cannot read the node's settings again; judging with those read before", "file", a.NodeConfig, "err", err)
 		return
 	}
 	a.node = st
-	if env.Clock == a.Env.Clock && equalTimeouts(env.Timeouts, a.nodeTimeouts) {
+	upgraded := env.Resolution != a.Env.Resolution
+	settings := env.Clock != a.Env.Clock || !equalTimeouts(env.Timeouts, a.nodeTimeouts)
+	if !upgraded && !settings {
 		return
 	}
-	if env.Clock == a.Env.Clock {
-		a.gens = append(a.gens, retire(a.nodeTimeouts, now))
-	} else {
+	if upgraded {
+		old := a.Env.Resolution
+		a.Log.Info("Cilium's version changed", "old", old.Version.String(), "new", env.Resolution.Version.String(),
+			"old_profile", old.Profile.Name, "profile", env.Resolution.Profile.Name)
+	}
+	switch {
+	case env.Clock != a.Env.Clock:
 		// Entries of another clock: Cilium's own GC collects them.
 		a.gens = nil
+	case !equalTimeouts(env.Timeouts, a.nodeTimeouts):
+		a.gens = append(a.gens, retire(a.nodeTimeouts, now))
 	}
 	a.nodeTimeouts = env.Timeouts
 	judge, live := judging(a.nodeTimeouts, a.gens, now)
 	a.gens = live
-	args := []any{"file", a.NodeConfig, "clock", env.Clock.String(), "timeouts", timeoutsText(env.Timeouts)}
-	if !equalTimeouts(judge, env.Timeouts) {
-		// Until the last entry of a shorter old timeout may be gone.
-		var until time.Time
-		for _, g := range live {
-			if g.until.After(until) && shorter(g.timeouts, env.Timeouts) {
-				until = g.until
+	if settings {
+		args := []any{"file", a.NodeConfig, "clock", env.Clock.String(), "timeouts", timeoutsText(env.Timeouts)}
+		if !equalTimeouts(judge, env.Timeouts) {
+			// Until the last entry of a shorter old timeout may be gone.
+			var until time.Time
+			for _, g := range live {
+				if g.until.After(until) && shorter(g.timeouts, env.Timeouts) {
+					until = g.until
+				}
 			}
+			args = append(args, "judging", timeoutsText(judge), "until", until.UTC().Format(time.RFC3339))
 		}
-		args = append(args, "judging", timeoutsText(judge), "until", until.UTC().Format(time.RFC3339))
+		a.Log.Info("the node's settings changed", args...)
 	}
-	a.Log.Info("the node's settings changed", args...)
 	a.useNode(env, judge)
 }
 

@@ -82,7 +82,7 @@ func TestAgentFollowsNode(t *testing.T) {
 		Clock:      clk,
 		Log:        slog.New(slog.DiscardHandler),
 		NodeConfig: file,
-		Reread: func() (*Env, error) {
+		Reread: func(profiles.Resolution) (*Env, error) {
 			reads++
 			return next, rereadErr
 		},

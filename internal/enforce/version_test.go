@@ -1,0 +1,163 @@
+package enforce
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/egwct/egwct/pkg/nodeconfig"
+	"github.com/egwct/egwct/pkg/profiles"
+)
+
+func resolve(t *testing.T, v string) profiles.Resolution {
+	t.Helper()
+	res, err := profiles.Resolve(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestNextVersion: Cilium's version is detected again only when Cilium
+// restarted or a retry is due; a failed detection or a version without a
+// profile keeps the one in use and asks again a minute later.
+func TestNextVersion(t *testing.T) {
+	now := time.Unix(1e6, 0)
+	cur := resolve(t, "v1.19.5")
+	unreachable := errors.New("dial tcp: connection refused")
+	for _, tc := range []struct {
+		name      string
+		restarted bool
+		retryAt   time.Time
+		tag       string
+		err       error
+		asked     bool
+		want      string // the version judged with
+		retry     time.Time
+		fails     bool
+	}{
+		{name: "nothing changed", want: "1.19.5"},
+		{name: "restarted, same version", restarted: true, tag: "v1.19.5", asked: true, want: "1.19.5"},
+		{name: "restarted as the next minor", restarted: true, tag: "v1.20.2", asked: true, want: "1.20.2"},
+		{name: "restarted as another patch", restarted: true, tag: "v1.19.7", asked: true, want: "1.19.7"},
+		{name: "rolled back", restarted: true, tag: "v1.18.3", asked: true, want: "1.18.3"},
+		{name: "cluster unreachable", restarted: true, err: unreachable, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+		{name: "no profile for the version", restarted: true, tag: "v1.99.0", asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+		{name: "retry not yet due", retryAt: now.Add(time.Second), want: "1.19.5", retry: now.Add(time.Second)},
+		{name: "retry due", retryAt: now, tag: "v1.20.2", asked: true, want: "1.20.2"},
+		{name: "retry fails again", retryAt: now.Add(-time.Second), err: unreachable, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked := false
+			res, retry, err := nextVersion(cur, tc.restarted, tc.retryAt, now, func() (string, error) {
+				asked = true
+				return tc.tag, tc.err
+			})
+			if asked != tc.asked {
+				t.Errorf("detected: %v, want %v", asked, tc.asked)
+			}
+			if got := res.Version.String(); got != tc.want {
+				t.Errorf("judging with %s, want %s", got, tc.want)
+			}
+			if !retry.Equal(tc.retry) {
+				t.Errorf("retry at %v, want %v", retry, tc.retry)
+			}
+			if (err != nil) != tc.fails {
+				t.Errorf("err %v, want a failure: %v", err, tc.fails)
+			}
+		})
+	}
+}
+
+// TestAgentFollowsUpgrade: when Cilium rewrote the node's settings the
+// agent asks for Cilium's version again and judges with the new profile,
+// saying so; the first reading asks nothing, an unchanged file nothing,
+// a failure keeps the profile in use and is retried before a sweep a
+// minute later, and a file that cannot be read is asked about once.
+func TestAgentFollowsUpgrade(t *testing.T) {
+	ts := timeouts(60*time.Second, 8000*time.Second, 10*time.Second, 60*time.Second)
+	ktime := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	file := filepath.Join(t.TempDir(), "agent-runtime-config.json")
+	clk := clocktesting.NewFakeClock(time.Unix(1e6, 0))
+	var logs bytes.Buffer
+	tag, detectErr, rereadErr := "v1.19.5", error(nil), error(nil)
+	detects := 0
+	a := &Agent{
+		Env:        &Env{Clock: ktime, Timeouts: ts, Resolution: resolve(t, "v1.19.5")},
+		Clock:      clk,
+		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
+		NodeConfig: file,
+		Reread: func(res profiles.Resolution) (*Env, error) {
+			return &Env{Clock: ktime, Timeouts: ts, Resolution: res}, rereadErr
+		},
+		Detect: func() (string, error) {
+			detects++
+			return tag, detectErr
+		},
+	}
+	n := 0
+	write := func() {
+		t.Helper()
+		n++
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(strings.Repeat("x", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(step, profile string, wantDetects int, wantLog string) {
+		t.Helper()
+		logs.Reset()
+		a.followNode()
+		if got := a.Env.Profile().Name; got != profile {
+			t.Errorf("%s: profile %s, want %s", step, got, profile)
+		}
+		if detects != wantDetects {
+			t.Errorf("%s: %d detections, want %d", step, detects, wantDetects)
+		}
+		if wantLog != "" && !strings.Contains(logs.String(), wantLog) {
+			t.Errorf("%s: log lacks %q:\n%s", step, wantLog, logs.String())
+		}
+		if wantLog == "" && logs.Len() > 0 {
+			t.Errorf("%s: logged\n%s", step, logs.String())
+		}
+	}
+
+	write()
+	check("first reading", "1.19", 0, "")
+	check("unchanged", "1.19", 0, "")
+	write()
+	check("Cilium restarted, same version", "1.19", 1, "")
+
+	tag = "v1.20.2"
+	write()
+	check("Cilium upgraded", "1.20", 2, `msg="Cilium's version changed" old=1.19.5 new=1.20.2 old_profile=1.19 profile=1.20`)
+	check("unchanged after the upgrade", "1.20", 2, "")
+
+	tag, detectErr = "", errors.New("the server is currently unable to handle the request")
+	write()
+	check("restarted, the cluster unreachable", "1.20", 3, `msg="cannot detect Cilium's version again; judging with the profile in use" profile=1.20`)
+	clk.Step(DetectRetry - time.Second)
+	check("before the retry", "1.20", 3, "")
+	tag, detectErr = "v1.19.7", nil
+	clk.Step(time.Second)
+	check("the retry: rolled back meanwhile", "1.19", 4, `msg="Cilium's version changed" old=1.20.2 new=1.19.7`)
+	clk.Step(DetectRetry)
+	check("no retry pending", "1.19", 4, "")
+
+	tag, rereadErr = "v1.20.2", errors.New("unexpected end of JSON input")
+	write()
+	check("half-written file", "1.19", 5, "cannot read the node's settings again")
+	check("still half written: not asked again", "1.19", 5, "cannot read the node's settings again")
+	rereadErr = nil
+	check("read at last", "1.20", 5, `msg="Cilium's version changed" old=1.19.7 new=1.20.2`)
+}
