@@ -117,6 +117,12 @@ CiliumEndpoints (one resolve and one swap per burst of changes). When the API se
 with the last known objects, logs the failure and counts it in
 egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 
+Without --cilium-version, --from-cluster detects the Cilium version from
+the cilium DaemonSet's image, and again whenever Cilium restarts on this
+node (it rewrites agent-runtime-config.json): after an upgrade the agent
+logs "Cilium's version changed" and judges with the new version's
+profile. A --cilium-version given stays until egwct restarts.
+
 With --events (and --from-cluster), the agents tell each policy's author
 what became of its timeout text: an Event on the CiliumEgressGatewayPolicy
 (kubectl describe cegp NAME shows it), TimeoutsApplied with the keys in
@@ -190,12 +196,16 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return err
 	}
 	var ci *cluster.Cilium
+	var detect func() (string, error)
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
 			return err
 		}
 		o.apply.node.CiliumVersion = ci.Version
 		log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
+		if detect, err = o.apply.cluster.detector(ctx); err != nil {
+			return err
+		}
 	}
 	n, err := o.apply.node.open()
 	if err != nil {
@@ -247,6 +257,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			}
 			return n.Env, nil
 		},
+		// An upgrade of Cilium on this node rewrites the file too.
+		Detect: detect,
 	}
 	if ew != nil {
 		ew.Start()

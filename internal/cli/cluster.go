@@ -113,6 +113,19 @@ func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
 	return ci, nil
 }
 
+// detector returns what detects the Cilium version again while the agent
+// runs: one GET of the cilium DaemonSet, bounded by --request-timeout.
+func (c *clusterOptions) detector(ctx context.Context) (func() (string, error), error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return func() (string, error) {
+		v, _, err := cl.CiliumVersion(ctx, c.ciliumNamespace())
+		return v, err
+	}, nil
+}
+
 // useConfigMap gives a node without agent-runtime-config.json the node
 // timeouts of the cluster's cilium-config ConfigMap; the node's own file,
 // when there is one, wins. It returns where the timeouts came from, or ""

@@ -45,19 +45,11 @@ type Cilium struct {
 // ConfigMap in namespace. A missing ConfigMap is not an error; a missing
 // DaemonSet or an image without a version tag is.
 func (c *Client) Cilium(ctx context.Context, namespace string) (*Cilium, error) {
-	ds, err := c.dyn.Resource(DaemonSetResource).Namespace(namespace).Get(ctx, DaemonSetName, metav1.GetOptions{})
+	v, from, err := c.CiliumVersion(ctx, namespace)
 	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &Error{Op: "get daemonset " + namespace + "/" + DaemonSetName, Err: fmt.Errorf("no Cilium DaemonSet in namespace %s (set --cilium-namespace, or give --cilium-version)", namespace)}
-		}
-		return nil, c.wrap("get", DaemonSetResource, err)
+		return nil, err
 	}
-	image := AgentImage(ds)
-	v := ImageVersion(image)
-	if v == "" {
-		return nil, &Error{Op: "detect the Cilium version", Err: fmt.Errorf("image %q of daemonset %s/%s has no version tag (give --cilium-version)", image, namespace, DaemonSetName)}
-	}
-	out := &Cilium{Version: v, VersionFrom: fmt.Sprintf("image %s of daemonset %s/%s", image, namespace, DaemonSetName)}
+	out := &Cilium{Version: v, VersionFrom: from}
 
 	cm, err := c.dyn.Resource(ConfigMapResource).Namespace(namespace).Get(ctx, ConfigMapName, metav1.GetOptions{})
 	switch {
@@ -74,6 +66,25 @@ func (c *Client) Cilium(ctx context.Context, namespace string) (*Cilium, error) 
 		out.Config, out.ConfigFrom = o.YAML, "configmap/"+namespace+"/"+ConfigMapName
 	}
 	return out, nil
+}
+
+// CiliumVersion reads the agent DaemonSet's image tag in namespace (one
+// GET) and says where it found it. A missing DaemonSet or an image without
+// a version tag is an error.
+func (c *Client) CiliumVersion(ctx context.Context, namespace string) (version, from string, err error) {
+	ds, err := c.dyn.Resource(DaemonSetResource).Namespace(namespace).Get(ctx, DaemonSetName, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", "", &Error{Op: "get daemonset " + namespace + "/" + DaemonSetName, Err: fmt.Errorf("no Cilium DaemonSet in namespace %s (set --cilium-namespace, or give --cilium-version)", namespace)}
+		}
+		return "", "", c.wrap("get", DaemonSetResource, err)
+	}
+	image := AgentImage(ds)
+	v := ImageVersion(image)
+	if v == "" {
+		return "", "", &Error{Op: "detect the Cilium version", Err: fmt.Errorf("image %q of daemonset %s/%s has no version tag (give --cilium-version)", image, namespace, DaemonSetName)}
+	}
+	return v, fmt.Sprintf("image %s of daemonset %s/%s", image, namespace, DaemonSetName), nil
 }
 
 // AgentImage is the image of the DaemonSet's cilium-agent container, or

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/egwct/egwct/internal/cluster"
+	"github.com/egwct/egwct/internal/k8stest"
+	"github.com/egwct/egwct/pkg/sweep"
+)
+
+const upgradePolicy = `apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata:
+  name: upgrade-misspelt
+  annotations:
+    egwct.io/connection-timeouts: |
+      bpfCtTimeoutRegularTCP: 5m
+spec:
+  selectors:
+  - podSelector: {matchLabels: {app: upgrade}}
+  destinationCIDRs: ["192.0.2.0/24"]
+`
+
+// setCiliumImage sets the image of the cilium DaemonSet's agent, as a
+// Cilium upgrade (helm upgrade) does before any pod restarts.
+func setCiliumImage(t *testing.T, env *k8stest.Env, ns, image string) {
+	t.Helper()
+	ctx := context.Background()
+	dss := env.Dynamic(t).Resource(cluster.DaemonSetResource).Namespace(ns)
+	ds, err := dss.Get(ctx, cluster.DaemonSetName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
+	cs[0].(map[string]any)["image"] = image
+	if err := unstructured.SetNestedSlice(ds.Object, cs, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dss.Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// counterValue is the value of an unlabelled metric in a scrape, -1 when
+// it is missing.
+func counterValue(scrape, name string) float64 {
+	for _, l := range strings.Split(scrape, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+// TestAgentFollowsCiliumUpgrade: `egwct agent --from-cluster`, as the
+// service account of deploy/egwct.yaml, started on a 1.19 node against a
+// cilium DaemonSet of v1.19.5, follows an in-place upgrade: the
+// DaemonSet's image turns v1.20.2 (nothing happens: this node's Cilium has
+// not restarted), then Cilium restarts on the node and rewrites
+// agent-runtime-config.json; the agent detects the version again, logs
+// the change, judges the policies for 1.20.2 and sweeps on with the 1.20
+// profile.
+func TestAgentFollowsCiliumUpgrade(t *testing.T) {
+	env := k8stest.Shared(t)
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.19.5", "--flows", "100"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	env.Reset(t)
+	deploy(t, env)
+	// Other tests of the shared server read this DaemonSet too: its image
+	// is put back.
+	ds := env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", "kube-system"))[0]
+	image := cluster.AgentImage(ds)
+	t.Cleanup(func() { setCiliumImage(t, env, "kube-system", image) })
+	setCiliumImage(t, env, "kube-system", "quay.io/cilium/cilium:v1.19.5")
+	env.Create(t, upgradePolicy)
+	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
+	logs, metrics := startClusterAgent(t, dir, sa, 200*time.Millisecond, func(o *agentOptions) { o.apply.node.CiliumVersion = "" })
+	if !strings.Contains(logs.String(), "profile=1.19") {
+		t.Fatalf("the agent did not start with profile 1.19:\n%s", logs)
+	}
+	// The first sweep read the node's settings as they were at start.
+	eventually(t, "a sweep", func() bool { return counterValue(metrics(), "egwct_sweeps_total") >= 1 })
+	outcome := func() string {
+		st, err := sweep.OpenStateReadOnly(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		outs, err := st.Outcomes()
+		if err != nil || len(outs) != 1 {
+			return ""
+		}
+		return outs[0].Reason
+	}
+	if got := outcome(); !strings.Contains(got, "for Cilium 1.19.5") {
+		t.Errorf("outcome %q, want the finding for Cilium 1.19.5", got)
+	}
+
+	setCiliumImage(t, env, "kube-system", "quay.io/cilium/cilium:v1.20.2@sha256:0123456789abcdef")
+	// Sweeps on this node's file, unchanged, ask nothing.
+	n := counterValue(metrics(), "egwct_sweeps_total")
+	eventually(t, "more sweeps", func() bool { return counterValue(metrics(), "egwct_sweeps_total") >= n+3 })
+	if strings.Contains(logs.String(), "Cilium's version changed") {
+		t.Fatalf("the agent followed the DaemonSet before this node's Cilium restarted:\n%s", logs)
+	}
+
+	// Cilium restarts on the node: it writes the file anew.
+	file := filepath.Join(dir+".state", "agent-runtime-config.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file+".tmp", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file+".tmp", file); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the agent to follow the upgrade", func() bool {
+		return strings.Contains(logs.String(), `msg="Cilium's version changed" old=1.19.5 new=1.20.2 old_profile=1.19 profile=1.20`)
+	})
+	eventually(t, "the policy judged for 1.20.2", func() bool { return strings.Contains(outcome(), "for Cilium 1.20.2") })
+	n = counterValue(metrics(), "egwct_sweeps_total")
+	eventually(t, "sweeps with the 1.20 profile", func() bool { return counterValue(metrics(), "egwct_sweeps_total") >= n+2 })
+	if m := metrics(); counterValue(m, "egwct_sweep_errors_total") != 0 {
+		t.Errorf("sweeps failed:\n%s", logs)
+	}
+	if t.Failed() {
+		t.Log(logs)
+	}
+}
