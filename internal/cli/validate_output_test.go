@@ -42,3 +42,17 @@ func TestValidateCaretUnderTab(t *testing.T) {
 		t.Errorf("output does not hold\n%s\n%s", want, out)
 	}
 }
+
+// TestValidateCaretAfterBOM: the caret under a finding on line 1 of a file
+// that begins with a byte order mark does not count the mark, as the
+// finding's column does not.
+func TestValidateCaretAfterBOM(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bom.json")
+	os.WriteFile(file, []byte("\ufeff"+`{"kind": "CiliumEgressGatewayPolicy", "kind": "x"}`+"\n"), 0o644)
+	_, out, _ := run(t, "", "validate", "--cilium-version", "1.18.3", file)
+	want := "    1 | " + `{"kind": "CiliumEgressGatewayPolicy", "kind": "x"}` + "\n" +
+		"      | " + strings.Repeat(" ", len(`{"kind": "CiliumEgressGatewayPolicy", `)) + "^\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("output does not hold\n%s\n%s", want, out)
+	}
+}
