@@ -329,6 +329,9 @@ func (s *Source) syntaxError(err error) *SyntaxError {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	if p, text, ok := s.locate(msg); ok {
+		pos, msg = p, text
+	}
 	if msg == "control characters are not allowed" {
 		// The YAML reader says no more: find the character.
 		if p, r, ok := unprintable(s.data); ok {
