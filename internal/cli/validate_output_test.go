@@ -42,3 +42,46 @@ func TestValidateCaretUnderTab(t *testing.T) {
 		t.Errorf("output does not hold\n%s\n%s", want, out)
 	}
 }
+
+// TestValidateCaretAfterBOM: the caret under a finding on line 1 of a file
+// that begins with a byte order mark does not count the mark, as the
+// finding's column does not.
+func TestValidateCaretAfterBOM(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bom.json")
+	os.WriteFile(file, []byte("\ufeff"+`{"kind": "CiliumEgressGatewayPolicy", "kind": "x"}`+"\n"), 0o644)
+	_, out, _ := run(t, "", "validate", "--cilium-version", "1.18.3", file)
+	want := "    1 | " + `{"kind": "CiliumEgressGatewayPolicy", "kind": "x"}` + "\n" +
+		"      | " + strings.Repeat(" ", len(`{"kind": "CiliumEgressGatewayPolicy", `)) + "^\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("output does not hold\n%s\n%s", want, out)
+	}
+}
+
+// TestValidateSyntaxPosition: a YAML syntax error is at the same place in
+// the text (line, caret), SARIF and GitHub outputs: the opening quote left
+// unclosed, not the end of the file where the parser noticed it.
+func TestValidateSyntaxPosition(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "quote.yaml")
+	os.WriteFile(file, []byte("apiVersion: cilium.io/v2\nkind: CiliumEgressGatewayPolicy\nmetadata:\n  name: \"payments\nspec: {}\n"), 0o644)
+	for _, tt := range []struct {
+		format string
+		want   []string
+	}{
+		{"text", []string{
+			file + ":4:9: error: found unexpected end of stream while scanning a quoted scalar that starts here [yaml-syntax]",
+			"    4 |   name: \"payments\n      |         ^\n",
+		}},
+		{"sarif", []string{`"startLine": 4,`, `"startColumn": 9`}},
+		{"github", []string{"::error file=" + file + ",line=4,col=9,title=egwct yaml-syntax::found unexpected end of stream"}},
+	} {
+		code, out, stderr := run(t, "", "validate", "--cilium-version", "1.18.3", "-o", tt.format, file)
+		if code != ExitFindings {
+			t.Fatalf("-o %s: exit %d; stderr %s", tt.format, code, stderr)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("-o %s does not hold\n%s\n%s", tt.format, w, out)
+			}
+		}
+	}
+}

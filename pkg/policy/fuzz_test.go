@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func FuzzParseText(f *testing.F) {
@@ -62,6 +64,8 @@ func FuzzRead(f *testing.F) {
 	}
 	f.Add([]byte(literal))
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
+	f.Add([]byte("\ufeffa: [b,\r\n c: \"d\n"))
+	f.Add([]byte("a:\n  b: c\n   d: e\n\t- f\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		src := NewSource("fuzz.yaml", data)
 		lines := strings.Count(string(data), "\n") + 1
@@ -76,9 +80,21 @@ func FuzzRead(f *testing.F) {
 				}
 			}
 		}
-		_ = src.Each(func(p *Policy) {
+		err := src.Each(func(p *Policy) {
 			check(p.Spec)
 			check(p.Annotation)
 		}, nil)
+		var se *SyntaxError
+		// Source.Line breaks lines at line feeds only, the YAML reader at
+		// a lone carriage return, NEL, LS and PS too.
+		otherBreaks := strings.ContainsAny(strings.ReplaceAll(string(data), "\r\n", ""), "\r\u0085\u2028\u2029")
+		if errors.As(err, &se) && !otherBreaks {
+			if se.Msg == "" || se.Pos.Line < 0 || se.Pos.Line > lines || se.Pos.Column < 0 || se.Pos.Line == 0 && se.Pos.Column != 0 {
+				t.Fatalf("syntax error %v %q outside the file", se.Pos, se.Msg)
+			}
+			if raw, _ := src.Line(se.Pos.Line); se.Pos.Column > utf8.RuneCountInString(raw)+1 {
+				t.Fatalf("syntax error %v %q past the end of line %q", se.Pos, se.Msg, raw)
+			}
+		}
 	})
 }

@@ -329,6 +329,9 @@ func (s *Source) syntaxError(err error) *SyntaxError {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	if p, text, ok := s.locate(msg); ok {
+		pos, msg = p, text
+	}
 	if msg == "control characters are not allowed" {
 		// The YAML reader says no more: find the character.
 		if p, r, ok := unprintable(s.data); ok {
@@ -359,7 +362,13 @@ func unprintable(data []byte) (Position, rune, bool) {
 	return Position{}, 0, false
 }
 
-// Line returns line n (1-based) of the file, without its line break.
+// bom is the byte order mark a file may begin with. The YAML reader skips
+// it: its columns on line 1 count from the character after.
+var bom = []byte("\ufeff")
+
+// Line returns line n (1-based) of the file, without its line break, and
+// line 1 without a byte order mark, so that its columns are the YAML
+// reader's.
 func (s *Source) Line(n int) (string, bool) {
 	if s.starts == nil {
 		s.starts = append(s.starts, 0)
@@ -372,9 +381,12 @@ func (s *Source) Line(n int) (string, bool) {
 	if n < 1 || n > len(s.starts) {
 		return "", false
 	}
-	end := len(s.data)
+	start, end := s.starts[n-1], len(s.data)
 	if n < len(s.starts) {
 		end = s.starts[n] - 1
 	}
-	return string(s.data[s.starts[n-1]:end]), true
+	if n == 1 && bytes.HasPrefix(s.data, bom) {
+		start += len(bom)
+	}
+	return string(s.data[start:end]), true
 }

@@ -200,3 +200,29 @@ func TestReadDuplicateKey(t *testing.T) {
 		})
 	}
 }
+
+// TestSourceLine: lines without their break; line 1 without a byte order
+// mark, whose columns the YAML reader does not count.
+func TestSourceLine(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		n    int
+		want string
+		ok   bool
+	}{
+		{"a: 1\nb: 2\n", 1, "a: 1", true},
+		{"a: 1\nb: 2\n", 2, "b: 2", true},
+		{"a: 1\nb: 2\n", 3, "", true},
+		{"a: 1\nb: 2\n", 4, "", false},
+		{"a: 1\r\nb: 2", 1, "a: 1\r", true},
+		{"a: 1\r\nb: 2", 2, "b: 2", true},
+		{"\ufeffa: 1\n", 1, "a: 1", true},
+		{"\ufeff", 1, "", true},
+		{"x\n\ufeffa: 1\n", 2, "\ufeffa: 1", true},
+		{"", 0, "", false},
+	} {
+		if got, ok := NewSource("f", []byte(tc.data)).Line(tc.n); got != tc.want || ok != tc.ok {
+			t.Errorf("Line(%d) of %q = %q, %v; want %q, %v", tc.n, tc.data, got, ok, tc.want, tc.ok)
+		}
+	}
+}
