@@ -6,14 +6,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/enforce"
@@ -268,5 +273,39 @@ func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
 	}
 	if findings != 1 {
 		t.Errorf("%d finding records, want 1:\n%s", findings, logs)
+	}
+}
+
+// TestSetMemoryLimit: the agent's GOMEMLIMIT is 90 % of the container's
+// memory limit, the runtime's default without one, and what the
+// environment says when GOMEMLIMIT or AUTOMEMLIMIT is set there.
+func TestSetMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const before = 1 << 40
+	noLimit := func() (uint64, error) { return 0, memlimit.ErrNoLimit }
+	for _, c := range []struct {
+		name  string
+		env   map[string]string
+		limit memlimit.Provider
+		want  int64
+	}{
+		{"the chart's 256 MiB", nil, memlimit.Limit(256 << 20), 256 << 20 * 9 / 10},
+		{"no limit", nil, noLimit, math.MaxInt64},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "100MiB"}, memlimit.Limit(256 << 20), before},
+		{"AUTOMEMLIMIT off", map[string]string{"AUTOMEMLIMIT": "off"}, memlimit.Limit(256 << 20), before},
+		{"AUTOMEMLIMIT 0.5", map[string]string{"AUTOMEMLIMIT": "0.5"}, memlimit.Limit(256 << 20), 128 << 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			debug.SetMemoryLimit(before)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			setMemoryLimit(ctx, slog.New(slog.DiscardHandler), c.limit)
+			if got := debug.SetMemoryLimit(-1); got != c.want {
+				t.Errorf("GOMEMLIMIT %d, want %d", got, c.want)
+			}
+		})
 	}
 }

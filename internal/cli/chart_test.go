@@ -119,6 +119,14 @@ func TestChartArgsAreAgentFlags(t *testing.T) {
 				t.Errorf("the agent's env %v lacks %s", names, want)
 			}
 		}
+		// The agent sets GOMEMLIMIT to 90 % of its container's memory
+		// limit (TestSetMemoryLimit); one in the env would replace that.
+		if slices.Contains(names, "GOMEMLIMIT") {
+			t.Errorf("the agent's env %v sets GOMEMLIMIT", names)
+		}
+		if limit, _, _ := unstructured.NestedString(c, "resources", "limits", "memory"); limit != "256Mi" {
+			t.Errorf("the agent's memory limit is %q, want 256Mi", limit)
+		}
 	}
 }
 
