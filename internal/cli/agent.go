@@ -252,6 +252,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			if err != nil {
 				return nil, err
 			}
+			if _, err := n.useConfigMap(ci); err != nil {
+				return nil, err
+			}
 			return n.Env, nil
 		},
 	}
@@ -341,7 +344,8 @@ func (m agentMetrics) Swept(names map[uint32]string, res *sweep.Result, at time.
 	_ = m.Sweep(names, res, at) // res is never nil here
 }
 
-func (m agentMetrics) Ports(top []ctstats.PortUse) {
+func (m agentMetrics) Ports(top []ctstats.PortUse, capacity int) {
+	m.SetPortCapacity(capacity)
 	out := make([]metrics.PortUse, 0, len(top))
 	for _, p := range top {
 		out = append(out, metrics.PortUse{Egress: p.Egress, Dst: p.Dst, DstPort: p.DstPort, Proto: p.Proto, Used: p.Used})

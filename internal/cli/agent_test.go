@@ -81,6 +81,17 @@ func TestAgent(t *testing.T) {
 			}
 			defer run(t, "", "lab", "down", "--bpffs", dir)
 			state := dir + ".state"
+			// A node-port range above Cilium's default: SNAT has the
+			// 25,535 ports above 40000 (egwct_snat_port_capacity).
+			arc := filepath.Join(state, lab.RuntimeConfigFile)
+			var node map[string]any
+			if data, err := os.ReadFile(arc); err != nil || json.Unmarshal(data, &node) != nil {
+				t.Fatalf("the lab's %s: %v", arc, err)
+			}
+			node["NodePortMin"], node["NodePortMax"] = 30000, 40000
+			if data, err := json.Marshal(node); err != nil || os.WriteFile(arc, data, 0o644) != nil {
+				t.Fatal(err)
+			}
 			manifests := t.TempDir()
 			for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
 				data, _ := os.ReadFile(filepath.Join(state, f))
@@ -130,8 +141,11 @@ func TestAgent(t *testing.T) {
 			eventually(t, "sweeps with deletions", func() bool {
 				m := metrics()
 				return strings.Contains(m, `egwct_ct_deleted_total{policy="payments-egress",state="established"}`) &&
-					strings.Contains(m, "egwct_sweeps_total 3")
+					strings.Contains(m, "egwct_sweeps_total 3") && strings.Contains(m, "egwct_snat_ports_in_use{")
 			})
+			if m := metrics(); !strings.Contains(m, "egwct_snat_port_capacity 25535\n") {
+				t.Errorf("the node's node-port range ends at 40000, yet /metrics says\n%s", grepLines(m, "egwct_snat_port_capacity"))
+			}
 			stopDrive()
 			driving.Wait()
 			d.Close()
@@ -308,4 +322,15 @@ func TestSetMemoryLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
