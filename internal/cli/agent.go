@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -132,6 +133,12 @@ in --lease-namespace, writes for all. egwct_events_writer says whether this
 agent writes; egwct_events_written_total and egwct_event_errors_total count
 what it wrote.
 
+The Go runtime's soft memory limit (GOMEMLIMIT) is 90 % of the
+container's memory limit (cgroup v1 or v2), read again every minute; the
+rest is room for what the runtime does not count. Without a limit there is
+none; GOMEMLIMIT, or AUTOMEMLIMIT (a ratio such as 0.8, or off), in the
+environment overrides it.
+
 SIGTERM or SIGINT stops the agent; egwct's pinned state stays, so sweeping
 resumes with the same set after a restart.`,
 		Example: `  sudo egwct agent -f /etc/egwct/policies/ --cilium-version 1.18.3 --interval 10s
@@ -185,6 +192,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return usageErrorf("--log-format must be text or json")
 	}
 	log := slog.New(h)
+	setMemoryLimit(ctx, log, memlimit.FromCgroup)
 	b := currentBuild()
 	mm, err := metrics.New(metrics.BuildInfo{Version: b.Version, Revision: b.Commit, Date: b.BuildDate}, metrics.Options{})
 	if err != nil {
@@ -255,6 +263,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			if err != nil {
 				return nil, err
 			}
+			if _, err := n.useConfigMap(ci); err != nil {
+				return nil, err
+			}
 			return n.Env, nil
 		},
 		// An upgrade of Cilium on this node rewrites the file too.
@@ -266,6 +277,20 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		a.Events = ew
 	}
 	return a.Run(ctx)
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit (GOMEMLIMIT) to
+// 90 % of what limit says, the container's memory limit, and asks it again
+// every minute until ctx ends (a pod resized in place keeps its process).
+// The rest is headroom for memory the runtime does not count but the
+// container is charged for (socket buffers, page cache, egwct's BPF
+// maps): at 100 % the container can reach its limit while the runtime
+// still sees room. No limit (ErrNoLimit) leaves the runtime's
+// default; GOMEMLIMIT or AUTOMEMLIMIT in the environment win. Set logs
+// the limit it sets and any error.
+func setMemoryLimit(ctx context.Context, log *slog.Logger, limit memlimit.Provider) {
+	_, _ = memlimit.Set(memlimit.WithProvider(limit), memlimit.WithRatio(0.9),
+		memlimit.WithLogger(log), memlimit.WithRefreshInterval(ctx, time.Minute))
 }
 
 // debounceDelay is how long the agent gathers changes of its inputs
@@ -332,7 +357,8 @@ func (m agentMetrics) Swept(names map[uint32]string, res *sweep.Result, at time.
 	_ = m.Sweep(names, res, at) // res is never nil here
 }
 
-func (m agentMetrics) Ports(top []ctstats.PortUse) {
+func (m agentMetrics) Ports(top []ctstats.PortUse, capacity int) {
+	m.SetPortCapacity(capacity)
 	out := make([]metrics.PortUse, 0, len(top))
 	for _, p := range top {
 		out = append(out, metrics.PortUse{Egress: p.Egress, Dst: p.Dst, DstPort: p.DstPort, Proto: p.Proto, Used: p.Used})

@@ -6,14 +6,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/enforce"
@@ -76,6 +81,17 @@ func TestAgent(t *testing.T) {
 			}
 			defer run(t, "", "lab", "down", "--bpffs", dir)
 			state := dir + ".state"
+			// A node-port range above Cilium's default: SNAT has the
+			// 25,535 ports above 40000 (egwct_snat_port_capacity).
+			arc := filepath.Join(state, lab.RuntimeConfigFile)
+			var node map[string]any
+			if data, err := os.ReadFile(arc); err != nil || json.Unmarshal(data, &node) != nil {
+				t.Fatalf("the lab's %s: %v", arc, err)
+			}
+			node["NodePortMin"], node["NodePortMax"] = 30000, 40000
+			if data, err := json.Marshal(node); err != nil || os.WriteFile(arc, data, 0o644) != nil {
+				t.Fatal(err)
+			}
 			manifests := t.TempDir()
 			for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
 				data, _ := os.ReadFile(filepath.Join(state, f))
@@ -125,8 +141,11 @@ func TestAgent(t *testing.T) {
 			eventually(t, "sweeps with deletions", func() bool {
 				m := metrics()
 				return strings.Contains(m, `egwct_ct_deleted_total{policy="payments-egress",state="established"}`) &&
-					strings.Contains(m, "egwct_sweeps_total 3")
+					strings.Contains(m, "egwct_sweeps_total 3") && strings.Contains(m, "egwct_snat_ports_in_use{")
 			})
+			if m := metrics(); !strings.Contains(m, "egwct_snat_port_capacity 25535\n") {
+				t.Errorf("the node's node-port range ends at 40000, yet /metrics says\n%s", grepLines(m, "egwct_snat_port_capacity"))
+			}
 			stopDrive()
 			driving.Wait()
 			d.Close()
@@ -269,4 +288,49 @@ func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
 	if findings != 1 {
 		t.Errorf("%d finding records, want 1:\n%s", findings, logs)
 	}
+}
+
+// TestSetMemoryLimit: the agent's GOMEMLIMIT is 90 % of the container's
+// memory limit, the runtime's default without one, and what the
+// environment says when GOMEMLIMIT or AUTOMEMLIMIT is set there.
+func TestSetMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const before = 1 << 40
+	noLimit := func() (uint64, error) { return 0, memlimit.ErrNoLimit }
+	for _, c := range []struct {
+		name  string
+		env   map[string]string
+		limit memlimit.Provider
+		want  int64
+	}{
+		{"the chart's 256 MiB", nil, memlimit.Limit(256 << 20), 256 << 20 * 9 / 10},
+		{"no limit", nil, noLimit, math.MaxInt64},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "100MiB"}, memlimit.Limit(256 << 20), before},
+		{"AUTOMEMLIMIT off", map[string]string{"AUTOMEMLIMIT": "off"}, memlimit.Limit(256 << 20), before},
+		{"AUTOMEMLIMIT 0.5", map[string]string{"AUTOMEMLIMIT": "0.5"}, memlimit.Limit(256 << 20), 128 << 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			debug.SetMemoryLimit(before)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			setMemoryLimit(ctx, slog.New(slog.DiscardHandler), c.limit)
+			if got := debug.SetMemoryLimit(-1); got != c.want {
+				t.Errorf("GOMEMLIMIT %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

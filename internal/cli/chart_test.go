@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -115,6 +118,14 @@ func TestChartArgsAreAgentFlags(t *testing.T) {
 			if !slices.Contains(names, want) {
 				t.Errorf("the agent's env %v lacks %s", names, want)
 			}
+		}
+		// The agent sets GOMEMLIMIT to 90 % of its container's memory
+		// limit (TestSetMemoryLimit); one in the env would replace that.
+		if slices.Contains(names, "GOMEMLIMIT") {
+			t.Errorf("the agent's env %v sets GOMEMLIMIT", names)
+		}
+		if limit, _, _ := unstructured.NestedString(c, "resources", "limits", "memory"); limit != "256Mi" {
+			t.Errorf("the agent's memory limit is %q, want 256Mi", limit)
 		}
 	}
 }
@@ -297,6 +308,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		"prometheusRule.portPressureThreshold=0":                          "portPressureThreshold",
 		"prometheusRule.portPressureThreshold=1.5":                        "portPressureThreshold",
 		"prometheusRule.portPressureThreshold=80%":                        "portPressureThreshold",
+		"resourceQuotas.agent.hard.pods=ten":                              "pods",
+		"resourceQuotas.cilium.hard.pods=10k":                             "cilium",
 	} {
 		_, err := charttest.TryRender(t, "--set", set, "deploy/helm/egwct")
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -633,4 +646,130 @@ func TestChartSELinux(t *testing.T) {
 			t.Errorf("--set %q: seLinuxOptions %v (set: %v), want type %q level %q", c.set, opts, found, c.typ, c.level)
 		}
 	}
+}
+
+// gkeAdmission limits the system-* priority classes as GKE's admission
+// configuration does: a pod of one is admitted only in a namespace with a
+// ResourceQuota whose scope matches its class.
+const gkeAdmission = `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ResourceQuota
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: ResourceQuotaConfiguration
+    limitedResources:
+    - resource: pods
+      matchScopes:
+      - scopeName: PriorityClass
+        operator: In
+        values: [system-node-critical, system-cluster-critical]
+`
+
+// TestChartResourceQuota: with resourceQuotas.enabled the chart makes a
+// ResourceQuota whose scope is the agent's priorityClassName (none by
+// default; refused without a class). On an API server whose admission
+// configuration limits system-node-critical, as GKE's does, the agent's
+// pod is refused without the quota and admitted with it.
+func TestChartResourceQuota(t *testing.T) {
+	chdirRoot(t)
+	quotas := func(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+		var out []*unstructured.Unstructured
+		for _, o := range objs {
+			if o.GetKind() == "ResourceQuota" {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		set   string
+		class string // the quota's scope; "" for no quota
+		pods  string
+	}{
+		{"", "", ""},
+		{"resourceQuotas.enabled=true", "system-node-critical", "10k"},
+		{"resourceQuotas.enabled=true,priorityClassName=egwct-critical,resourceQuotas.agent.hard.pods=500", "egwct-critical", "500"},
+	} {
+		args := []string{"-n", "egwct-system"}
+		if c.set != "" {
+			args = append(args, "--set", c.set)
+		}
+		q := quotas(parseManifest(t, charttest.Render(t, append(args, "deploy/helm/egwct")...)))
+		if c.class == "" {
+			if len(q) != 0 {
+				t.Errorf("--set %q: %d ResourceQuotas, want none", c.set, len(q))
+			}
+			continue
+		}
+		if len(q) != 1 {
+			t.Fatalf("--set %q: %d ResourceQuotas, want one", c.set, len(q))
+		}
+		exprs, _, _ := unstructured.NestedSlice(q[0].Object, "spec", "scopeSelector", "matchExpressions")
+		pods, _, _ := unstructured.NestedString(q[0].Object, "spec", "hard", "pods")
+		if len(exprs) != 1 || fmt.Sprint(exprs[0]) != fmt.Sprint(map[string]any{"operator": "In", "scopeName": "PriorityClass", "values": []any{c.class}}) || pods != c.pods {
+			t.Errorf("--set %q: scope %v, pods %q; want PriorityClass In [%s], %s", c.set, exprs, pods, c.class, c.pods)
+		}
+	}
+	if _, err := charttest.TryRender(t, "--set", "resourceQuotas.enabled=true,priorityClassName=", "deploy/helm/egwct"); err == nil || !strings.Contains(err.Error(), "priorityClassName") {
+		t.Errorf("a quota without a priority class: %v, want an error naming priorityClassName", err)
+	}
+
+	env := k8stest.StartWithAdmission(t, gkeAdmission)
+	ctx := context.Background()
+	kube := env.Kube(t)
+	const ns = "egwct-system"
+	created := env.Create(t, charttest.Render(t, deployArgs...))
+	var pod corev1.Pod
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(agentPodTemplate(t, created), &pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Namespace, pod.Name = ns, "egwct-probe"
+	if pod.Spec.PriorityClassName != "system-node-critical" {
+		t.Fatalf("the agent's priority class is %q, want system-node-critical", pod.Spec.PriorityClassName)
+	}
+	_, err := kube.CoreV1().Pods(ns).Create(ctx, &pod, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "insufficient quota to match these scopes") {
+		t.Fatalf("the agent's pod without a quota: %v, want it refused for want of a quota", err)
+	}
+	created = env.Create(t, charttest.Render(t, append([]string{"--set", "resourceQuotas.enabled=true"}, deployArgs...)...))
+	q := quotas(created)
+	if len(q) != 1 {
+		t.Fatalf("%d ResourceQuotas created, want one", len(q))
+	}
+	// No controller manager here: give the quota the status its
+	// controller would, which the admission plugin needs.
+	rq, err := kube.CoreV1().ResourceQuotas(ns).Get(ctx, q[0].GetName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq.Status.Hard = rq.Spec.Hard
+	rq.Status.Used = corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}
+	if _, err := kube.CoreV1().ResourceQuotas(ns).UpdateStatus(ctx, rq, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, &pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the agent's pod beside the chart's quota: %v", err)
+	}
+	rq, err = kube.CoreV1().ResourceQuotas(ns).Get(ctx, q[0].GetName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := rq.Status.Used[corev1.ResourcePods]; used.Value() != 1 {
+		t.Errorf("the quota counts %s pods, want the agent's 1", used.String())
+	}
+}
+
+// agentPodTemplate returns the DaemonSet's pod template from a rendered
+// or created manifest.
+func agentPodTemplate(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == "DaemonSet" {
+			tpl, _, _ := unstructured.NestedMap(o.Object, "spec", "template")
+			return tpl
+		}
+	}
+	t.Fatal("no DaemonSet")
+	return nil
 }

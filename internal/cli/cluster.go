@@ -129,12 +129,20 @@ func (c *clusterOptions) detector(ctx context.Context) (func() (string, error), 
 // useConfigMap gives a node without agent-runtime-config.json the node
 // timeouts of the cluster's cilium-config ConfigMap; the node's own file,
 // when there is one, wins. It returns where the timeouts came from, or ""
-// when nothing changed.
+// when nothing changed. A node file without the node-port range (later
+// Cilium versions keep it out of that file) takes the ConfigMap's, when
+// the ConfigMap can be read.
 func (n *node) useConfigMap(ci *cluster.Cilium) (string, error) {
-	if n.Config != nil || ci == nil || ci.Config == nil {
+	if ci == nil || ci.Config == nil || (n.Config != nil && n.Config.NodePortMax != 0) {
 		return "", nil
 	}
 	cfg, err := nodeconfig.Parse(ci.ConfigFrom, ci.Config)
+	if n.Config != nil {
+		if err == nil {
+			n.Config.NodePortMax = cfg.NodePortMax
+		}
+		return "", nil
+	}
 	if err != nil {
 		return "", envError(err)
 	}

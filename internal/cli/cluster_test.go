@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
 	"github.com/egwct/egwct/internal/lab"
 	"github.com/egwct/egwct/internal/printer"
@@ -365,6 +366,45 @@ func TestApplyDetectsCilium(t *testing.T) {
 				if strings.Contains(errOut, w) {
 					t.Errorf("stderr has %q: %s", w, errOut)
 				}
+			}
+		})
+	}
+}
+
+// TestUseConfigMapNodePorts: the node's agent-runtime-config.json wins,
+// but where it does not say the node-port range (later Cilium versions
+// keep it out of the file) the cilium-config ConfigMap's range is used;
+// a node without the file takes everything from the ConfigMap.
+func TestUseConfigMapNodePorts(t *testing.T) {
+	const cm = "kind: ConfigMap\ndata:\n  node-port-range: \"30000,39999\"\n  bpf-ct-timeout-regular-tcp: 2h\n"
+	for _, c := range []struct {
+		name, file, configMap string
+		capacity              int
+		from                  string
+	}{
+		{"file without a range", `{"ClockSource": 0}`, cm, 25536, ""},
+		{"file with a range", `{"ClockSource": 0, "NodePortMin": 30000, "NodePortMax": 32767}`, cm, 32768, ""},
+		{"no file", "", cm, 25536, "configmap/kube-system/cilium-config"},
+		{"file, ConfigMap unreadable", `{"ClockSource": 0}`, "kind: ConfigMap\ndata:\n  node-port-range: 30000-39999\n", 32768, ""},
+		{"neither says", `{"ClockSource": 0}`, "kind: ConfigMap\ndata: {}\n", 32768, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			state := t.TempDir()
+			if c.file != "" {
+				if err := os.WriteFile(filepath.Join(state, "agent-runtime-config.json"), []byte(c.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := (&nodeFlags{CiliumVersion: "1.18.3", StateDir: state}).open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, err := n.useConfigMap(&cluster.Cilium{Config: []byte(c.configMap), ConfigFrom: "configmap/kube-system/cilium-config"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := n.Config.PortCapacity(32768); got != c.capacity || from != c.from {
+				t.Errorf("capacity %d from %q, want %d from %q", got, from, c.capacity, c.from)
 			}
 		})
 	}

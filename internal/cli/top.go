@@ -14,6 +14,7 @@ import (
 	"github.com/egwct/egwct/internal/tui"
 	"github.com/egwct/egwct/internal/tui/mapsource"
 	"github.com/egwct/egwct/pkg/ctmap"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -99,6 +100,8 @@ func runTop(o *topOptions) error {
 			Describe: fmt.Sprintf("profile %s (--cilium-version %s)", n.Resolution.Profile.Name, o.node.CiliumVersion),
 			Clock:    n.Clock, Timeouts: n.Timeouts,
 		}
+		// The ports above the node-port range of agent-runtime-config.json.
+		ms.PortCapacity, _ = n.Config.PortCapacity(ctstats.PortCapacity)
 		if n.Resolution.Unverified {
 			ms.Warnings = append(ms.Warnings, n.Resolution.Reason()+": this release was not checked, its maps may differ")
 		}
@@ -180,9 +183,12 @@ type topReport struct {
 	Warnings []string      `json:"warnings,omitempty"`
 	Maps     []tui.MapFill `json:"maps"`
 	Node     timeoutsRep   `json:"nodeTimeoutsSeconds"`
-	Policies []policyRep   `json:"policies"`
-	FlowsOf  *string       `json:"flowsOf,omitempty"`
-	Flows    []flowRep     `json:"flows,omitempty"`
+	// PortCapacity is the SNAT ports an egress IP has per destination
+	// on the node, against which worstPorts is measured.
+	PortCapacity int         `json:"portCapacity"`
+	Policies     []policyRep `json:"policies"`
+	FlowsOf      *string     `json:"flowsOf,omitempty"`
+	Flows        []flowRep   `json:"flows,omitempty"`
 }
 
 type timeoutsRep struct {
@@ -231,7 +237,7 @@ func timeoutsOf(t [4]time.Duration) timeoutsRep {
 func newTopReport(s *tui.Snapshot, flows bool) *topReport {
 	r := &topReport{
 		Header: printer.NewHeader("TopSnapshot"), Taken: s.Taken, Profile: clean(s.Node.Profile), Clock: s.Node.Clock, Sweeper: clean(s.Node.Sweeper),
-		Banner: clean(s.Banner), Maps: s.Node.Maps, Node: timeoutsOf(s.Node.Timeouts), Policies: []policyRep{},
+		Banner: clean(s.Banner), Maps: s.Node.Maps, Node: timeoutsOf(s.Node.Timeouts), PortCapacity: s.Node.Ports(), Policies: []policyRep{},
 	}
 	for _, w := range s.Node.Warnings {
 		r.Warnings = append(r.Warnings, clean(w))
@@ -283,7 +289,7 @@ func topPoliciesTable(w io.Writer, r *topReport, noHeaders bool) error {
 	for _, p := range r.Policies {
 		worst := "-"
 		if p.WorstPorts > 0 {
-			worst = fmt.Sprintf("%d/%d %s", p.WorstPorts, tui.PortCapacity, p.WorstDest)
+			worst = fmt.Sprintf("%d/%d %s", p.WorstPorts, r.PortCapacity, p.WorstDest)
 		}
 		_ = t.Append(p.Name, p.Flows, p.Syn, p.Est, p.Closing, p.NonTCP,
 			shortDur(time.Duration(p.IdleP50*float64(time.Second))), shortDur(time.Duration(p.IdleP99*float64(time.Second))),

@@ -156,6 +156,28 @@ func TestTopLab(t *testing.T) {
 		}
 	}
 
+	// Port use is measured against the ports above the node-port range:
+	// Cilium's default without one in agent-runtime-config.json, 25,535
+	// with a range up to 40000.
+	if rep.PortCapacity != 32768 {
+		t.Errorf("portCapacity %d without a node-port range, want 32768", rep.PortCapacity)
+	}
+	arc := filepath.Join(dir+".state", lab.RuntimeConfigFile)
+	var cfg map[string]any
+	if data, err := os.ReadFile(arc); err != nil || json.Unmarshal(data, &cfg) != nil {
+		t.Fatalf("the lab's %s: %v", arc, err)
+	}
+	cfg["NodePortMin"], cfg["NodePortMax"] = 30000, 40000
+	if data, err := json.Marshal(cfg); err != nil || os.WriteFile(arc, data, 0o644) != nil {
+		t.Fatal(err)
+	}
+	if rep = top(); rep.PortCapacity != 25535 {
+		t.Errorf("portCapacity %d with the node-port range 30000-40000, want 25535", rep.PortCapacity)
+	}
+	if code, out, errOut := run(t, "", append([]string{"top", "--once"}, node...)...); code != 0 || !strings.Contains(out, "/25535 ") {
+		t.Errorf("top --once: exit %d, WORST PORTS not of 25535:\n%s%s", code, out, errOut)
+	}
+
 	empty := testutil.PrivateBPFFS(t)
 	code, _, errOut := run(t, "", "top", "--once", "--bpffs", empty, "--cilium-state-dir", dir+".state", "--cilium-version", "1.18.3")
 	if code != ExitEnv || !strings.Contains(errOut, "cilium_ct4_global is missing") {

@@ -44,8 +44,9 @@ type Metrics interface {
 	ReloadFailed()
 	// MapsReopened records that Cilium re-created its maps.
 	MapsReopened()
-	// Ports records the SNAT port use of the busiest destinations.
-	Ports(top []ctstats.PortUse)
+	// Ports records the SNAT port use of the busiest destinations, and
+	// how many ports an egress IP has per destination on the node.
+	Ports(top []ctstats.PortUse, capacity int)
 	// Engine names the sweep engine in use, each time a sweeper loads.
 	Engine(name string)
 }
@@ -370,7 +371,8 @@ func (a *Agent) ports() {
 		a.Log.Warn("cannot read SNAT port use", "err", err)
 		return
 	}
-	a.Metrics.Ports(top)
+	capacity, _ := a.Env.Config.PortCapacity(ctstats.PortCapacity)
+	a.Metrics.Ports(top, capacity)
 }
 
 // followNode reads the node's settings again when NodeConfig changed,
@@ -548,5 +550,5 @@ func (nopMetrics) SweepFailed(error)                                 {}
 func (nopMetrics) Resolved([]PolicyStatus)                           {}
 func (nopMetrics) ReloadFailed()                                     {}
 func (nopMetrics) MapsReopened()                                     {}
-func (nopMetrics) Ports([]ctstats.PortUse)                           {}
+func (nopMetrics) Ports([]ctstats.PortUse, int)                      {}
 func (nopMetrics) Engine(string)                                     {}

@@ -82,10 +82,12 @@ func (e events) Resolved(ps []PolicyStatus) {
 	}
 	e.ch <- "resolved " + strings.Join(parts, ",")
 }
-func (e events) ReloadFailed()               { e.ch <- "reload-failed" }
-func (e events) MapsReopened()               { e.ch <- "reopened" }
-func (e events) Ports(top []ctstats.PortUse) { e.ch <- fmt.Sprintf("ports %d", len(top)) }
-func (e events) Engine(name string)          { e.ch <- "engine " + name }
+func (e events) ReloadFailed() { e.ch <- "reload-failed" }
+func (e events) MapsReopened() { e.ch <- "reopened" }
+func (e events) Ports(top []ctstats.PortUse, capacity int) {
+	e.ch <- fmt.Sprintf("ports %d of %d", len(top), capacity)
+}
+func (e events) Engine(name string) { e.ch <- "engine " + name }
 
 func (e events) next(t *testing.T) string {
 	t.Helper()
@@ -132,7 +134,7 @@ func TestAgentEventDriven(t *testing.T) {
 	ev.expect(t, "resolved pa=applied,pb=applied")
 	engine := strings.TrimPrefix(ev.expect(t, "engine "), "engine ")
 	ev.expect(t, "swept")
-	if got := ev.expect(t, "ports "); got == "ports 0" {
+	if got := ev.expect(t, "ports "); strings.HasPrefix(got, "ports 0 ") {
 		t.Errorf("no SNAT port use on a lab with traffic")
 	}
 	// The agent says who it is in egwct's pinned state, for top.

@@ -109,7 +109,30 @@ func missing() error {
 func Start(t testing.TB) *Env {
 	t.Helper()
 	Require(t)
-	e, err := start()
+	e, err := start("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+// StartWithAdmission is Start with an API server that reads config, an
+// AdmissionConfiguration (--admission-control-config-file): for tests of
+// what a cluster's admission settings refuse, such as GKE's limit on the
+// system-* priority classes.
+func StartWithAdmission(t testing.TB, config string) *Env {
+	t.Helper()
+	Require(t)
+	file := filepath.Join(t.TempDir(), "admission.yaml")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := start("", map[string]string{"admission-control-config-file": file})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +160,7 @@ func Shared(t testing.TB) *Env {
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.env == nil && shared.err == nil {
-		shared.env, shared.err = start()
+		shared.env, shared.err = start("", nil)
 	}
 	if shared.err != nil {
 		t.Fatal(shared.err)
@@ -162,7 +185,7 @@ func StopShared() {
 func StartRestartable(t testing.TB) *Env {
 	t.Helper()
 	Require(t)
-	e, err := start(t.TempDir())
+	e, err := start(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +203,10 @@ func (e *Env) StopAPIServer() error { return e.env.ControlPlane.APIServer.Stop()
 // StartAPIServer starts the API server StopAPIServer stopped.
 func (e *Env) StartAPIServer() error { return e.env.ControlPlane.APIServer.Start() }
 
-func start(certDir ...string) (*Env, error) {
+// start starts an API server and etcd; certDir, when set, is where the
+// serving certificate is kept across restarts; flags are further flags of
+// the API server.
+func start(certDir string, flags map[string]string) (*Env, error) {
 	useExisting := false
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: AssetsDir(),
@@ -190,13 +216,19 @@ func start(certDir ...string) (*Env, error) {
 		UseExistingCluster:       &useExisting,
 		ControlPlaneStartTimeout: 60 * time.Second,
 	}
-	if len(certDir) > 0 {
+	if certDir != "" {
 		// A fixed folder keeps the serving certificate across restarts.
-		te.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir[0]}
+		te.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
 		// A stopping API server waits for open watches (such as an
 		// agent's informers) up to its request timeout, 60 s, longer
 		// than envtest waits for it to stop; with this flag it waits 2 s.
 		te.ControlPlane.APIServer.Configure().Set("shutdown-send-retry-after", "true")
+	}
+	for k, v := range flags {
+		if te.ControlPlane.APIServer == nil {
+			te.ControlPlane.APIServer = &envtest.APIServer{}
+		}
+		te.ControlPlane.APIServer.Configure().Set(k, v)
 	}
 	cfg, err := te.Start()
 	if err != nil {

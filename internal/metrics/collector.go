@@ -36,7 +36,7 @@ var (
 		"SNAT source ports in use per egress IP and destination, for the tuples with the most.",
 		[]string{"egress_ip", "dst_ip", "dst_port", "proto"}, nil)
 	descCapacity = prometheus.NewDesc("egwct_snat_port_capacity",
-		"SNAT source ports one egress IP has per destination.", nil, nil)
+		"SNAT source ports one egress IP has per destination: the ports above the node's node-port range.", nil, nil)
 )
 
 // idleBounds are the upper bounds of egwct_ct_idle_seconds, in seconds.

@@ -365,6 +365,18 @@ func (m *Metrics) Engine(name string) {
 	m.engine = LabelValue(name)
 }
 
+// SetPortCapacity sets egwct_snat_port_capacity, the SNAT ports one
+// egress IP has per destination on the node (the ports above its
+// node-port range); n <= 0 restores Options.PortCapacity's default.
+func (m *Metrics) SetPortCapacity(n int) {
+	if n <= 0 {
+		n = DefaultPortCapacity
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.capacity = n
+}
+
 // Ports replaces the series of egwct_snat_ports_in_use with ps: the
 // tuples with the most ports in use, at most Options.TopPorts of them
 // (the rest are dropped), entries of the same tuple added up. It refuses

@@ -354,7 +354,7 @@ egwct_sweep_engine_info{engine="iterator"} 1
 # TYPE egwct_snat_ports_in_use gauge
 egwct_snat_ports_in_use{dst_ip="198.51.100.7",dst_port="443",egress_ip="192.0.2.10",proto="TCP"} 30000
 egwct_snat_ports_in_use{dst_ip="198.51.100.8",dst_port="53",egress_ip="192.0.2.10",proto="UDP"} 12
-# HELP egwct_snat_port_capacity SNAT source ports one egress IP has per destination.
+# HELP egwct_snat_port_capacity SNAT source ports one egress IP has per destination: the ports above the node's node-port range.
 # TYPE egwct_snat_port_capacity gauge
 egwct_snat_port_capacity 32768
 `

@@ -13,8 +13,9 @@ import (
 const DefaultTopPorts = 30
 
 // DefaultPortCapacity is how many SNAT source ports one egress IP has per
-// destination when Options.PortCapacity is 0: the ports above Cilium's
-// node-port range, 32768 to 65535.
+// destination when Options.PortCapacity is 0 and until SetPortCapacity
+// gives the node's: the ports above Cilium's default node-port range,
+// 32768 to 65535.
 const DefaultPortCapacity = 32768
 
 // PortUse is how many SNAT source ports one egress IP holds towards one

@@ -87,3 +87,24 @@ func TestPortsReplaced(t *testing.T) {
 		t.Errorf("after an empty update: %v", got)
 	}
 }
+
+// TestSetPortCapacity: egwct_snat_port_capacity is the option's, then the
+// node's once the agent sets it; a capacity of 0 or less is the default.
+func TestSetPortCapacity(t *testing.T) {
+	m := newMetrics(t, Options{PortCapacity: 1000})
+	capacity := func() float64 {
+		_, fams := scrape(t, m)
+		return fams["egwct_snat_port_capacity"].GetMetric()[0].GetGauge().GetValue()
+	}
+	for _, c := range []struct {
+		set  int // 0: not called
+		want float64
+	}{{0, 1000}, {25535, 25535}, {-1, DefaultPortCapacity}} {
+		if c.set != 0 {
+			m.SetPortCapacity(c.set)
+		}
+		if got := capacity(); got != c.want {
+			t.Errorf("after SetPortCapacity(%d): %v, want %v", c.set, got, c.want)
+		}
+	}
+}

@@ -449,7 +449,7 @@ func TestFmtDur(t *testing.T) {
 			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
 		}
 	}
-	if got := bar(16384, PortCapacity, 12); got != "██████······" {
+	if got := bar(16384, Node{}.Ports(), 12); got != "██████······" {
 		t.Errorf("bar %q", got)
 	}
 }
@@ -714,5 +714,38 @@ func TestOldSnapshotReleased(t *testing.T) {
 				t.Errorf("rate %v, want 50/s", r)
 			}
 		})
+	}
+}
+
+// TestPortCapacity: shares and levels of port use are of the node's
+// capacity (the ports above its node-port range), Cilium's default when
+// the snapshot does not say.
+func TestPortCapacity(t *testing.T) {
+	for _, c := range []struct {
+		capacity   int
+		use, worst string // the ports view's USE% of 16,384 ports, and the policies view's PORTS
+		level      int
+	}{
+		{0, "50%", "16384 50%", 2},
+		{32768, "50%", "16384 50%", 2},
+		{65535 - 40000, "64%", "16384 64%", 2},
+		{65536 - 1024, "25%", "16384 25%", 1},
+	} {
+		m := newModel(t, 160, 20, &fake{answer: func(Query) (*Snapshot, error) {
+			s := synthetic(t0, 100)
+			s.Node.PortCapacity = c.capacity
+			return s, nil
+		}})
+		if v := m.View(); !strings.Contains(v, c.worst) {
+			t.Errorf("capacity %d: the policies view lacks %q:\n%s", c.capacity, c.worst, v)
+		}
+		m.view = ViewPorts
+		tb := m.portsTable()
+		if got := tb.text(0, 4); got != c.use {
+			t.Errorf("capacity %d: USE%% %q, want %q", c.capacity, got, c.use)
+		}
+		if got := tb.level(0, 4); got != c.level {
+			t.Errorf("capacity %d: level %d, want %d", c.capacity, got, c.level)
+		}
 	}
 }

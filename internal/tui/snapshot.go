@@ -10,10 +10,6 @@ import (
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
-// PortCapacity is how many SNAT source ports one egress IP has towards one
-// destination (IP, port, protocol): ctstats.PortCapacity.
-const PortCapacity = ctstats.PortCapacity
-
 // NoPolicy is the display name of the row of flows that match no policy.
 const NoPolicy = "(no policy)"
 
@@ -81,6 +77,19 @@ type Node struct {
 	// PortsPending says the SNAT maps were not read for this snapshot (a
 	// quick first frame): ports and egress addresses come with the next.
 	PortsPending bool `json:"portsPending,omitempty"`
+	// PortCapacity is how many SNAT source ports one egress IP has
+	// towards one destination (IP, port, protocol) on the node: the ports
+	// above its node-port range; 0: ctstats.PortCapacity, with Cilium's
+	// default range.
+	PortCapacity int `json:"portCapacity,omitempty"`
+}
+
+// Ports is the node's PortCapacity, or Cilium's default when it is 0.
+func (n Node) Ports() int {
+	if n.PortCapacity > 0 {
+		return n.PortCapacity
+	}
+	return ctstats.PortCapacity
 }
 
 // MapFill is a map's fill level.

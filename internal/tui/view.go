@@ -66,11 +66,11 @@ func emphasize(level int, cell string) string {
 
 // portLevel rates port use: alert from half the capacity, warn from a
 // quarter.
-func portLevel(used int) int {
+func portLevel(used, capacity int) int {
 	switch {
-	case used*2 >= PortCapacity:
+	case used*2 >= capacity:
 		return 2
-	case used*4 >= PortCapacity:
+	case used*4 >= capacity:
 		return 1
 	}
 	return 0
@@ -214,7 +214,7 @@ func (m *Model) policiesTable() *table {
 		case c == 9 && x.Over > 0, c == 10 && x.Expired > 0:
 			return 1
 		case c == 13:
-			return portLevel(x.WorstPorts)
+			return portLevel(x.WorstPorts, m.snap.Node.Ports())
 		}
 		return 0
 	}
@@ -252,7 +252,7 @@ func (m *Model) policiesTable() *table {
 			if x.WorstPorts == 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%d %d%%", x.WorstPorts, x.WorstPorts*100/PortCapacity)
+			return fmt.Sprintf("%d %d%%", x.WorstPorts, x.WorstPorts*100/m.snap.Node.Ports())
 		case 14:
 			return m.timeouts(x, profiles.StateEstablished)
 		case 15:
@@ -436,7 +436,7 @@ func (m *Model) portsTable() *table {
 	p := func(r int) *Port { return &m.snap.Ports[r] }
 	t.level = func(r, c int) int {
 		if c >= 3 && c <= 5 {
-			return portLevel(p(r).Used)
+			return portLevel(p(r).Used, m.snap.Node.Ports())
 		}
 		return 0
 	}
@@ -456,9 +456,9 @@ func (m *Model) portsTable() *table {
 		case 3:
 			return strconv.Itoa(x.Used)
 		case 4:
-			return strconv.Itoa(x.Used*100/PortCapacity) + "%"
+			return strconv.Itoa(x.Used*100/m.snap.Node.Ports()) + "%"
 		case 5:
-			return bar(x.Used, PortCapacity, 12)
+			return bar(x.Used, m.snap.Node.Ports(), 12)
 		case 6:
 			return strings.Join(x.Policies, ",")
 		}

@@ -9,7 +9,9 @@ import (
 )
 
 // PortCapacity is how many SNAT source ports one egress IP has towards one
-// destination (IP, port, protocol): the ports above the node-port range.
+// destination (IP, port, protocol) with Cilium's default node-port range,
+// 30000-32767: the ports above it. A node with another range has
+// nodeconfig.Config.PortCapacity.
 const PortCapacity = 32768
 
 // DefaultTopN is how many destinations a bounded port-pressure reading

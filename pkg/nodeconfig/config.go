@@ -35,6 +35,10 @@ type Config struct {
 	// GCInterval and GCMaxInterval are conntrack-gc-interval and
 	// conntrack-gc-max-interval, when set (0 = dynamic / no cap).
 	GCInterval, GCMaxInterval *time.Duration
+	// NodePortMax is the upper end of the node-port range, when the
+	// source gives it (0: not given). Cilium's SNAT picks source ports
+	// above it, up to 65535 (NODEPORT_PORT_MIN_NAT is NodePortMax + 1).
+	NodePortMax int
 	// Notes are problems with the source that are not fatal.
 	Notes []Note
 }
@@ -177,7 +181,38 @@ func parseRuntime(file string, top *yaml.Node) (*Config, error) {
 			*dst = &d
 		}
 	}
+	// DaemonConfig's NodePortMin and NodePortMax (pkg/option/config.go),
+	// which later versions keep in their load-balancer configuration
+	// instead: absent, or 0, says nothing.
+	var ports [2]int
+	for i, field := range []string{"NodePortMin", "NodePortMax"} {
+		v := yamlnode.Get(top, field)
+		if v == nil {
+			continue
+		}
+		n, err := strconv.Atoi(v.Value)
+		if err != nil || v.Kind != yaml.ScalarNode || n < 0 || n > 65535 {
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("%s: want a port, got %q", field, v.Value)}
+		}
+		ports[i] = n
+	}
+	if ports[1] != 0 {
+		if err := c.nodePorts(ports[0], ports[1]); err != nil {
+			v := yamlnode.Get(top, "NodePortMax")
+			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: err.Error()}
+		}
+	}
 	return c, nil
+}
+
+// nodePorts sets NodePortMax from a node-port range, which Cilium
+// refuses unless min < max; max 65535 would leave SNAT no port.
+func (c *Config) nodePorts(lo, hi int) error {
+	if hi <= lo || hi >= 65535 {
+		return fmt.Errorf("node-port range %d-%d: want its minimum below its maximum, and the maximum below 65535", lo, hi)
+	}
+	c.NodePortMax = hi
+	return nil
 }
 
 func parseConfigMap(file string, cm *yaml.Node) (*Config, error) {
@@ -224,6 +259,22 @@ func parseConfigMap(file string, cm *yaml.Node) (*Config, error) {
 			*dst = &d
 		}
 	}
+	// MIN,MAX as the agent reads it (--node-port-range, a string slice
+	// that a ConfigMap gives as one string, split at the comma); empty:
+	// the default.
+	if v := yamlnode.Get(data, "node-port-range"); v != nil && strings.TrimSpace(v.Value) != "" {
+		bad := &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("node-port-range: want MIN,MAX as Cilium reads it (30000,32767), got %q", v.Value)}
+		a, b, ok := strings.Cut(v.Value, ",")
+		lo, err1 := strconv.ParseUint(a, 10, 16)
+		hi, err2 := strconv.ParseUint(b, 10, 16)
+		if !ok || err1 != nil || err2 != nil || v.Kind != yaml.ScalarNode {
+			return nil, bad
+		}
+		if err := c.nodePorts(int(lo), int(hi)); err != nil {
+			bad.Msg = err.Error()
+			return nil, bad
+		}
+	}
 	return c, nil
 }
 
@@ -254,6 +305,16 @@ func (c *Config) Timeout(flag string, def time.Duration) (d time.Duration, fromN
 		if d, ok := c.Timeouts[flag]; ok {
 			return d, true
 		}
+	}
+	return def, false
+}
+
+// PortCapacity returns how many SNAT source ports one egress IP has
+// towards one destination on the node: the ports above the source's
+// node-port range, when it gives one, else def.
+func (c *Config) PortCapacity(def int) (n int, fromNode bool) {
+	if c != nil && c.NodePortMax > 0 {
+		return 65535 - c.NodePortMax, true
 	}
 	return def, false
 }

@@ -13,6 +13,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`{"ClockSource": 1, "KernelHz": 1, "CTMapEntriesTimeoutTCP": 1}`))
 	f.Add([]byte("kind: List\nitems: [{kind: ConfigMap, data: {bpf-ct-timeout-regular-tcp: '5'}}]"))
+	f.Add([]byte(`{"ClockSource": 0, "NodePortMin": 30000, "NodePortMax": 32767}`))
+	f.Add([]byte("kind: ConfigMap\ndata: {node-port-range: '30000,32767'}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz", data)
 		if err != nil {
@@ -28,6 +30,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if c.ClockKnown && c.Clock.Mode == Jiffies && c.Clock.HZ <= 0 {
 			t.Fatalf("clock %+v", c.Clock)
+		}
+		if n, _ := c.PortCapacity(1); n < 1 || n > 65535 {
+			t.Fatalf("port capacity %d (NodePortMax %d)", n, c.NodePortMax)
 		}
 	})
 }

@@ -116,6 +116,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "kind: ConfigMap\ndata:\n  bpf-ct-timeout-regular-tcp: forever\n", `bpf-ct-timeout-regular-tcp: "forever" is not a duration`, 3},
 		{"zero", "kind: ConfigMap\ndata:\n  bpf-ct-timeout-regular-tcp: 0s\n", "not a positive duration", 3},
 		{"bad bool", "kind: ConfigMap\ndata:\n  enable-bpf-clock-probe: maybe\n", "want true or false", 3},
+		{"range with a dash", "kind: ConfigMap\ndata:\n  node-port-range: 30000-32767\n", "want MIN,MAX as Cilium reads it", 3},
+		{"range upside down", "kind: ConfigMap\ndata:\n  node-port-range: \"32767,30000\"\n", "minimum below its maximum", 3},
+		{"range to the top", "kind: ConfigMap\ndata:\n  node-port-range: \"30000,65535\"\n", "maximum below 65535", 3},
+		{"bad port", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": \"high\"}", "NodePortMax: want a port", 2},
+		{"runtime range upside down", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": 20000}", "minimum below its maximum", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,5 +130,38 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("err = %#v, want %q at line %d", err, tt.want, tt.line)
 			}
 		})
+	}
+}
+
+// TestPortCapacity: the SNAT ports above the node-port range, from
+// agent-runtime-config.json (NodePortMin/NodePortMax) or the ConfigMap
+// (node-port-range MIN,MAX), else the default given.
+func TestPortCapacity(t *testing.T) {
+	for _, tt := range []struct {
+		name, doc string
+		want      int
+		fromNode  bool
+	}{
+		{"runtime, Cilium's default", `{"ClockSource": 0, "NodePortMin": 30000, "NodePortMax": 32767}`, 32768, true},
+		{"runtime, a wider range", `{"ClockSource": 0, "NodePortMin": 20000, "NodePortMax": 40000}`, 25535, true},
+		{"runtime, no range (1.18 and later)", `{"ClockSource": 0}`, 42, false},
+		{"runtime, zeros", `{"ClockSource": 0, "NodePortMin": 0, "NodePortMax": 0}`, 42, false},
+		{"ConfigMap range", "kind: ConfigMap\ndata:\n  node-port-range: \"30000,49999\"\n", 15536, true},
+		{"ConfigMap empty range", "kind: ConfigMap\ndata:\n  node-port-range: \"\"\n", 42, false},
+		{"ConfigMap without", "kind: ConfigMap\ndata: {}\n", 42, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("x", []byte(tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, ok := c.PortCapacity(42); n != tt.want || ok != tt.fromNode {
+				t.Errorf("PortCapacity = %d, %v; want %d, %v", n, ok, tt.want, tt.fromNode)
+			}
+		})
+	}
+	var none *Config
+	if n, ok := none.PortCapacity(42); n != 42 || ok {
+		t.Errorf("no config: %d, %v", n, ok)
 	}
 }

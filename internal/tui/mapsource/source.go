@@ -44,6 +44,9 @@ type Source struct {
 	GCInterval time.Duration
 	// Warnings are shown with every snapshot (e.g. an unverified version).
 	Warnings []string
+	// PortCapacity is how many SNAT source ports an egress IP has per
+	// destination on the node (tui.Node.PortCapacity; 0: Cilium's default).
+	PortCapacity int
 	// SNATEvery is the least time between two readings of the SNAT maps;
 	// 0 adapts it to 5 times the last reading's cost (a small node's are
 	// read at every snapshot), negative reads them every time.
@@ -66,7 +69,7 @@ func (s *Source) Snapshot(q tui.Query) (*tui.Snapshot, error) {
 		clockNow = ctmap.Now
 	}
 	start := time.Now()
-	snap := &tui.Snapshot{Taken: now(), Node: tui.Node{Profile: "profile " + s.Profile.Name, Clock: s.Clock.String()}}
+	snap := &tui.Snapshot{Taken: now(), Node: tui.Node{Profile: "profile " + s.Profile.Name, Clock: s.Clock.String(), PortCapacity: s.PortCapacity}}
 	if s.Describe != "" {
 		snap.Node.Profile = s.Describe
 	}
