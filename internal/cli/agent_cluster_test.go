@@ -346,8 +346,8 @@ func TestAgentClusterErrorsAtStart(t *testing.T) {
 		name, kubeconfig, want string
 	}{
 		{"unreachable", dead, "cluster unreachable"},
-		{"forbidden", env.User(t, "nobody"), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
-		{"list but not watch", env.Lister(t), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
+		{"forbidden", env.User(t, "nobody"), `needs "list" and "watch" on cilium`},
+		{"list but not watch", env.Lister(t), `needs "list" and "watch" on cilium`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
