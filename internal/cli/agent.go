@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type agentOptions struct {
 	Interval    time.Duration
 	MetricsAddr string
 	LogFormat   string
+	SyncTimeout time.Duration
 	events      eventOptions
 }
 
@@ -118,6 +120,14 @@ CiliumEndpoints (one resolve and one swap per burst of changes). When the API se
 with the last known objects, logs the failure and counts it in
 egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 
+At start the agent waits for the first list of the policies and endpoints
+for at most --sync-timeout (5m, as Cilium's agent waits for its CRDs with
+--crd-wait-timeout), not --request-timeout: a list of tens of thousands of
+endpoints may take longer. Failures meanwhile are retried and logged; a
+refusal (forbidden, not authenticated) exits 3 at once, and the bound
+exits 3 naming what was not listed and the last failure. /healthz answers
+while it waits.
+
 Without --cilium-version, --from-cluster detects the Cilium version from
 the cilium DaemonSet's image, and again whenever Cilium restarts on this
 node (it rewrites agent-runtime-config.json): after an upgrade the agent
@@ -163,6 +173,7 @@ resumes with the same set after a restart.`,
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "time between sweeps")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", metrics.DefaultAddr, "where to serve Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz: ready after a successful sweep); empty to disable")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&o.SyncTimeout, "sync-timeout", 5*time.Minute, "with --from-cluster: how long to wait at start for the first list of the policies and endpoints (failures are retried meanwhile; a refusal ends it at once)")
 	return cmd
 }
 
@@ -177,6 +188,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	if o.Interval < 100*time.Millisecond {
 		return usageErrorf("--interval must be at least 100ms")
+	}
+	if o.apply.cluster.From && o.SyncTimeout <= 0 {
+		return usageErrorf("--sync-timeout must be positive")
 	}
 	mode, engine, err := o.apply.sweepSettings()
 	if err != nil {
@@ -227,21 +241,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := needRoot(); err != nil {
 		return err
 	}
-	var srcs []enforce.Source
-	if len(o.apply.Files) > 0 {
-		fs, err := enforce.NewFileSource(ctx, o.apply.Files)
-		if err != nil {
-			return err
-		}
-		srcs = append(srcs, fs)
-	}
-	if o.apply.cluster.From {
-		w, err := o.apply.cluster.watch(ctx, log, m)
-		if err != nil {
-			return err
-		}
-		srcs = append(srcs, clusterSource{w})
-	}
+	// Served before the first list of the cluster, which may take
+	// minutes: the liveness probe sees the process serve, /readyz says it
+	// has not swept yet, and the cluster metrics show the wait.
 	if o.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", o.MetricsAddr)
 		if err != nil {
@@ -251,6 +253,24 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	var srcs []enforce.Source
+	if len(o.apply.Files) > 0 {
+		fs, err := enforce.NewFileSource(ctx, o.apply.Files)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, fs)
+	}
+	if o.apply.cluster.From {
+		w, err := o.apply.cluster.watch(ctx, log, m, o.SyncTimeout)
+		if ctx.Err() != nil {
+			return nil // stopped while waiting
+		}
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, clusterSource{w})
 	}
 	a := &enforce.Agent{
 		Env: n.Env, Source: enforce.Sources(ctx, srcs...), Interval: o.Interval, Debounce: debounceDelay,
@@ -297,22 +317,29 @@ func setMemoryLimit(ctx context.Context, log *slog.Logger, limit memlimit.Provid
 // before it resolves them and swaps in a new policy set.
 const debounceDelay = 200 * time.Millisecond
 
-// watch starts the informers on the cluster's policies and endpoints.
-func (c *clusterOptions) watch(ctx context.Context, log *slog.Logger, m agentMetrics) (*cluster.Watcher, error) {
+// watch starts the informers on the cluster's policies and endpoints and
+// waits for their first list, for at most syncTimeout.
+func (c *clusterOptions) watch(ctx context.Context, log *slog.Logger, m agentMetrics, syncTimeout time.Duration) (*cluster.Watcher, error) {
 	var mu sync.Mutex
 	up := true
+	// Until the first list the watcher reports each failure (Error
+	// below), counted and logged as it comes: the agent has nothing to
+	// sweep on yet.
+	var synced atomic.Bool
 	reachable := func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			m.ClusterError()
 			m.ClusterUp(false)
-			if up {
-				log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
+			if synced.Load() {
+				m.ClusterError()
+				if up {
+					log.Warn("cannot reach the cluster; sweeping on with the last known policies and endpoints", "err", err)
+				}
 			}
 		} else {
 			m.ClusterUp(true)
-			if !up {
+			if !up && synced.Load() {
 				log.Info("the cluster is reachable again")
 			}
 		}
@@ -324,12 +351,28 @@ func (c *clusterOptions) watch(ctx context.Context, log *slog.Logger, m agentMet
 	if err != nil {
 		return nil, err
 	}
-	return cl.Watch(ctx, c.flags.Timeout, cluster.WatchEvents{
+	log.Info("waiting for the first list of the cluster's policies and endpoints", "sync-timeout", syncTimeout)
+	start := time.Now()
+	w, err := cl.Watch(ctx, syncTimeout, cluster.WatchEvents{
 		Error: func(err error) {
 			m.ClusterError()
-			log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
+			if synced.Load() {
+				log.Warn("cannot watch the cluster; sweeping on with the last known policies and endpoints", "err", err)
+				return
+			}
+			log.Warn("cannot list the cluster yet; waiting for the first list", "err", err)
 		},
 	})
+	if errors.Is(err, cluster.ErrNotSynced) {
+		return nil, fmt.Errorf("--sync-timeout: %w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	synced.Store(true)
+	log.Info("synced with the cluster", "took", time.Since(start).Round(time.Millisecond),
+		"policies", w.Count(cluster.PolicyResource), "endpoints", w.Count(cluster.EndpointResource))
+	return w, nil
 }
 
 // clusterSource is the agent's view of a cluster watcher.

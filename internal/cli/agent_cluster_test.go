@@ -4,17 +4,21 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
@@ -28,13 +32,42 @@ import (
 // watches can explain a change seen in the test.
 func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) (logs *syncBuffer, metrics func() string) {
 	t.Helper()
-	logs = &syncBuffer{}
-	addr := freeAddr(t)
+	a := launchClusterAgent(t, dir, kubeconfig, interval, opts...)
+	eventually(t, "the agent to start", func() bool { return strings.Contains(a.logs.String(), "agent started") })
+	return a.logs, func() string { _, body := a.get("/metrics"); return body }
+}
+
+// launchedAgent is an agent running in the test, as launchClusterAgent
+// started it.
+type launchedAgent struct {
+	logs *syncBuffer
+	addr string
+	done chan struct{} // closed when runAgent returned
+}
+
+// get returns the status and body of a path of the agent's metrics
+// server, 0 while it does not answer.
+func (a *launchedAgent) get(path string) (int, string) {
+	resp, err := http.Get("http://" + a.addr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// launchClusterAgent is startClusterAgent without waiting for the agent
+// to start.
+func launchClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) *launchedAgent {
+	t.Helper()
+	a := &launchedAgent{logs: &syncBuffer{}, addr: freeAddr(t), done: make(chan struct{})}
 	o := &agentOptions{
-		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Mode: "reclaim"},
+		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: a.logs}, Mode: "reclaim"},
 		Interval:    interval,
-		MetricsAddr: addr,
+		MetricsAddr: a.addr,
 		LogFormat:   "text",
+		SyncTimeout: 5 * time.Minute,
 	}
 	o.apply.node = nodeFlags{BPFFS: dir, CiliumVersion: "1.18.3", StateDir: dir + ".state"}
 	o.apply.cluster = clusterOptions{From: true, Namespace: "kube-system", flags: cluster.Flags{Kubeconfig: kubeconfig, Timeout: 5 * time.Second}}
@@ -42,25 +75,19 @@ func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Durat
 		opt(o)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runAgent(ctx, o) }()
+	var err error
+	go func() {
+		err = runAgent(ctx, o)
+		close(a.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v\n%s", err, logs)
+		<-a.done
+		if err != nil {
+			t.Errorf("agent: %v\n%s", err, a.logs)
 		}
 	})
-	metrics = func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	eventually(t, "the agent to start", func() bool { return strings.Contains(logs.String(), "agent started") })
-	return logs, metrics
+	return a
 }
 
 // keysNow reads the (pod, destination) keys of the policy set in force
@@ -328,34 +355,176 @@ func TestAgentSurvivesAPIServerRestart(t *testing.T) {
 }
 
 // TestAgentClusterErrorsAtStart: an agent that cannot list both kinds at
-// start exits 3 and says why.
+// start exits 3 and says why: at once when it is refused (a bound of 10
+// minutes only the test binary's timeout would end), at --sync-timeout
+// when the API server does not answer.
 func TestAgentClusterErrorsAtStart(t *testing.T) {
 	env := k8stest.Shared(t)
 	bpffs := testutil.PrivateBPFFS(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	kubeconfig := func(addr string) string {
+		path := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(path, []byte(deadKubeconfig(addr)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	api, err := url.Parse(env.Config.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	dead := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(dead, []byte(deadKubeconfig(addr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range []struct {
-		name, kubeconfig, want string
+		name, kubeconfig, syncTimeout, want string
 	}{
-		{"unreachable", dead, "cluster unreachable"},
-		{"forbidden", env.User(t, "nobody"), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
-		{"list but not watch", env.Lister(t), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`},
+		{"unreachable", kubeconfig(freeAddr(t)), "2s",
+			"--sync-timeout: list and watch ciliumegressgatewaypolicies.cilium.io and ciliumendpoints.cilium.io: no first list within 2s: cluster unreachable at https://127.0.0.1:"},
+		{"forbidden", env.User(t, "nobody"), "10m", `permission denied: egwct needs "list" and "watch" on cilium`},
+		{"not authenticated", kubeconfig(api.Host), "10m", "not authenticated: check the kubeconfig's credentials"},
+		{"list but not watch", env.Lister(t), "10m", `permission denied: egwct needs "list" and "watch" on cilium`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
-			code, _, errOut := run(t, "", "agent", "--from-cluster", "--kubeconfig", tt.kubeconfig, "--request-timeout", "2s",
+			code, _, errOut := run(t, "", "agent", "--from-cluster", "--kubeconfig", tt.kubeconfig, "--request-timeout", "1s", "--sync-timeout", tt.syncTimeout,
 				"--cilium-version", "1.18.3", "--bpffs", bpffs, "--cilium-state-dir", t.TempDir(), "--metrics-addr", "")
 			if code != ExitEnv || !strings.Contains(errOut, tt.want) {
-				t.Errorf("exit %d after %s: %s", code, time.Since(start).Round(time.Millisecond), errOut)
+				t.Errorf("exit %d, want %d and %q: %s", code, ExitEnv, tt.want, errOut)
 			}
 		})
 	}
+	if code, _, errOut := run(t, "", "agent", "--from-cluster", "--sync-timeout", "0s"); code != ExitUsage || !strings.Contains(errOut, "--sync-timeout must be positive") {
+		t.Errorf("--sync-timeout 0s: exit %d: %s", code, errOut)
+	}
+}
+
+// TestAgentWaitsForSlowFirstList: a first list that takes longer than
+// --request-timeout (tens of thousands of endpoints, a busy API server)
+// is awaited up to --sync-timeout; meanwhile /healthz answers and /readyz
+// says not ready, and afterwards the agent sweeps. A proxy in front of
+// the API server holds the first request for the endpoints until the
+// test lets it go, four request timeouts later.
+func TestAgentWaitsForSlowFirstList(t *testing.T) {
+	env := k8stest.Shared(t)
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.18.3", "--flows", "100", "--clock", "jiffies", "--hz", "250"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+	env.Reset(t)
+	var manifests []string
+	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+		data, err := os.ReadFile(filepath.Join(dir+".state", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, string(data))
+	}
+	env.Namespaces(t, namespacesOf(manifests[1])...)
+	env.Create(t, manifests[0])
+	endpoints := len(env.Create(t, manifests[1]))
+
+	held, release := make(chan struct{}), make(chan struct{})
+	proxy := holdFirst(t, env, "/apis/cilium.io/v2/ciliumendpoints", held, release)
+	const requestTimeout = 500 * time.Millisecond
+	a := launchClusterAgent(t, dir, proxy, 200*time.Millisecond, func(o *agentOptions) {
+		o.apply.cluster.flags.Timeout = requestTimeout
+		o.SyncTimeout = 10 * time.Minute
+	})
+	<-held
+	eventually(t, "/healthz to answer", func() bool { code, _ := a.get("/healthz"); return code == http.StatusOK })
+	if code, body := a.get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while waiting: %d %s", code, body)
+	}
+	// Not a measurement: only lets --request-timeout pass, four times.
+	time.Sleep(4 * requestTimeout)
+	select {
+	case <-a.done:
+		t.Fatalf("the agent stopped while its first list was held:\n%s", a.logs)
+	default:
+	}
+	close(release)
+	eventually(t, "the agent to sweep", func() bool {
+		code, _ := a.get("/readyz")
+		return code == http.StatusOK && len(keysNow(t, dir)) > 0
+	})
+	logs := a.logs.String()
+	for _, want := range []string{
+		`msg="waiting for the first list of the cluster's policies and endpoints" sync-timeout=10m0s`,
+		`msg="synced with the cluster"`,
+		fmt.Sprintf(`endpoints=%d`, endpoints),
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+}
+
+// TestAgentWaitsForUnreachableAPIServer: while the API server does not
+// answer at start the agent waits (up to --sync-timeout), logs each
+// failure, shows it in its metrics, is live but not ready, and stops
+// cleanly when told to.
+func TestAgentWaitsForUnreachableAPIServer(t *testing.T) {
+	dead := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(dead, []byte(deadKubeconfig(freeAddr(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := launchClusterAgent(t, testutil.PrivateBPFFS(t), dead, time.Minute, func(o *agentOptions) {
+		o.apply.node.StateDir = t.TempDir()
+		o.SyncTimeout = 10 * time.Minute
+	})
+	eventually(t, "two failures logged and counted", func() bool {
+		_, m := a.get("/metrics")
+		return strings.Count(a.logs.String(), "cannot list the cluster yet; waiting for the first list") >= 2 &&
+			strings.Contains(m, "egwct_cluster_up 0") && !strings.Contains(m, "egwct_cluster_errors_total 0")
+	})
+	if code, body := a.get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while waiting: %d %s", code, body)
+	}
+	if code, body := a.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
+		t.Errorf("/readyz while waiting: %d %s", code, body)
+	}
+	// The cleanup stops the agent and wants no error from it.
+}
+
+// holdFirst serves the API server of env, as its administrator, on a TLS
+// proxy of its own on loopback, and returns a kubeconfig for it. The first
+// request for path is held: held is closed when it arrives, and it goes on
+// when release is closed.
+func holdFirst(t *testing.T, env *k8stest.Env, path string, held, release chan struct{}) string {
+	t.Helper()
+	target, err := url.Parse(env.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := rest.TransportFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Header.Del("Authorization") // the proxy's client certificate speaks
+		},
+		Transport:     rt,
+		FlushInterval: -1, // watches stream
+	}
+	var first sync.Once
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			hold := false
+			first.Do(func() { hold = true })
+			if hold {
+				close(held)
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(deadKubeconfig(strings.TrimPrefix(srv.URL, "https://"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }

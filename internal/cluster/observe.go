@@ -12,24 +12,23 @@ import (
 // this is how a watcher learns that the API server is gone, and back,
 // without requests of its own.
 func Observe(cfg *rest.Config, result func(error)) {
-	prev := cfg.WrapTransport
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		if prev != nil {
-			rt = prev(rt)
-		}
-		return observer{rt: rt, result: result}
-	}
+	observe(cfg, func(_ *http.Request, err error) { result(err) })
+}
+
+// observe is Observe with the request.
+func observe(cfg *rest.Config, result func(*http.Request, error)) {
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return observer{rt: rt, result: result} })
 }
 
 type observer struct {
 	rt     http.RoundTripper
-	result func(error)
+	result func(*http.Request, error)
 }
 
 func (o observer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := o.rt.RoundTrip(req)
 	if req.Context().Err() == nil { // not our own cancellation
-		o.result(err)
+		o.result(req, err)
 	}
 	return resp, err
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,9 +49,18 @@ type WatchEvents struct {
 	Event func()
 }
 
+// ErrNotSynced marks the error of a Watch whose informers did not finish
+// their first list within its bound.
+var ErrNotSynced = errors.New("no first list")
+
 // Watch starts informers on policies and endpoints and waits until both
-// have listed once, for at most syncTimeout. They stop when ctx ends.
-func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchEvents) (*Watcher, error) {
+// have listed once, for at most syncTimeout. A refusal (forbidden, or not
+// authenticated) ends the wait at once. Any other failure (an unreachable
+// API server, a missing CRD) goes to ev.Error and is retried until
+// syncTimeout; the error then is ErrNotSynced, naming the kinds not
+// listed and the last failure. When ctx ends first, the error is ctx's.
+// The informers stop when ctx ends, or when Watch fails.
+func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchEvents) (_ *Watcher, err error) {
 	w := &Watcher{
 		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
 		changed:   make(chan struct{}, 1),
@@ -64,11 +76,38 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	// first list is awaited for at most syncTimeout below.
 	cfg := rest.CopyConfig(c.cfg)
 	cfg.Timeout = 0
+	// client-go retries a refused connection inside the informer's first
+	// list, with back-off and without telling its error handler: the
+	// requests' own failures say why the list does not come.
+	var synced atomic.Bool
+	observe(cfg, func(req *http.Request, err error) {
+		res, ok := resourceOf(req.URL.Path, kinds)
+		if !ok {
+			return
+		}
+		if err == nil {
+			// Answered: a failure to come is the answer's (to the
+			// informer's error handler), or none.
+			w.mu.Lock()
+			delete(w.lastErr, res)
+			w.mu.Unlock()
+			return
+		}
+		err = c.wrapVerbs([]string{"list", "watch"}, res, err)
+		w.mu.Lock()
+		w.lastErr[res] = err
+		w.mu.Unlock()
+		if !synced.Load() && ev.Error != nil {
+			ev.Error(err)
+		}
+	})
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, &Error{Op: "create client", Err: err}
 	}
 	f := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	// A refusal is definite: the informers would retry it for nothing.
+	refused := make(chan error, len(kinds))
 	notify := func() {
 		if ev.Event != nil {
 			ev.Event()
@@ -106,10 +145,19 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return
 			}
+			refusal := apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)
 			err = c.wrapVerbs([]string{"list", "watch"}, res, err)
 			w.mu.Lock()
 			w.lastErr[res] = err
 			w.mu.Unlock()
+			if refusal && !synced.Load() {
+				// Watch's own error.
+				select {
+				case refused <- err:
+				default:
+				}
+				return
+			}
 			if ev.Error != nil {
 				ev.Error(err)
 			}
@@ -119,19 +167,33 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		}
 		w.informers[res] = inf
 	}
-	f.Start(ctx.Done())
+	// Stopped when Watch fails; not awaited: a reflector backing off
+	// from a refused connection sleeps up to 30 s before it looks.
+	run, stop := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	f.Start(run.Done())
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	for _, res := range kinds {
-		if !cache.WaitForCacheSync(syncCtx.Done(), w.informers[res].HasSynced) {
-			w.mu.Lock()
-			err := w.lastErr[res]
-			w.mu.Unlock()
-			if err == nil {
-				err = c.wrap("list", res, fmt.Errorf("%w: no answer within %s", ErrUnreachable, syncTimeout))
-			}
-			return nil, err
+	listed := make(chan struct{})
+	go func() {
+		if cache.WaitForCacheSync(syncCtx.Done(), w.informers[PolicyResource].HasSynced, w.informers[EndpointResource].HasSynced) {
+			close(listed)
 		}
+	}()
+	select {
+	case <-listed:
+		synced.Store(true)
+	case err := <-refused:
+		return nil, err
+	case <-syncCtx.Done():
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, w.notSynced(kinds, syncTimeout)
 	}
 	// An informer allowed to list but not to watch has synced (its
 	// streamed list falls back to a plain one) and would then be refused
@@ -149,6 +211,49 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		// Any other failure is the informer's to retry.
 	}
 	return w, nil
+}
+
+// resourceOf returns which of kinds a request's path is for.
+func resourceOf(path string, kinds []schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
+	for _, res := range kinds {
+		if strings.HasSuffix(path, "/"+res.Group+"/"+res.Version+"/"+res.Resource) {
+			return res, true
+		}
+	}
+	return schema.GroupVersionResource{}, false
+}
+
+// notSynced is the error of informers that did not list within d: it
+// names the kinds not listed and the last failure of one of them.
+func (w *Watcher) notSynced(kinds []schema.GroupVersionResource, d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var names []string
+	var last error
+	for _, res := range kinds {
+		if w.informers[res].HasSynced() {
+			continue
+		}
+		names = append(names, res.Resource+"."+res.Group)
+		if err := w.lastErr[res]; err != nil {
+			last = err
+		}
+	}
+	op := "list and watch " + strings.Join(names, " and ")
+	var ce *Error
+	switch {
+	case errors.As(last, &ce):
+		// The failure's own operation is op's.
+		return &Error{Op: op, Err: fmt.Errorf("%w within %s: %w", ErrNotSynced, d, ce.Err)}
+	case last != nil:
+		return &Error{Op: op, Err: fmt.Errorf("%w within %s: %w", ErrNotSynced, d, last)}
+	}
+	return &Error{Op: op, Err: fmt.Errorf("%w within %s, and no failure: a slow API server or a very long list", ErrNotSynced, d)}
+}
+
+// Count returns how many objects of res the watcher holds.
+func (w *Watcher) Count(res schema.GroupVersionResource) int {
+	return len(w.informers[res].GetStore().ListKeys())
 }
 
 // Changed receives a value after objects changed (several changes may

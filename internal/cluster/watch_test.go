@@ -2,7 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -175,14 +180,99 @@ func TestWatchIgnoresStatusOnlyUpdates(t *testing.T) {
 // TestWatchNeedsWatchPermission: a user who may list the policies and
 // endpoints but not watch them gets the permission error at start, as
 // one who may not list them does, instead of an agent that never sees a
-// change.
+// change. The refusal ends the wait at once: the bound of 10 minutes is
+// only the test binary's timeout to end.
 func TestWatchNeedsWatchPermission(t *testing.T) {
 	env := k8stest.Shared(t)
 	env.Reset(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := client(t, env.Lister(t)).Watch(ctx, 10*time.Second, WatchEvents{})
-	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `needs "list" and "watch" on ciliumegressgatewaypolicies.cilium.io`) {
+	_, err := client(t, env.Lister(t)).Watch(ctx, 10*time.Minute, WatchEvents{})
+	// Which kind is refused first is the informers' race.
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `needs "list" and "watch" on cilium`) {
 		t.Errorf("got %v, want the missing watch permission", err)
+	}
+}
+
+// kubeconfigFile writes a kubeconfig and returns its path.
+func kubeconfigFile(t *testing.T, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestWatchFirstSync: a refusal ends the wait for the first list at once,
+// however long the bound (a hang is the test binary's timeout); an
+// unreachable API server is retried, each failure reported, until the
+// bound, and the error names the kinds not listed and the last failure.
+func TestWatchFirstSync(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	u, err := url.Parse(env.Config.Host)
+	if err != nil || u.Host == "" {
+		t.Fatalf("API server address %q: %v", env.Config.Host, err)
+	}
+	for _, tt := range []struct {
+		name       string
+		kubeconfig string
+		bound      time.Duration
+		want       string
+		// notSynced: the bound ended the wait (ErrNotSynced), not a refusal.
+		notSynced bool
+	}{
+		{"forbidden", env.User(t, "nobody"), 10 * time.Minute,
+			`permission denied: egwct needs "list" and "watch" on cilium`, false},
+		{"not authenticated", kubeconfigFile(t, UnreachableKubeconfig(u.Host)), 10 * time.Minute,
+			"not authenticated: check the kubeconfig's credentials", false},
+		{"unreachable", kubeconfigFile(t, UnreachableKubeconfig(deadAddr(t))), time.Second,
+			"list and watch ciliumegressgatewaypolicies.cilium.io and ciliumendpoints.cilium.io: no first list within 1s: cluster unreachable at", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var failures atomic.Int64
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := client(t, tt.kubeconfig).Watch(ctx, tt.bound, WatchEvents{Error: func(error) { failures.Add(1) }})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+			if errors.Is(err, ErrNotSynced) != tt.notSynced {
+				t.Errorf("errors.Is(%v, ErrNotSynced) = %t, want %t", err, !tt.notSynced, tt.notSynced)
+			}
+			if tt.notSynced && !errors.Is(err, ErrUnreachable) {
+				t.Errorf("%v is not ErrUnreachable", err)
+			}
+			// A refusal is Watch's error alone; other failures are
+			// reported as they come.
+			if n := failures.Load(); (n > 0) == !tt.notSynced {
+				t.Errorf("%d failures reported through WatchEvents.Error", n)
+			}
+		})
+	}
+}
+
+// TestWatchFirstSyncStops: a wait for the first list ends when its
+// context does, with the context's error, whatever the bound.
+func TestWatchFirstSyncStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := client(t, kubeconfigFile(t, UnreachableKubeconfig(deadAddr(t))))
+	_, err := c.Watch(ctx, 10*time.Minute, WatchEvents{Error: func(error) { cancel() }})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want %v", err, context.Canceled)
 	}
 }
