@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -120,8 +122,8 @@ CiliumEndpoints (one resolve and one swap per burst of changes). When the API se
 with the last known objects, logs the failure and counts it in
 egwct_cluster_errors_total (egwct_cluster_up drops to 0).
 
-At start the agent waits for the first list of the policies and endpoints
-for at most --sync-timeout (5m, as Cilium's agent waits for its CRDs with
+At start the agent waits for the cluster (the Cilium version, then the
+first list of the policies and endpoints) for at most --sync-timeout (5m, as Cilium's agent waits for its CRDs with
 --crd-wait-timeout), not --request-timeout: a list of tens of thousands of
 endpoints may take longer. Failures meanwhile are retried and logged; a
 refusal (forbidden, not authenticated) exits 3 at once, and the bound
@@ -173,7 +175,7 @@ resumes with the same set after a restart.`,
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "time between sweeps")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", metrics.DefaultAddr, "where to serve Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz: ready after a successful sweep); empty to disable")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	f.DurationVar(&o.SyncTimeout, "sync-timeout", 5*time.Minute, "with --from-cluster: how long to wait at start for the first list of the policies and endpoints (failures are retried meanwhile; a refusal ends it at once)")
+	f.DurationVar(&o.SyncTimeout, "sync-timeout", 5*time.Minute, "with --from-cluster: how long to wait at start for the cluster: the Cilium version (without --cilium-version), then the first list of the policies and endpoints (failures are retried meanwhile; a refusal ends it at once)")
 	return cmd
 }
 
@@ -217,10 +219,31 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	// Served before the first list of the cluster, which may take
+	// minutes: the liveness probe sees the process serve, /readyz says it
+	// has not swept yet, and the cluster metrics show the wait.
+	if o.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	// One bound for the whole wait for the cluster at start: the version
+	// detected, then the first list.
+	syncBy := time.Now().Add(o.SyncTimeout)
 	var ci *cluster.Cilium
 	var detect func() (string, error)
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
-		if ci, err = o.apply.cluster.cilium(ctx); err != nil {
+		if ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout); ctx.Err() != nil {
+			return nil // stopped while waiting
+		} else if err != nil {
 			return err
 		}
 		o.apply.node.CiliumVersion = ci.Version
@@ -238,22 +261,6 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	} else if from != "" {
 		log.Info("node timeouts from the ConfigMap: this node has no agent-runtime-config.json", "from", from)
 	}
-	if err := needRoot(); err != nil {
-		return err
-	}
-	// Served before the first list of the cluster, which may take
-	// minutes: the liveness probe sees the process serve, /readyz says it
-	// has not swept yet, and the cluster metrics show the wait.
-	if o.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
-		srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		log.Info("serving metrics", "addr", ln.Addr().String())
-	}
 	var srcs []enforce.Source
 	if len(o.apply.Files) > 0 {
 		fs, err := enforce.NewFileSource(ctx, o.apply.Files)
@@ -263,7 +270,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		srcs = append(srcs, fs)
 	}
 	if o.apply.cluster.From {
-		w, err := o.apply.cluster.watch(ctx, log, m, o.SyncTimeout)
+		// What detecting the version left of --sync-timeout.
+		w, err := o.apply.cluster.watch(ctx, log, m, max(time.Until(syncBy).Round(time.Second), time.Second))
 		if ctx.Err() != nil {
 			return nil // stopped while waiting
 		}
@@ -311,6 +319,41 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 func setMemoryLimit(ctx context.Context, log *slog.Logger, limit memlimit.Provider) {
 	_, _ = memlimit.Set(memlimit.WithProvider(limit), memlimit.WithRatio(0.9),
 		memlimit.WithLogger(log), memlimit.WithRefreshInterval(ctx, time.Minute))
+}
+
+// detectCilium detects the Cilium version at the agent's start. An API
+// server that does not answer (down, or restarting with the rest of the
+// cluster) is asked again with back-off, each failure logged and counted,
+// for at most syncTimeout, as the first list is awaited: a DaemonSet
+// started while the API server is away waits for it instead of exiting and
+// crash-looping. Anything else (a refusal, no cilium DaemonSet, an image
+// without a version tag) ends the wait at once.
+func (c *clusterOptions) detectCilium(ctx context.Context, log *slog.Logger, m agentMetrics, syncTimeout time.Duration) (*cluster.Cilium, error) {
+	wctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	var ci *cluster.Cilium
+	var last error
+	err := wait.ExponentialBackoffWithContext(wctx, backoff, func(ctx context.Context) (bool, error) {
+		ci, last = c.cilium(ctx)
+		if last == nil || !errors.Is(last, cluster.ErrUnreachable) {
+			return true, last
+		}
+		m.ClusterError()
+		m.ClusterUp(false)
+		log.Warn("cannot reach the cluster to detect Cilium's version yet; asking again", "err", last)
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		m.ClusterUp(true)
+		return ci, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(last, cluster.ErrUnreachable) && wctx.Err() != nil:
+		return nil, envError(fmt.Errorf("--sync-timeout: detect the Cilium version: no answer within %s: %w", syncTimeout, last))
+	}
+	return nil, err
 }
 
 // debounceDelay is how long the agent gathers changes of its inputs

@@ -528,3 +528,58 @@ func holdFirst(t *testing.T, env *k8stest.Env, path string, held, release chan s
 	}
 	return kubeconfig
 }
+
+// TestAgentWaitsToDetectCilium: without --cilium-version the agent asks
+// the cilium DaemonSet for the version at start; an API server that does
+// not answer that request (here: a proxy holds it past --request-timeout)
+// is asked again, within --sync-timeout, instead of the agent exiting and
+// its DaemonSet crash-looping. One that never answers ends the wait at the
+// bound, with exit 3.
+func TestAgentWaitsToDetectCilium(t *testing.T) {
+	env := k8stest.Shared(t)
+	env.Reset(t)
+	const ns = "cilium-detect"
+	env.Namespaces(t, ns)
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
+	dir := labDir(t)
+	if code, out, errOut := run(t, "", "lab", "up", "--bpffs", dir, "--cilium-version", "1.17.4", "--flows", "10"); code != 0 {
+		t.Fatalf("lab up: %s %s", out, errOut)
+	}
+	defer run(t, "", "lab", "down", "--bpffs", dir)
+
+	held, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	proxy := holdFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", held, release)
+	a := launchClusterAgent(t, dir, proxy, 200*time.Millisecond, func(o *agentOptions) {
+		o.apply.node.CiliumVersion = ""
+		o.apply.cluster.Namespace = ns
+		o.apply.cluster.flags.Timeout = 500 * time.Millisecond
+		o.SyncTimeout = 10 * time.Minute
+	})
+	<-held
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent:\n%s", a.logs)
+		}
+	}()
+	eventually(t, "the version detected at the second asking", func() bool {
+		return strings.Contains(a.logs.String(), `msg="Cilium version detected" version=v1.17.4`)
+	})
+	if logs := a.logs.String(); !strings.Contains(logs, `msg="cannot reach the cluster to detect Cilium's version yet; asking again"`) {
+		t.Errorf("the first failure is not logged:\n%s", logs)
+	}
+	eventually(t, "the agent to sync", func() bool { return strings.Contains(a.logs.String(), `msg="synced with the cluster"`) })
+
+	t.Run("never answers", func(t *testing.T) {
+		dead := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(dead, []byte(deadKubeconfig(freeAddr(t))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := run(t, "", "agent", "--from-cluster", "--kubeconfig", dead, "--request-timeout", "1s", "--sync-timeout", "2s",
+			"--bpffs", dir, "--cilium-state-dir", t.TempDir(), "--metrics-addr", "")
+		want := "--sync-timeout: detect the Cilium version: no answer within 2s: "
+		if code != ExitEnv || !strings.Contains(errOut, want) || !strings.Contains(errOut, "cluster unreachable") {
+			t.Errorf("exit %d, want %d and %q: %s", code, ExitEnv, want, errOut)
+		}
+	})
+}
