@@ -31,7 +31,10 @@ type sarifRun struct {
 	Tool        sarifTool         `json:"tool"`
 	Invocations []sarifInvocation `json:"invocations"`
 	Results     []sarifResult     `json:"results"`
-	Properties  map[string]any    `json:"properties,omitempty"`
+	// ColumnKind says what a column counts: egwct's count characters
+	// (code points), where SARIF's default is UTF-16 code units.
+	ColumnKind string         `json:"columnKind"`
+	Properties map[string]any `json:"properties,omitempty"`
 }
 
 type sarifTool struct {
@@ -146,7 +149,7 @@ func newSARIF(r *report) *sarifLog {
 		drv.Rules = append(drv.Rules, sr)
 		index[rule.ID] = i
 	}
-	run := sarifRun{Tool: sarifTool{Driver: drv}, Results: []sarifResult{},
+	run := sarifRun{Tool: sarifTool{Driver: drv}, Results: []sarifResult{}, ColumnKind: "unicodeCodePoints",
 		Properties: map[string]any{"ciliumVersion": r.version, "profile": r.profile, "files": r.files, "policies": r.policies}}
 	inv := sarifInvocation{ExecutionSuccessful: true}
 	for _, it := range r.items {

@@ -54,6 +54,9 @@ func TestValidateSARIF(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := log.Runs[0]
+	if run.ColumnKind != "unicodeCodePoints" {
+		t.Errorf("columnKind %q: egwct's columns count characters, not SARIF's default UTF-16 units", run.ColumnKind)
+	}
 	timeouts, err := os.ReadFile("docs/timeouts.md")
 	if err != nil {
 		t.Fatal(err)
