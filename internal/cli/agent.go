@@ -241,6 +241,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	var ci *cluster.Cilium
 	var detect func() (string, error)
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
+		m.Waiting("the Cilium version from the cluster (--sync-timeout)")
 		if ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout); ctx.Err() != nil {
 			return nil // stopped while waiting
 		} else if err != nil {
@@ -270,6 +271,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		srcs = append(srcs, fs)
 	}
 	if o.apply.cluster.From {
+		m.Waiting("the first list of the cluster's policies and endpoints (--sync-timeout)")
 		// What detecting the version left of --sync-timeout.
 		w, err := o.apply.cluster.watch(ctx, log, m, max(time.Until(syncBy).Round(time.Second), time.Second))
 		if ctx.Err() != nil {
@@ -278,6 +280,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		if err != nil {
 			return err
 		}
+		m.Waiting("")
 		srcs = append(srcs, clusterSource{w})
 	}
 	a := &enforce.Agent{

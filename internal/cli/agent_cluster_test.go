@@ -429,7 +429,7 @@ func TestAgentWaitsForSlowFirstList(t *testing.T) {
 	})
 	<-held
 	eventually(t, "/healthz to answer", func() bool { code, _ := a.get("/healthz"); return code == http.StatusOK })
-	if code, body := a.get("/readyz"); code != http.StatusServiceUnavailable {
+	if code, body := a.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the first list of the cluster's policies and endpoints") {
 		t.Errorf("/readyz while waiting: %d %s", code, body)
 	}
 	// Not a measurement: only lets --request-timeout pass, four times.

@@ -20,9 +20,10 @@ const maxReason = 512
 // lock (Metrics locks around it).
 type readiness struct {
 	unreadyAfter int
-	succeeded    bool  // at least one sweep succeeded
-	failures     int   // consecutive failed sweeps since the last success
-	lastErr      error // the error of the last failed sweep
+	succeeded    bool   // at least one sweep succeeded
+	failures     int    // consecutive failed sweeps since the last success
+	lastErr      error  // the error of the last failed sweep
+	waiting      string // what the agent waits for before its first sweep
 }
 
 func (r *readiness) success() {
@@ -40,6 +41,8 @@ func (r *readiness) failure(err error) {
 // ready returns nil when the agent is ready, or the reason it is not.
 func (r *readiness) ready() error {
 	switch {
+	case !r.succeeded && r.failures == 0 && r.waiting != "":
+		return fmt.Errorf("no sweep has run yet: waiting for %s", oneLine(r.waiting))
 	case !r.succeeded && r.failures == 0:
 		return errors.New("no sweep has run yet")
 	case !r.succeeded:

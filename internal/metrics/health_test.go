@@ -14,10 +14,14 @@ func TestReadiness(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		unreadyAfter int
-		outcomes     string // s: success, f: failure
+		outcomes     string // s: success, f: failure, w: waiting for the cluster, d: done waiting
 		wantErr      string // "" when ready
 	}{
 		{"before any sweep", 3, "", "no sweep has run yet"},
+		{"waiting for the cluster", 3, "w", "no sweep has run yet: waiting for the cluster"},
+		{"done waiting", 3, "wd", "no sweep has run yet"},
+		{"waited, then failed", 3, "wf", "no sweep has succeeded yet (1 failed"},
+		{"waited, then swept", 3, "ws", ""},
 		{"first sweep failed", 3, "f", "no sweep has succeeded yet (1 failed; last: BPF program refused: verifier log [0m)"},
 		{"only failures", 3, "fffff", "no sweep has succeeded yet (5 failed"},
 		{"first success", 3, "s", ""},
@@ -35,12 +39,17 @@ func TestReadiness(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMetrics(t, Options{UnreadyAfter: tc.unreadyAfter})
 			for _, o := range tc.outcomes {
-				if o == 's' {
+				switch o {
+				case 's':
 					if err := m.Sweep(nil, result(0), at); err != nil {
 						t.Fatal(err)
 					}
-				} else {
+				case 'f':
 					m.SweepFailed(boom)
+				case 'w':
+					m.Waiting("the cluster")
+				case 'd':
+					m.Waiting("")
 				}
 			}
 			err := m.Ready()

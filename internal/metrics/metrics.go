@@ -393,6 +393,15 @@ func (m *Metrics) Ports(ps []PortUse) error {
 	return nil
 }
 
+// Waiting says what the agent waits for before its first sweep (the
+// cluster, at start), "" when nothing: /readyz gives it as its reason
+// until a sweep has run.
+func (m *Metrics) Waiting(what string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.health.waiting = what
+}
+
 // Ready returns nil when the agent is ready (a sweep has succeeded and
 // fewer than Options.UnreadyAfter have failed since), else the reason in
 // one line.
