@@ -25,7 +25,7 @@ import (
 // character; a scalar that is not a key, at the scalar; a key indented
 // deeper than the line above (which the parser reads as the rest of that
 // line's value), at the key. Something missing at the end of the file is
-// missing after its last character.
+// missing after its last character outside a comment.
 func (s *Source) locate(msg string) (pos Position, text string, ok bool) {
 	dec := yamlv4.NewDecoder(bytes.NewReader(s.data))
 	var le *yamlv4.LoadError
@@ -41,13 +41,14 @@ func (s *Source) locate(msg string) (pos Position, text string, ok bool) {
 		break
 	}
 	m, c := le.Mark, le.ContextMark
-	if s.atEnd(m.Line, m.Column) { // perhaps on a line after the last
+	eof := s.atEnd(m.Line, m.Column)
+	if eof { // perhaps on a line after the last
 		m.Line, m.Column = s.end()
 	}
 	pos = Position{File: s.File, Line: m.Line, Column: m.Column}
 	switch ctx := le.ContextMsg; {
-	case c.Line > 0 && (ctx == "while scanning a simple key" || unclosed[ctx] && s.leftOpen(c.Line, m.Line, m.Column)):
-		if !s.atEnd(m.Line, m.Column) {
+	case c.Line > 0 && (ctx == "while scanning a simple key" || unclosed[ctx] && (eof || s.leftOpen(c.Line, m.Line, m.Column))):
+		if !eof {
 			msg += fmt.Sprintf(" at line %d, column %d,", m.Line, m.Column)
 		}
 		return Position{File: s.File, Line: c.Line, Column: c.Column}, msg + " " + ctx + " that starts here", true
@@ -125,14 +126,43 @@ func (s *Source) continuedKey(line, col int) (int, bool) {
 }
 
 // end is the line and column just after the last character of the file
-// that is not white space.
+// that is neither white space nor in a comment: the parser reads past
+// comments to the end of the file before it finds something missing, and
+// the place of what is missing is after the last thing written.
 func (s *Source) end() (line, col int) {
-	data := bytes.TrimRight(s.data, " \t\r\n")
-	start := bytes.LastIndexByte(data, '\n') + 1
-	if start == 0 {
-		data = bytes.TrimPrefix(data, bom)
+	s.Line(1) // counts the lines
+	for line = len(s.starts); line > 1; line-- {
+		if strings.TrimSpace(uncommented(s.line(line))) != "" {
+			break
+		}
 	}
-	return bytes.Count(data, []byte("\n")) + 1, utf8.RuneCount(data[start:]) + 1
+	text := strings.TrimRight(uncommented(s.line(line)), " \t\r")
+	return line, utf8.RuneCountInString(text) + 1
+}
+
+// uncommented is line without its comment, a "#" at the start of the line
+// or after white space, outside a quoted scalar that starts on the line.
+func uncommented(line string) string {
+	var quote rune
+	escaped, prev := false, ' '
+	for i, r := range line {
+		switch {
+		case escaped:
+			escaped = false
+		case quote == '"' && r == '\\':
+			escaped = true
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			}
+		case r == '#' && (prev == ' ' || prev == '\t'):
+			return line[:i]
+		case (r == '"' || r == '\'') && strings.ContainsRune(" \t[{,", prev):
+			quote = r
+		}
+		prev = r
+	}
+	return line
 }
 
 // line is Line without its carriage return, empty past the end.
