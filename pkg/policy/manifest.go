@@ -331,6 +331,13 @@ func (s *Source) syntaxError(err error) *SyntaxError {
 	}
 	if p, text, ok := s.locate(msg); ok {
 		pos, msg = p, text
+	} else if tabError[msg] {
+		// A tab on a line of white space or before a comment: version 4
+		// of the reader takes it, version 3 gives the line of the
+		// content before it.
+		if p, ok := s.indentTab(pos.Line); ok {
+			pos = p
+		}
 	}
 	if msg == "control characters are not allowed" {
 		// The YAML reader says no more: find the character.

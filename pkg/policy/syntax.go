@@ -125,6 +125,30 @@ func (s *Source) continuedKey(line, col int) (int, bool) {
 	return 0, false
 }
 
+// tabError are the YAML reader's errors about a tab where it wants spaces.
+var tabError = map[string]bool{
+	"found a tab character that violates indentation": true,
+	"found character that cannot start any token":     true,
+}
+
+// indentTab finds the first tab among the blanks that begin a line, from
+// line from (1 when 0) to the first later line with content.
+func (s *Source) indentTab(from int) (Position, bool) {
+	for n := max(from, 1); ; n++ {
+		raw, ok := s.Line(n)
+		if !ok {
+			return Position{}, false
+		}
+		rest := strings.TrimLeft(raw, " \t")
+		if i := strings.IndexByte(raw[:len(raw)-len(rest)], '\t'); i >= 0 {
+			return Position{File: s.File, Line: n, Column: i + 1}, true
+		}
+		if n > from && strings.TrimSpace(rest) != "" && !strings.HasPrefix(rest, "#") {
+			return Position{}, false
+		}
+	}
+}
+
 // end is the line and column just after the last character of the file
 // that is neither white space nor in a comment: the parser reads past
 // comments to the end of the file before it finds something missing, and
