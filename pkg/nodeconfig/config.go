@@ -197,19 +197,26 @@ func parseRuntime(file string, top *yaml.Node) (*Config, error) {
 		ports[i] = n
 	}
 	if ports[1] != 0 {
-		if err := c.nodePorts(ports[0], ports[1]); err != nil {
-			v := yamlnode.Get(top, "NodePortMax")
+		v := yamlnode.Get(top, "NodePortMax")
+		if err := c.nodePorts(ports[0], ports[1], v); err != nil {
 			return nil, &Error{File: file, Line: v.Line, Column: v.Column, Msg: err.Error()}
 		}
 	}
 	return c, nil
 }
 
-// nodePorts sets NodePortMax from a node-port range, which Cilium
-// refuses unless min < max; max 65535 would leave SNAT no port.
-func (c *Config) nodePorts(lo, hi int) error {
-	if hi <= lo || hi >= 65535 {
-		return fmt.Errorf("node-port range %d-%d: want its minimum below its maximum, and the maximum below 65535", lo, hi)
+// nodePorts sets NodePortMax from a node-port range (given at v), which
+// Cilium refuses unless min < max. Cilium takes a maximum of 65535, which
+// leaves no port above the range: NodePortMax stays unset (the default
+// capacity), with a note.
+func (c *Config) nodePorts(lo, hi int, v *yaml.Node) error {
+	if hi <= lo {
+		return fmt.Errorf("node-port range %d-%d: want its minimum below its maximum, as Cilium does", lo, hi)
+	}
+	if hi >= 65535 {
+		c.Notes = append(c.Notes, Note{Line: v.Line, Column: v.Column, Msg: fmt.Sprintf(
+			"node-port range %d-%d leaves no source port above it for SNAT: port use is measured against the default capacity", lo, hi)})
+		return nil
 	}
 	c.NodePortMax = hi
 	return nil
@@ -270,7 +277,7 @@ func parseConfigMap(file string, cm *yaml.Node) (*Config, error) {
 		if !ok || err1 != nil || err2 != nil || v.Kind != yaml.ScalarNode {
 			return nil, bad
 		}
-		if err := c.nodePorts(int(lo), int(hi)); err != nil {
+		if err := c.nodePorts(int(lo), int(hi), v); err != nil {
 			bad.Msg = err.Error()
 			return nil, bad
 		}

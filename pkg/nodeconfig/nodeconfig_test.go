@@ -118,7 +118,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad bool", "kind: ConfigMap\ndata:\n  enable-bpf-clock-probe: maybe\n", "want true or false", 3},
 		{"range with a dash", "kind: ConfigMap\ndata:\n  node-port-range: 30000-32767\n", "want MIN,MAX as Cilium reads it", 3},
 		{"range upside down", "kind: ConfigMap\ndata:\n  node-port-range: \"32767,30000\"\n", "minimum below its maximum", 3},
-		{"range to the top", "kind: ConfigMap\ndata:\n  node-port-range: \"30000,65535\"\n", "maximum below 65535", 3},
 		{"bad port", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": \"high\"}", "NodePortMax: want a port", 2},
 		{"runtime range upside down", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": 20000}", "minimum below its maximum", 2},
 	}
@@ -159,6 +158,21 @@ func TestPortCapacity(t *testing.T) {
 				t.Errorf("PortCapacity = %d, %v; want %d, %v", n, ok, tt.want, tt.fromNode)
 			}
 		})
+	}
+	// Cilium takes a range up to 65535 (pkg/loadbalancer/config.go
+	// refuses only a maximum not above the minimum): the node's
+	// timeouts are still read, the capacity is the default, with a note.
+	for _, doc := range []string{
+		"kind: ConfigMap\ndata:\n  node-port-range: \"30000,65535\"\n",
+		"{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": 65535}",
+	} {
+		c, err := Parse("x", []byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if n, ok := c.PortCapacity(42); n != 42 || ok || len(c.Notes) != 1 || c.Notes[0].Line == 0 || !strings.Contains(c.Notes[0].Msg, "65535") {
+			t.Errorf("%q: PortCapacity = %d, %v; notes %+v", doc, n, ok, c.Notes)
+		}
 	}
 	var none *Config
 	if n, ok := none.PortCapacity(42); n != 42 || ok {
