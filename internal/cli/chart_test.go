@@ -714,6 +714,13 @@ func TestChartResourceQuota(t *testing.T) {
 	if _, err := charttest.TryRender(t, "--set", "resourceQuotas.enabled=true,priorityClassName=", "deploy/helm/egwct"); err == nil || !strings.Contains(err.Error(), "priorityClassName") {
 		t.Errorf("a quota without a priority class: %v, want an error naming priorityClassName", err)
 	}
+	// Without a count the quota's pods would be null, which the API
+	// server reads as 0: every agent pod refused.
+	for _, set := range []string{"resourceQuotas.agent.hard.pods=null", "resourceQuotas.agent.hard=null", "resourceQuotas.agent=null"} {
+		if _, err := charttest.TryRender(t, "--set", "resourceQuotas.enabled=true,"+set, "deploy/helm/egwct"); err == nil || !strings.Contains(err.Error(), "schema") {
+			t.Errorf("--set %s: %v, want the schema to refuse it", set, err)
+		}
+	}
 
 	env := k8stest.StartWithAdmission(t, gkeAdmission)
 	ctx := context.Background()
