@@ -242,7 +242,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	var detect func() (string, error)
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		m.Waiting("the Cilium version from the cluster (--sync-timeout)")
-		if ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout); ctx.Err() != nil {
+		if ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout, detectBackoff); ctx.Err() != nil {
 			return nil // stopped while waiting
 		} else if err != nil {
 			return err
@@ -324,39 +324,56 @@ func setMemoryLimit(ctx context.Context, log *slog.Logger, limit memlimit.Provid
 		memlimit.WithLogger(log), memlimit.WithRefreshInterval(ctx, time.Minute))
 }
 
+// detectBackoff is how long the agent waits before it asks again for the
+// cilium DaemonSet at start: 1 s, doubling to 30 s.
+var detectBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: 30 * time.Second}
+
 // detectCilium detects the Cilium version at the agent's start. An API
 // server that does not answer (down, or restarting with the rest of the
 // cluster) is asked again with back-off, each failure logged and counted,
 // for at most syncTimeout, as the first list is awaited: a DaemonSet
 // started while the API server is away waits for it instead of exiting and
 // crash-looping. Anything else (a refusal, no cilium DaemonSet, an image
-// without a version tag) ends the wait at once.
-func (c *clusterOptions) detectCilium(ctx context.Context, log *slog.Logger, m agentMetrics, syncTimeout time.Duration) (*cluster.Cilium, error) {
+// without a version tag) ends the wait at once. backoff is the wait
+// between two askings (detectBackoff); once at its cap it stays there.
+func (c *clusterOptions) detectCilium(ctx context.Context, log *slog.Logger, m agentMetrics, syncTimeout time.Duration, backoff wait.Backoff) (*cluster.Cilium, error) {
 	wctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: 30 * time.Second}
-	var ci *cluster.Cilium
-	var last error
-	err := wait.ExponentialBackoffWithContext(wctx, backoff, func(ctx context.Context) (bool, error) {
-		ci, last = c.cilium(ctx)
-		if last == nil || !errors.Is(last, cluster.ErrUnreachable) {
-			return true, last
+	// Steps only until the cap: DelayFunc then gives the cap for ever
+	// (ExponentialBackoffWithContext would stop there, after some 30 s).
+	backoff.Steps = math.MaxInt32
+	delay := backoff.DelayFunc()
+	unanswered := func(last error) error {
+		return envError(fmt.Errorf("--sync-timeout: detect the Cilium version: no answer within %s: %w", syncTimeout, last))
+	}
+	for {
+		ci, err := c.cilium(wctx)
+		switch {
+		case err == nil:
+			m.ClusterUp(true)
+			return ci, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case !errors.Is(err, cluster.ErrUnreachable):
+			return nil, err
 		}
 		m.ClusterError()
 		m.ClusterUp(false)
-		log.Warn("cannot reach the cluster to detect Cilium's version yet; asking again", "err", last)
-		return false, nil
-	})
-	switch {
-	case err == nil:
-		m.ClusterUp(true)
-		return ci, nil
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case errors.Is(last, cluster.ErrUnreachable) && wctx.Err() != nil:
-		return nil, envError(fmt.Errorf("--sync-timeout: detect the Cilium version: no answer within %s: %w", syncTimeout, last))
+		if wctx.Err() != nil {
+			return nil, unanswered(err)
+		}
+		log.Warn("cannot reach the cluster to detect Cilium's version yet; asking again", "err", err)
+		t := time.NewTimer(delay())
+		select {
+		case <-t.C:
+		case <-wctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, unanswered(err)
+		}
 	}
-	return nil, err
 }
 
 // debounceDelay is how long the agent gathers changes of its inputs

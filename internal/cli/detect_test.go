@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/egwct/egwct/internal/metrics"
+)
+
+// askedHandler counts the records of each failed detection and calls
+// then once it has counted n.
+type askedHandler struct {
+	n     int64
+	count *atomic.Int64
+	then  func()
+}
+
+func (h askedHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h askedHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "asking again") && h.count.Add(1) == h.n {
+		h.then()
+	}
+	return nil
+}
+func (h askedHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h askedHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestDetectCiliumAsksUntilTheBound: an API server that does not answer
+// the request for the cilium DaemonSet at start is asked again for as
+// long as --sync-timeout allows, every back-off's cap once the back-off
+// reached it; the wait does not end when the back-off reaches its cap.
+// The back-off is shrunk to milliseconds; the test stops the wait itself
+// after many askings, far more than the steps up to the cap.
+func TestDetectCiliumAsksUntilTheBound(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(deadKubeconfig(freeAddr(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &clusterOptions{From: true, Namespace: "kube-system"}
+	c.flags.Kubeconfig, c.flags.Timeout = kubeconfig, 10*time.Second
+	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const asks = 12 // the back-off below reaches its cap at the third
+	var asked atomic.Int64
+	log := slog.New(askedHandler{n: asks, count: &asked, then: cancel})
+	backoff := wait.Backoff{Duration: time.Millisecond, Factor: 2, Jitter: 0.1, Cap: 4 * time.Millisecond}
+	_, err = c.detectCilium(ctx, log, agentMetrics{mm}, 10*time.Minute, backoff)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("after %d askings: %v, want the wait stopped by its context (asked %d times within a bound of 10 minutes)", asks, err, asked.Load())
+	}
+}
