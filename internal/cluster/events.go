@@ -69,13 +69,10 @@ type EventWriter struct {
 func (w *EventWriter) Report(evs []enforce.PolicyEvent) {
 	w.mu.Lock()
 	w.want = evs
+	kick := w.kick // nil before Start: Run's first flush writes them
 	w.mu.Unlock()
-	w.poke()
-}
-
-func (w *EventWriter) poke() {
 	select {
-	case w.kick <- struct{}{}:
+	case kick <- struct{}{}:
 	default:
 	}
 }
