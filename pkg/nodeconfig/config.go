@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -267,19 +268,21 @@ func parseConfigMap(file string, cm *yaml.Node) (*Config, error) {
 		}
 	}
 	// MIN,MAX as the agent reads it (--node-port-range, a string slice
-	// that a ConfigMap gives as one string, split at the comma); empty:
-	// the default.
+	// that a ConfigMap gives as one string; older agents split it at white
+	// space); empty: the default. Cilium is the judge of its own setting:
+	// one egwct cannot read only costs the capacity, with a note.
 	if v := yamlnode.Get(data, "node-port-range"); v != nil && strings.TrimSpace(v.Value) != "" {
-		bad := &Error{File: file, Line: v.Line, Column: v.Column, Msg: fmt.Sprintf("node-port-range: want MIN,MAX as Cilium reads it (30000,32767), got %q", v.Value)}
-		a, b, ok := strings.Cut(v.Value, ",")
-		lo, err1 := strconv.ParseUint(a, 10, 16)
-		hi, err2 := strconv.ParseUint(b, 10, 16)
-		if !ok || err1 != nil || err2 != nil || v.Kind != yaml.ScalarNode {
-			return nil, bad
+		fields := strings.FieldsFunc(v.Value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		err := fmt.Errorf("want MIN,MAX as Cilium reads it (30000,32767), got %q", v.Value)
+		if len(fields) == 2 && v.Kind == yaml.ScalarNode {
+			lo, err1 := strconv.ParseUint(fields[0], 10, 16)
+			hi, err2 := strconv.ParseUint(fields[1], 10, 16)
+			if err1 == nil && err2 == nil {
+				err = c.nodePorts(int(lo), int(hi), v)
+			}
 		}
-		if err := c.nodePorts(int(lo), int(hi), v); err != nil {
-			bad.Msg = err.Error()
-			return nil, bad
+		if err != nil {
+			c.Notes = append(c.Notes, Note{Line: v.Line, Column: v.Column, Msg: "node-port-range: " + err.Error() + ": port use is measured against the default capacity"})
 		}
 	}
 	return c, nil

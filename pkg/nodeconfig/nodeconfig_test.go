@@ -116,8 +116,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "kind: ConfigMap\ndata:\n  bpf-ct-timeout-regular-tcp: forever\n", `bpf-ct-timeout-regular-tcp: "forever" is not a duration`, 3},
 		{"zero", "kind: ConfigMap\ndata:\n  bpf-ct-timeout-regular-tcp: 0s\n", "not a positive duration", 3},
 		{"bad bool", "kind: ConfigMap\ndata:\n  enable-bpf-clock-probe: maybe\n", "want true or false", 3},
-		{"range with a dash", "kind: ConfigMap\ndata:\n  node-port-range: 30000-32767\n", "want MIN,MAX as Cilium reads it", 3},
-		{"range upside down", "kind: ConfigMap\ndata:\n  node-port-range: \"32767,30000\"\n", "minimum below its maximum", 3},
 		{"bad port", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": \"high\"}", "NodePortMax: want a port", 2},
 		{"runtime range upside down", "{\"ClockSource\": 0, \"NodePortMin\": 30000,\n\"NodePortMax\": 20000}", "minimum below its maximum", 2},
 	}
@@ -148,6 +146,8 @@ func TestPortCapacity(t *testing.T) {
 		{"ConfigMap range", "kind: ConfigMap\ndata:\n  node-port-range: \"30000,49999\"\n", 15536, true},
 		{"ConfigMap empty range", "kind: ConfigMap\ndata:\n  node-port-range: \"\"\n", 42, false},
 		{"ConfigMap without", "kind: ConfigMap\ndata: {}\n", 42, false},
+		{"ConfigMap range split at white space", "kind: ConfigMap\ndata:\n  node-port-range: \"30000 39999\"\n", 25536, true},
+		{"ConfigMap range, comma and space", "kind: ConfigMap\ndata:\n  node-port-range: \"30000, 39999\"\n", 25536, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse("x", []byte(tt.doc))
@@ -173,6 +173,28 @@ func TestPortCapacity(t *testing.T) {
 		if n, ok := c.PortCapacity(42); n != 42 || ok || len(c.Notes) != 1 || c.Notes[0].Line == 0 || !strings.Contains(c.Notes[0].Msg, "65535") {
 			t.Errorf("%q: PortCapacity = %d, %v; notes %+v", doc, n, ok, c.Notes)
 		}
+	}
+	// A range egwct cannot read, or one Cilium would refuse, is Cilium's
+	// to judge: it costs only the capacity, with a note at the value, and
+	// the node's timeouts are still read.
+	for _, tt := range []struct{ name, value, want string }{
+		{"a dash", "30000-32767", "want MIN,MAX as Cilium reads it"},
+		{"upside down", `"32767,30000"`, "minimum below its maximum"},
+		{"three ports", `"1,2,3"`, "want MIN,MAX"},
+		{"not a port", `"30000,70000"`, "want MIN,MAX"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("x", []byte("kind: ConfigMap\ndata:\n  bpf-ct-timeout-regular-tcp: 2h\n  node-port-range: "+tt.value+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, ok := c.PortCapacity(42); n != 42 || ok || len(c.Notes) != 1 || c.Notes[0].Line != 4 || !strings.Contains(c.Notes[0].Msg, tt.want) {
+				t.Errorf("PortCapacity = %d, %v; notes %+v", n, ok, c.Notes)
+			}
+			if c.Timeouts["bpf-ct-timeout-regular-tcp"] != 2*time.Hour {
+				t.Errorf("timeouts not read: %v", c.Timeouts)
+			}
+		})
 	}
 	var none *Config
 	if n, ok := none.PortCapacity(42); n != 42 || ok {
