@@ -22,7 +22,6 @@ import (
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
-	"github.com/egwct/egwct/internal/lab"
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/sweep"
 )
@@ -161,17 +160,7 @@ func TestAgentFollowsCluster(t *testing.T) {
 	defer run(t, "", "lab", "down", "--bpffs", dir)
 	env.Reset(t)
 	deploy(t, env)
-	var manifests []string
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, err := os.ReadFile(filepath.Join(dir+".state", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(data))
-	}
-	env.Namespaces(t, append(namespacesOf(manifests[1]), "burst")...)
-	env.Create(t, manifests[0])
-	env.Create(t, manifests[1])
+	createLab(t, env, dir+".state", "burst")
 	env.Create(t, endpointYAML("burst-1", "burst", "10.99.0.1"))
 
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
@@ -300,17 +289,7 @@ func TestAgentSurvivesAPIServerRestart(t *testing.T) {
 		t.Fatalf("lab up: %s %s", out, errOut)
 	}
 	defer run(t, "", "lab", "down", "--bpffs", dir)
-	var manifests []string
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, err := os.ReadFile(filepath.Join(dir+".state", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(data))
-	}
-	env.Namespaces(t, append(namespacesOf(manifests[1]), "burst")...)
-	env.Create(t, manifests[0])
-	env.Create(t, manifests[1])
+	createLab(t, env, dir+".state", "burst")
 
 	logs, metrics := startClusterAgent(t, dir, env.Kubeconfig, 200*time.Millisecond)
 	initial := keysNow(t, dir)
@@ -408,17 +387,7 @@ func TestAgentWaitsForSlowFirstList(t *testing.T) {
 	}
 	defer run(t, "", "lab", "down", "--bpffs", dir)
 	env.Reset(t)
-	var manifests []string
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, err := os.ReadFile(filepath.Join(dir+".state", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(data))
-	}
-	env.Namespaces(t, namespacesOf(manifests[1])...)
-	env.Create(t, manifests[0])
-	endpoints := len(env.Create(t, manifests[1]))
+	endpoints := createLab(t, env, dir+".state")
 
 	held, release := make(chan struct{}), make(chan struct{})
 	proxy := holdFirst(t, env, "/apis/cilium.io/v2/ciliumendpoints", held, release)

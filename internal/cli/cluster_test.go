@@ -190,17 +190,7 @@ func TestApplyFromClusterEqualsFiles(t *testing.T) {
 	node := []string{"--bpffs", dir, "--cilium-state-dir", state, "--cilium-version", "1.18.3"}
 
 	env.Reset(t)
-	var manifests []string
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, err := os.ReadFile(filepath.Join(state, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(data))
-	}
-	env.Namespaces(t, namespacesOf(manifests[1])...)
-	env.Create(t, manifests[0])
-	env.Create(t, manifests[1])
+	createLab(t, env, state)
 
 	// The preview counts entries by the datapath's clock: when a clock unit
 	// passes between the two runs an entry at its timeout's edge counts in
@@ -240,6 +230,24 @@ func TestApplyFromClusterEqualsFiles(t *testing.T) {
 }
 
 // namespacesOf lists the namespaces named in a manifest.
+// createLab creates the policies and endpoints of the lab node whose state
+// folder is state in env (and the endpoints' namespaces, and more), and
+// returns how many endpoints it created.
+func createLab(t *testing.T, env *k8stest.Env, state string, more ...string) int {
+	t.Helper()
+	var manifests []string
+	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
+		data, err := os.ReadFile(filepath.Join(state, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, string(data))
+	}
+	env.Namespaces(t, append(namespacesOf(manifests[1]), more...)...)
+	env.Create(t, manifests[0])
+	return len(env.Create(t, manifests[1]))
+}
+
 func namespacesOf(manifest string) []string {
 	seen := map[string]bool{}
 	var out []string

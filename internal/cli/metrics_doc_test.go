@@ -16,7 +16,6 @@ import (
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
-	"github.com/egwct/egwct/internal/lab"
 )
 
 // metricsDoc is the reference of every metric family the agent serves,
@@ -54,17 +53,7 @@ func TestMetricsReference(t *testing.T) {
 	defer run(t, "", "lab", "down", "--bpffs", dir)
 	env.Reset(t)
 	deploy(t, env)
-	var manifests []string
-	for _, f := range []string{lab.PoliciesFile, lab.EndpointsFile} {
-		data, err := os.ReadFile(filepath.Join(dir+".state", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifests = append(manifests, string(data))
-	}
-	env.Namespaces(t, namespacesOf(manifests[1])...)
-	env.Create(t, manifests[0])
-	env.Create(t, manifests[1])
+	createLab(t, env, dir+".state")
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
 	freeLease(t, env)
 	logs, metrics := startClusterAgent(t, dir, sa, 200*time.Millisecond, func(o *agentOptions) {
