@@ -108,17 +108,7 @@ func missing() error {
 // ends. Starting takes about 3 s; prefer Shared where tests can share one.
 func Start(t testing.TB) *Env {
 	t.Helper()
-	Require(t)
-	e, err := start("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return e
+	return startFor(t, nil)
 }
 
 // StartWithAdmission is Start with an API server that reads config, an
@@ -132,7 +122,15 @@ func StartWithAdmission(t testing.TB, config string) *Env {
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e, err := start("", map[string]string{"admission-control-config-file": file})
+	return startFor(t, map[string]string{"admission-control-config-file": file})
+}
+
+// startFor starts an API server with more flags for the test, and stops
+// it when the test ends.
+func startFor(t testing.TB, flags map[string]string) *Env {
+	t.Helper()
+	Require(t)
+	e, err := start("", flags)
 	if err != nil {
 		t.Fatal(err)
 	}
