@@ -18,6 +18,7 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -330,7 +331,9 @@ var detectBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, 
 
 // detectCilium detects the Cilium version at the agent's start. An API
 // server that does not answer (down, or restarting with the rest of the
-// cluster) is asked again with back-off, each failure logged and counted,
+// cluster), or answers that it cannot now (429 Too Many Requests from its
+// flow control while the whole DaemonSet starts, 500 after client-go's own
+// retries), is asked again with back-off, each failure logged and counted,
 // for at most syncTimeout, as the first list is awaited: a DaemonSet
 // started while the API server is away waits for it instead of exiting and
 // crash-looping. Anything else (a refusal, no cilium DaemonSet, an image
@@ -354,7 +357,7 @@ func (c *clusterOptions) detectCilium(ctx context.Context, log *slog.Logger, m a
 			return ci, nil
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		case !errors.Is(err, cluster.ErrUnreachable):
+		case !errors.Is(err, cluster.ErrUnreachable) && !apierrors.IsTooManyRequests(err) && !apierrors.IsInternalError(err):
 			return nil, err
 		}
 		m.ClusterError()
@@ -362,7 +365,7 @@ func (c *clusterOptions) detectCilium(ctx context.Context, log *slog.Logger, m a
 		if wctx.Err() != nil {
 			return nil, unanswered(err)
 		}
-		log.Warn("cannot reach the cluster to detect Cilium's version yet; asking again", "err", err)
+		log.Warn("cannot detect Cilium's version yet; asking again", "err", err)
 		t := time.NewTimer(delay())
 		select {
 		case <-t.C:

@@ -457,6 +457,31 @@ func TestAgentWaitsForUnreachableAPIServer(t *testing.T) {
 // request for path is held: held is closed when it arrives, and it goes on
 // when release is closed.
 func holdFirst(t *testing.T, env *k8stest.Env, path string, held, release chan struct{}) string {
+	return proxyFirst(t, env, path, func(w http.ResponseWriter, r *http.Request) bool {
+		close(held)
+		select {
+		case <-release:
+			return false
+		case <-r.Context().Done():
+			return true
+		}
+	})
+}
+
+// failFirst is holdFirst whose proxy answers the first request for path
+// with the status code instead.
+func failFirst(t *testing.T, env *k8stest.Env, path string, code int) string {
+	return proxyFirst(t, env, path, func(w http.ResponseWriter, _ *http.Request) bool {
+		http.Error(w, http.StatusText(code), code)
+		return true
+	})
+}
+
+// proxyFirst serves the API server of env, as its administrator, on a TLS
+// proxy of its own on loopback, and returns a kubeconfig for it. The first
+// request for path goes to first, and on to the API server unless first
+// answered it (returns true).
+func proxyFirst(t *testing.T, env *k8stest.Env, path string, first func(http.ResponseWriter, *http.Request) bool) string {
 	t.Helper()
 	target, err := url.Parse(env.Config.Host)
 	if err != nil {
@@ -474,18 +499,13 @@ func holdFirst(t *testing.T, env *k8stest.Env, path string, held, release chan s
 		Transport:     rt,
 		FlushInterval: -1, // watches stream
 	}
-	var first sync.Once
+	var once sync.Once
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == path {
-			hold := false
-			first.Do(func() { hold = true })
-			if hold {
-				close(held)
-				select {
-				case <-release:
-				case <-r.Context().Done():
-					return
-				}
+			isFirst := false
+			once.Do(func() { isFirst = true })
+			if isFirst && first(w, r) {
+				return
 			}
 		}
 		proxy.ServeHTTP(w, r)
@@ -534,7 +554,7 @@ func TestAgentWaitsToDetectCilium(t *testing.T) {
 	eventually(t, "the version detected at the second asking", func() bool {
 		return strings.Contains(a.logs.String(), `msg="Cilium version detected" version=v1.17.4`)
 	})
-	if logs := a.logs.String(); !strings.Contains(logs, `msg="cannot reach the cluster to detect Cilium's version yet; asking again"`) {
+	if logs := a.logs.String(); !strings.Contains(logs, `msg="cannot detect Cilium's version yet; asking again"`) {
 		t.Errorf("the first failure is not logged:\n%s", logs)
 	}
 	eventually(t, "the agent to sync", func() bool { return strings.Contains(a.logs.String(), `msg="synced with the cluster"`) })

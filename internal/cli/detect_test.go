@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/egwct/egwct/internal/k8stest"
 	"github.com/egwct/egwct/internal/metrics"
 )
 
@@ -60,5 +62,34 @@ func TestDetectCiliumAsksUntilTheBound(t *testing.T) {
 	_, err = c.detectCilium(ctx, log, agentMetrics{mm}, 10*time.Minute, backoff)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("after %d askings: %v, want the wait stopped by its context (asked %d times within a bound of 10 minutes)", asks, err, asked.Load())
+	}
+}
+
+// TestDetectCiliumAsksAgainWhenBusy: an API server that answers the
+// request for the cilium DaemonSet at start with 429 (its flow control,
+// while a whole DaemonSet starts) or 500 is asked again, as one that does
+// not answer; the second asking finds the version.
+func TestDetectCiliumAsksAgainWhenBusy(t *testing.T) {
+	env := k8stest.Shared(t)
+	const ns = "cilium-busy"
+	env.Namespaces(t, ns)
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
+	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []int{http.StatusTooManyRequests, http.StatusInternalServerError} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			c := &clusterOptions{From: true, Namespace: ns}
+			c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", code)
+			c.flags.Timeout = 10 * time.Second
+			var asked atomic.Int64
+			log := slog.New(askedHandler{n: -1, count: &asked})
+			backoff := wait.Backoff{Duration: time.Millisecond, Factor: 2, Cap: 4 * time.Millisecond}
+			ci, err := c.detectCilium(context.Background(), log, agentMetrics{mm}, 10*time.Minute, backoff)
+			if err != nil || ci.Version != "v1.17.4" || asked.Load() != 1 {
+				t.Errorf("got %+v, %v after %d askings again; want v1.17.4 after 1", ci, err, asked.Load())
+			}
+		})
 	}
 }
