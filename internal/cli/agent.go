@@ -237,15 +237,19 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 	// One bound for the whole wait for the cluster at start: the version
-	// detected, then the first list.
-	syncBy := time.Now().Add(o.SyncTimeout)
+	// detected, then the first list, which has what detecting left.
+	syncFor := o.SyncTimeout
 	var ci *cluster.Cilium
 	var detect func() (string, error)
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		m.Waiting("the Cilium version from the cluster (--sync-timeout)")
-		if ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout, detectBackoff); ctx.Err() != nil {
+		start := time.Now()
+		ci, err = o.apply.cluster.detectCilium(ctx, log, m, o.SyncTimeout, detectBackoff)
+		syncFor = max((o.SyncTimeout - time.Since(start)).Round(time.Second), time.Second)
+		if ctx.Err() != nil {
 			return nil // stopped while waiting
-		} else if err != nil {
+		}
+		if err != nil {
 			return err
 		}
 		o.apply.node.CiliumVersion = ci.Version
@@ -273,8 +277,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	if o.apply.cluster.From {
 		m.Waiting("the first list of the cluster's policies and endpoints (--sync-timeout)")
-		// What detecting the version left of --sync-timeout.
-		w, err := o.apply.cluster.watch(ctx, log, m, max(time.Until(syncBy).Round(time.Second), time.Second))
+		w, err := o.apply.cluster.watch(ctx, log, m, syncFor)
 		if ctx.Err() != nil {
 			return nil // stopped while waiting
 		}

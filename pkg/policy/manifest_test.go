@@ -183,16 +183,9 @@ func TestReadDuplicateKey(t *testing.T) {
 		{"aliased mapping", "base: &b {x: 1}\n" + head + "metadata: {name: a}\nspec: *b\n", 0, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Read("dup.yaml", []byte(tc.doc))
-			if tc.line == 0 {
-				if err != nil {
-					t.Fatalf("err = %v, want none", err)
-				}
+			se := readSyntaxError(t, "dup.yaml", tc.doc, tc.line != 0)
+			if se == nil {
 				return
-			}
-			var se *SyntaxError
-			if !errors.As(err, &se) {
-				t.Fatalf("err = %v, want *SyntaxError", err)
 			}
 			if se.Pos.Line != tc.line || se.Pos.Column != tc.col || !strings.Contains(se.Msg, `"`+tc.key+`" is set again`) {
 				t.Errorf("syntax error at %d:%d %q, want %d:%d naming %q", se.Pos.Line, se.Pos.Column, se.Msg, tc.line, tc.col, tc.key)

@@ -63,16 +63,9 @@ func TestReadSyntaxPosition(t *testing.T) {
 		{"separator twice", "---\n---\n" + head + "metadata: {name: a}\n", 0, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Read("bad.yaml", []byte(tc.doc))
-			if tc.line == 0 {
-				if err != nil {
-					t.Fatalf("err = %v, want none", err)
-				}
+			se := readSyntaxError(t, "bad.yaml", tc.doc, tc.line != 0)
+			if se == nil {
 				return
-			}
-			var se *SyntaxError
-			if !errors.As(err, &se) {
-				t.Fatalf("err = %v, want *SyntaxError", err)
 			}
 			if se.Pos.File != "bad.yaml" || se.Pos.Line != tc.line || se.Pos.Column != tc.col || !strings.Contains(se.Msg, tc.msg) {
 				t.Errorf("syntax error at %d:%d %q, want %d:%d with %q", se.Pos.Line, se.Pos.Column, se.Msg, tc.line, tc.col, tc.msg)
@@ -82,6 +75,24 @@ func TestReadSyntaxPosition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readSyntaxError reads doc as file and returns its syntax error, failing
+// the test when there is none but want, or there is one but not want.
+func readSyntaxError(t *testing.T, file, doc string, want bool) *SyntaxError {
+	t.Helper()
+	_, err := Read(file, []byte(doc))
+	if !want {
+		if err != nil {
+			t.Fatalf("err = %v, want none", err)
+		}
+		return nil
+	}
+	var se *SyntaxError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want *SyntaxError", err)
+	}
+	return se
 }
 
 // TestLocateOtherError: when the second reader does not find the error the
