@@ -254,7 +254,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		}
 		o.apply.node.CiliumVersion = ci.Version
 		log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
-		if detect, err = o.apply.cluster.detector(ctx); err != nil {
+		if detect, err = o.apply.cluster.detector(ctx, m); err != nil {
 			return err
 		}
 	}

@@ -114,14 +114,18 @@ func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
 }
 
 // detector returns what detects the Cilium version again while the agent
-// runs: one GET of the cilium DaemonSet, bounded by --request-timeout.
-func (c *clusterOptions) detector(ctx context.Context) (func() (string, error), error) {
+// runs: one GET of the cilium DaemonSet, bounded by --request-timeout, a
+// failure counted as the cluster's others are.
+func (c *clusterOptions) detector(ctx context.Context, m agentMetrics) (func() (string, error), error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
 	}
 	return func() (string, error) {
 		v, _, err := cl.CiliumVersion(ctx, c.ciliumNamespace())
+		if err != nil {
+			m.ClusterError()
+		}
 		return v, err
 	}, nil
 }

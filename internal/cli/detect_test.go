@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,38 @@ func TestDetectCiliumAsksAgainWhenBusy(t *testing.T) {
 				t.Errorf("got %+v, %v after %d askings again; want v1.17.4 after 1", ci, err, asked.Load())
 			}
 		})
+	}
+}
+
+// TestDetectorCountsFailures: a detection of Cilium's version while the
+// agent runs that the API server refuses or fails is counted in
+// egwct_cluster_errors_total, as the cluster's other failed requests are;
+// one that succeeds is not.
+func TestDetectorCountsFailures(t *testing.T) {
+	env := k8stest.Shared(t)
+	const ns = "cilium-detector"
+	env.Namespaces(t, ns)
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
+	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clusterOptions{From: true, Namespace: ns}
+	c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", http.StatusServiceUnavailable)
+	c.flags.Timeout = 10 * time.Second
+	detect, err := c.detector(context.Background(), agentMetrics{mm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := func() float64 {
+		rec := httptest.NewRecorder()
+		mm.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return counterValue(rec.Body.String(), "egwct_cluster_errors_total")
+	}
+	if v, err := detect(); err == nil || errs() != 1 {
+		t.Errorf("refused: %q, %v; %v errors counted, want a failure and 1", v, err, errs())
+	}
+	if v, err := detect(); err != nil || v != "v1.17.4" || errs() != 1 {
+		t.Errorf("answered: %q, %v; %v errors counted, want v1.17.4 and still 1", v, err, errs())
 	}
 }

@@ -94,7 +94,9 @@ type Agent struct {
 	// each start, so the agent calls it when the file changed after it
 	// was first read, and after a failure again before a sweep at most
 	// every DetectRetry; a version of another resolution is put in force
-	// as the node's settings are. Nil: the version given at start stays.
+	// as the node's settings are. It runs beside the sweeps: until it
+	// answers, the settings read before stay. Nil: the version given at
+	// start stays.
 	Detect func() (string, error)
 
 	state        *sweep.State
@@ -112,6 +114,8 @@ type Agent struct {
 	version      profiles.Resolution // Cilium's version as last detected
 	asked        fileStamp           // the version of NodeConfig Detect was last called for
 	detectAt     time.Time           // when a failed detection is tried again
+	detected     chan detection      // the answer of the detection under way (nil: none)
+	again        bool                // Cilium restarted while a detection was under way
 }
 
 // Run keeps the set in force until ctx ends. It returns an error only
@@ -412,10 +416,10 @@ func (a *Agent) followNode() {
 		if restarted {
 			a.asked = st
 		}
-		var err error
-		if a.version, a.detectAt, err = nextVersion(a.version, restarted, a.detectAt, now, a.Detect); err != nil {
-			a.Log.Warn("cannot detect Cilium's version again; judging with the profile in use", "profile", a.version.Profile.Name, "err", err,
-				"retry", a.detectAt.UTC().Format(time.RFC3339))
+		if a.awaitingVersion(restarted, now) {
+			// The settings read before stay until the answer says with
+			// which profile to read the new ones.
+			return
 		}
 	}
 	if st == a.node && a.version == a.Env.Resolution {
@@ -463,6 +467,43 @@ func (a *Agent) followNode() {
 		a.Log.Info("the node's settings changed", args...)
 	}
 	a.useNode(env, judge)
+}
+
+// awaitingVersion asks for Cilium's version in the background when
+// Cilium restarted or a retry is due, takes the answer in once it came,
+// and says whether one is still awaited. One GET that the API server does
+// not answer (it may be restarting with the rest of the cluster) holds up
+// the switch to the new version, not the sweeps: the agent keeps sweeping
+// with what it judged by before.
+func (a *Agent) awaitingVersion(restarted bool, now time.Time) bool {
+	if a.detected != nil {
+		select {
+		case d := <-a.detected:
+			a.detected = nil
+			var err error
+			if a.version, a.detectAt, err = versionOf(a.version, d, now); err != nil {
+				a.Log.Warn("cannot detect Cilium's version again; judging with the profile in use", "profile", a.version.Profile.Name, "err", err,
+					"retry", a.detectAt.UTC().Format(time.RFC3339))
+			}
+		default:
+			// An answer to a question asked before this restart may
+			// name the version before it: ask once more after it.
+			a.again = a.again || restarted
+			return true
+		}
+	}
+	if !versionDue(restarted || a.again, a.detectAt, now) {
+		return false
+	}
+	a.again = false
+	answer := make(chan detection, 1)
+	a.detected = answer
+	detect := a.Detect
+	go func() {
+		tag, err := detect()
+		answer <- detection{tag, err}
+	}()
+	return true
 }
 
 // useNode makes the agent judge with env and timeouts from the next sweep.

@@ -8,32 +8,36 @@ import (
 )
 
 // DetectRetry is the least time between two detections of Cilium's
-// version after one failed: one GET of the DaemonSet, bounded by
-// --request-timeout, that holds up the sweep it precedes.
+// version after one failed.
 const DetectRetry = time.Minute
 
-// nextVersion decides, before a sweep, with which Cilium version the
-// agent judges. restarted says that Cilium rewrote the node's settings
-// since egwct last read them: it started again, perhaps as another
-// version. retryAt is when a failed detection may be tried again (zero:
-// none failed). detect is called only when restarted or when a retry is
-// due; its tag is resolved to a profile.
-//
-// It returns the resolution to judge with, when to retry (zero: no
-// retry pending), and why the detection failed: a failure (the API
-// server unreachable, a tag that is not a version, a version egwct has
-// no profile for) keeps cur.
-func nextVersion(cur profiles.Resolution, restarted bool, retryAt, now time.Time, detect func() (string, error)) (profiles.Resolution, time.Time, error) {
-	if !restarted && (retryAt.IsZero() || now.Before(retryAt)) {
-		return cur, retryAt, nil
+// detection is the answer to one detection of Cilium's version: the
+// cilium DaemonSet's image tag, or why it could not be read.
+type detection struct {
+	tag string
+	err error
+}
+
+// versionDue says whether the agent asks for Cilium's version before a
+// sweep: when Cilium restarted (it rewrote the node's settings since
+// egwct last read them, perhaps as another version), or when a retry of a
+// failed detection is due (retryAt; zero: none failed).
+func versionDue(restarted bool, retryAt, now time.Time) bool {
+	return restarted || (!retryAt.IsZero() && !now.Before(retryAt))
+}
+
+// versionOf resolves the answer d of a detection to the resolution the
+// agent judges with, when to retry (zero: no retry pending), and why the
+// detection failed: a failure (the API server unreachable, a tag that is
+// not a version, a version egwct has no profile for) keeps cur and is
+// retried DetectRetry after now.
+func versionOf(cur profiles.Resolution, d detection, now time.Time) (profiles.Resolution, time.Time, error) {
+	if d.err != nil {
+		return cur, now.Add(DetectRetry), d.err
 	}
-	tag, err := detect()
+	res, err := profiles.Resolve(d.tag)
 	if err != nil {
-		return cur, now.Add(DetectRetry), err
-	}
-	res, err := profiles.Resolve(tag)
-	if err != nil {
-		return cur, now.Add(DetectRetry), fmt.Errorf("Cilium %s: %w", tag, err)
+		return cur, now.Add(DetectRetry), fmt.Errorf("Cilium %s: %w", d.tag, err)
 	}
 	return res, time.Time{}, nil
 }

@@ -36,32 +36,31 @@ func TestNextVersion(t *testing.T) {
 		name      string
 		restarted bool
 		retryAt   time.Time
-		tag       string
-		err       error
+		answer    detection
 		asked     bool
 		want      string // the version judged with
 		retry     time.Time
 		fails     bool
 	}{
 		{name: "nothing changed", want: "1.19.5"},
-		{name: "restarted, same version", restarted: true, tag: "v1.19.5", asked: true, want: "1.19.5"},
-		{name: "restarted as the next minor", restarted: true, tag: "v1.20.2", asked: true, want: "1.20.2"},
-		{name: "restarted as another patch", restarted: true, tag: "v1.19.7", asked: true, want: "1.19.7"},
-		{name: "rolled back", restarted: true, tag: "v1.18.3", asked: true, want: "1.18.3"},
-		{name: "cluster unreachable", restarted: true, err: unreachable, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
-		{name: "no profile for the version", restarted: true, tag: "v1.99.0", asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+		{name: "restarted, same version", restarted: true, answer: detection{tag: "v1.19.5"}, asked: true, want: "1.19.5"},
+		{name: "restarted as the next minor", restarted: true, answer: detection{tag: "v1.20.2"}, asked: true, want: "1.20.2"},
+		{name: "restarted as another patch", restarted: true, answer: detection{tag: "v1.19.7"}, asked: true, want: "1.19.7"},
+		{name: "rolled back", restarted: true, answer: detection{tag: "v1.18.3"}, asked: true, want: "1.18.3"},
+		{name: "cluster unreachable", restarted: true, answer: detection{err: unreachable}, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+		{name: "no profile for the version", restarted: true, answer: detection{tag: "v1.99.0"}, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
 		{name: "retry not yet due", retryAt: now.Add(time.Second), want: "1.19.5", retry: now.Add(time.Second)},
-		{name: "retry due", retryAt: now, tag: "v1.20.2", asked: true, want: "1.20.2"},
-		{name: "retry fails again", retryAt: now.Add(-time.Second), err: unreachable, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
+		{name: "retry due", retryAt: now, answer: detection{tag: "v1.20.2"}, asked: true, want: "1.20.2"},
+		{name: "retry fails again", retryAt: now.Add(-time.Second), answer: detection{err: unreachable}, asked: true, want: "1.19.5", retry: now.Add(DetectRetry), fails: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			asked := false
-			res, retry, err := nextVersion(cur, tc.restarted, tc.retryAt, now, func() (string, error) {
-				asked = true
-				return tc.tag, tc.err
-			})
+			asked := versionDue(tc.restarted, tc.retryAt, now)
 			if asked != tc.asked {
-				t.Errorf("detected: %v, want %v", asked, tc.asked)
+				t.Fatalf("detected: %v, want %v", asked, tc.asked)
+			}
+			res, retry, err := cur, tc.retryAt, error(nil)
+			if asked {
+				res, retry, err = versionOf(cur, tc.answer, now)
 			}
 			if got := res.Version.String(); got != tc.want {
 				t.Errorf("judging with %s, want %s", got, tc.want)
@@ -118,6 +117,7 @@ func TestAgentFollowsUpgrade(t *testing.T) {
 		t.Helper()
 		logs.Reset()
 		a.followNode()
+		settle(a)
 		if got := a.Env.Profile().Name; got != profile {
 			t.Errorf("%s: profile %s, want %s", step, got, profile)
 		}
@@ -160,4 +160,83 @@ func TestAgentFollowsUpgrade(t *testing.T) {
 	check("still half written: not asked again", "1.19", 5, "cannot read the node's settings again")
 	rereadErr = nil
 	check("read at last", "1.20", 5, `msg="Cilium's version changed" old=1.19.7 new=1.20.2`)
+}
+
+// settle takes in the answers of the agent's detections, as the sweeps
+// after a detection would, until none is awaited.
+func settle(a *Agent) {
+	for a.detected != nil {
+		for len(a.detected) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		a.followNode()
+	}
+}
+
+// TestDetectionHoldsNoSweep: a detection that the API server does not
+// answer holds up no sweep: followNode returns at once and the agent
+// judges with what it judged by; a restart while the detection is under
+// way is asked about again after its answer, which may name the version
+// before that restart; the answer that follows puts the new version in
+// force.
+func TestDetectionHoldsNoSweep(t *testing.T) {
+	ts := timeouts(60*time.Second, 8000*time.Second, 10*time.Second, 60*time.Second)
+	ktime := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	file := filepath.Join(t.TempDir(), "agent-runtime-config.json")
+	var logs bytes.Buffer
+	asked := make(chan chan string) // each detection waits for its answer here
+	rereads := 0
+	a := &Agent{
+		Env:        &Env{Clock: ktime, Timeouts: ts, Resolution: resolve(t, "v1.19.5")},
+		Clock:      clocktesting.NewFakeClock(time.Unix(1e6, 0)),
+		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
+		NodeConfig: file,
+		Reread: func(res profiles.Resolution) (*Env, error) {
+			rereads++
+			return &Env{Clock: ktime, Timeouts: ts, Resolution: res}, nil
+		},
+		Detect: func() (string, error) {
+			answer := make(chan string)
+			asked <- answer
+			return <-answer, nil
+		},
+	}
+	n := 0
+	write := func() {
+		t.Helper()
+		n++
+		if err := os.WriteFile(file, []byte(strings.Repeat("x", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	a.followNode()
+	write()
+	a.followNode() // Cilium restarted: asks, and returns
+	first := <-asked
+	for range 3 {
+		a.followNode() // sweeps while no answer came
+	}
+	if got := a.Env.Profile().Name; got != "1.19" || rereads != 1 {
+		t.Fatalf("while awaiting the answer: profile %s after %d readings, want 1.19 after 1 (the first)", got, rereads)
+	}
+	write()
+	a.followNode() // restarted again while the first detection is under way
+	first <- "v1.20.2"
+	for len(a.detected) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	a.followNode() // takes the first answer in, asks again
+	second := <-asked
+	if got := a.Env.Profile().Name; got != "1.19" {
+		t.Fatalf("after an answer that a restart made stale: profile %s, want 1.19 until the next answer", got)
+	}
+	second <- "v1.18.3"
+	settle(a)
+	if got := a.Env.Resolution.Version.String(); got != "1.18.3" || rereads != 2 {
+		t.Fatalf("after the last answer: version %s after %d readings, want 1.18.3 after 2", got, rereads)
+	}
+	if !strings.Contains(logs.String(), `msg="Cilium's version changed" old=1.19.5 new=1.18.3`) {
+		t.Errorf("log lacks the switch:\n%s", logs.String())
+	}
 }
