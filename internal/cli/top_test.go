@@ -240,7 +240,7 @@ func TestTopTmux(t *testing.T) {
 	waitFor := func(what string, cond func(string) bool) string {
 		t.Helper()
 		var s string
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			if s = screen(); cond(s) {
 				return s
 			}
