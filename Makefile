@@ -117,9 +117,15 @@ envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 CHART = GO=$(GO) hack/chart.sh
 
 .PHONY: test
+# The packages whose goroutines meet (the agent's loop and its detection,
+# the informers and the Events writer, the metrics server, top's fetches)
+# run again under the race detector (about a minute once built).
+RACE_PKGS = ./internal/cluster/... ./internal/enforce/... ./internal/metrics/... ./internal/tui/...
+
 test: deps lint ## Install what the tests need, then run all of them
 	assets=$$($(ENVTEST)) && chart=$$($(CHART) --path) && helm=$$(GO=$(GO) hack/helm.sh) && \
-		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -count=1 -timeout 20m ./...
+		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -count=1 -timeout 20m ./... && \
+		KUBEBUILDER_ASSETS="$$assets" $(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
 	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
 	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)
