@@ -88,6 +88,9 @@ func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 	t.Cleanup(func() { setCiliumImage(t, env, "kube-system", image) })
 	setCiliumImage(t, env, "kube-system", "quay.io/cilium/cilium:v1.19.5")
 	env.Create(t, upgradePolicy)
+	// The node-port range is in cilium-config only: a 1.19 node's
+	// agent-runtime-config.json has none.
+	setCiliumConfig(t, env, "kube-system", "node-port-range", "30000,40000")
 	sa := env.User(t, serviceAccount[0], serviceAccount[1:]...)
 	logs, metrics := startClusterAgent(t, dir, sa, 200*time.Millisecond, func(o *agentOptions) { o.apply.node.CiliumVersion = "" })
 	if !strings.Contains(logs.String(), "profile=1.19") {
@@ -109,6 +112,14 @@ func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 	}
 	if got := outcome(); !strings.Contains(got, "for Cilium 1.19.5") {
 		t.Errorf("outcome %q, want the finding for Cilium 1.19.5", got)
+	}
+	// Read from cilium-config by the agent, which records it for top.
+	if m := metrics(); !strings.Contains(m, "egwct_snat_port_capacity 25535\n") {
+		t.Errorf("cilium-config's node-port range ends at 40000, yet /metrics says\n%s", grepLines(m, "egwct_snat_port_capacity"))
+	}
+	code, out, errOut := run(t, "", "top", "--once", "-o", "json", "--bpffs", dir, "--cilium-state-dir", dir+".state", "--cilium-version", "1.19.5")
+	if code != 0 || !strings.Contains(out, `"portCapacity": 25535`) {
+		t.Errorf("top, exit %d, does not measure against the agent's port capacity 25535: %s\n%s", code, grepLines(out, "portCapacity"), errOut)
 	}
 
 	setCiliumImage(t, env, "kube-system", "quay.io/cilium/cilium:v1.20.2@sha256:0123456789abcdef")
@@ -143,4 +154,33 @@ func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 	if t.Failed() {
 		t.Log(logs)
 	}
+}
+
+// setCiliumConfig sets key of the cilium-config ConfigMap in namespace to
+// value, and removes it when the test ends: other tests of the shared
+// server read the ConfigMap too.
+func setCiliumConfig(t *testing.T, env *k8stest.Env, namespace, key, value string) {
+	t.Helper()
+	cms := env.Dynamic(t).Resource(cluster.ConfigMapResource).Namespace(namespace)
+	set := func(value *string) error {
+		cm, err := cms.Get(context.Background(), cluster.ConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if value == nil {
+			unstructured.RemoveNestedField(cm.Object, "data", key)
+		} else if err := unstructured.SetNestedField(cm.Object, *value, "data", key); err != nil {
+			return err
+		}
+		_, err = cms.Update(context.Background(), cm, metav1.UpdateOptions{})
+		return err
+	}
+	if err := set(&value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := set(nil); err != nil {
+			t.Error(err)
+		}
+	})
 }

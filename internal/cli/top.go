@@ -14,7 +14,6 @@ import (
 	"github.com/egwct/egwct/internal/tui"
 	"github.com/egwct/egwct/internal/tui/mapsource"
 	"github.com/egwct/egwct/pkg/ctmap"
-	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/profiles"
 )
 
@@ -100,8 +99,9 @@ func runTop(o *topOptions) error {
 			Describe: fmt.Sprintf("profile %s (--cilium-version %s)", n.Resolution.Profile.Name, o.node.CiliumVersion),
 			Clock:    n.Clock, Timeouts: n.Timeouts,
 		}
-		// The ports above the node-port range of agent-runtime-config.json.
-		ms.PortCapacity, _ = n.Config.PortCapacity(ctstats.PortCapacity)
+		// The ports above the node-port range of agent-runtime-config.json;
+		// where it has none (Cilium 1.18 and later), the agent's.
+		ms.PortCapacity, _ = n.Config.PortCapacity(0)
 		if n.Resolution.Unverified {
 			ms.Warnings = append(ms.Warnings, n.Resolution.Reason()+": this release was not checked, its maps may differ")
 		}

@@ -145,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	now := a.Clock.Now()
 	status := sweep.AgentStatus{Mode: a.Mode, Engine: a.Engine.String(), Interval: a.Interval, Version: a.Version, PID: os.Getpid(), Started: now, Heartbeat: now}
+	status.PortCapacity, _ = a.Env.Config.PortCapacity(0)
 	if err := st.SetAgentStatus(status); err != nil {
 		st.Close()
 		return err
@@ -511,6 +512,7 @@ func (a *Agent) useNode(env *Env, timeouts map[profiles.State]time.Duration) {
 	e := *env
 	e.Timeouts = timeouts
 	a.Env = &e
+	a.recordPortCapacity()
 	if a.sw != nil {
 		a.sw.Close()
 		a.sw = nil
@@ -567,6 +569,28 @@ func (a *Agent) engineInUse(c sweep.Choice) {
 		return
 	}
 	st.Engine = c.Engine.String()
+	if err := a.state.SetAgentStatus(st); err != nil {
+		a.Log.Warn("cannot record the agent's status", "err", err)
+	}
+}
+
+// recordPortCapacity records the node's SNAT port capacity, as the
+// agent's settings give it, in the pinned status for egwct top: a node's
+// agent-runtime-config.json has no node-port range from Cilium 1.18 on,
+// and the agent may have read it from cilium-config.
+func (a *Agent) recordPortCapacity() {
+	if a.state == nil {
+		return // not running
+	}
+	st, ok, err := a.state.AgentStatus()
+	if err != nil || !ok {
+		return
+	}
+	c, _ := a.Env.Config.PortCapacity(0)
+	if st.PortCapacity == c {
+		return
+	}
+	st.PortCapacity = c
 	if err := a.state.SetAgentStatus(st); err != nil {
 		a.Log.Warn("cannot record the agent's status", "err", err)
 	}

@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion names the layout of egwct's pinned state. A newer egwct
 // builds its state under a new version directory and removes the old one.
-const SchemaVersion = "v6"
+const SchemaVersion = "v7"
 
 const nameSize = 256
 
@@ -420,6 +420,11 @@ type AgentStatus struct {
 	// Started is when the agent started; Heartbeat when it last said it
 	// is alive (at every sweep, successful or not).
 	Started, Heartbeat time.Time
+	// PortCapacity is how many SNAT source ports one egress IP has per
+	// destination on the node, as the agent knows it (the ports above
+	// the node-port range, which it may have read from cilium-config);
+	// 0: unknown, Cilium's default.
+	PortCapacity int
 }
 
 // Sizes of the fixed-size text fields of the pinned agent status; longer
@@ -436,9 +441,11 @@ type agentStatus struct {
 	PID, Mode                    uint32
 	Engine                       [agentEngineSize]byte
 	Version                      [agentVersionSize]byte
+	PortCapacity                 uint32
+	_                            uint32
 }
 
-const agentStatusSize = 8*3 + 4*2 + agentEngineSize + agentVersionSize
+const agentStatusSize = 8*3 + 4*2 + agentEngineSize + agentVersionSize + 4*2
 
 // SetAgentStatus records the agent's status (a State from OpenState).
 // The heartbeat must be set: a zero one reads as no agent.
@@ -449,10 +456,10 @@ func (s *State) SetAgentStatus(a AgentStatus) error {
 	if a.Heartbeat.IsZero() || a.Heartbeat.UnixNano() <= 0 {
 		return fmt.Errorf("agent status: heartbeat %v is not a time after 1970", a.Heartbeat)
 	}
-	if a.PID < 0 || int64(a.PID) > int64(^uint32(0)) || a.Interval < 0 {
-		return fmt.Errorf("agent status: pid %d or interval %v out of range", a.PID, a.Interval)
+	if a.PID < 0 || int64(a.PID) > int64(^uint32(0)) || a.Interval < 0 || a.PortCapacity < 0 || a.PortCapacity > 65535 {
+		return fmt.Errorf("agent status: pid %d, interval %v or port capacity %d out of range", a.PID, a.Interval, a.PortCapacity)
 	}
-	v := agentStatus{Heartbeat: a.Heartbeat.UnixNano(), Interval: int64(a.Interval), PID: uint32(a.PID), Mode: uint32(a.Mode)}
+	v := agentStatus{Heartbeat: a.Heartbeat.UnixNano(), Interval: int64(a.Interval), PID: uint32(a.PID), Mode: uint32(a.Mode), PortCapacity: uint32(a.PortCapacity)}
 	if !a.Started.IsZero() {
 		v.Started = a.Started.UnixNano()
 	}
@@ -500,7 +507,7 @@ func (s *State) AgentStatus() (a AgentStatus, ok bool, err error) {
 	}
 	a = AgentStatus{
 		Mode: Mode(v.Mode), Engine: cString(v.Engine[:]), Interval: time.Duration(v.Interval),
-		Version: cString(v.Version[:]), PID: int(v.PID), Heartbeat: time.Unix(0, v.Heartbeat),
+		Version: cString(v.Version[:]), PID: int(v.PID), Heartbeat: time.Unix(0, v.Heartbeat), PortCapacity: int(v.PortCapacity),
 	}
 	if v.Started != 0 {
 		a.Started = time.Unix(0, v.Started)

@@ -128,8 +128,9 @@ func TestAgentStatus(t *testing.T) {
 		in   AgentStatus
 		want AgentStatus // zero: refused
 	}{
-		{"agent", AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute)},
-			AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute)}},
+		{"agent", AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute), PortCapacity: 32767},
+			AgentStatus{Mode: Mark, Engine: "foreach", Interval: 3 * time.Second, Version: "v0.4.0", PID: 7, Started: started, Heartbeat: started.Add(time.Minute), PortCapacity: 32767}},
+		{"port capacity out of range", AgentStatus{PID: 1, Heartbeat: started, PortCapacity: 65536}, AgentStatus{}},
 		{"long text is cut", AgentStatus{Engine: "iterator-with-a-long-name", Version: long, PID: 1, Heartbeat: started},
 			AgentStatus{Engine: "iterator-with-a-", Version: long[:agentVersionSize], PID: 1, Heartbeat: started}},
 		{"no start time", AgentStatus{PID: 1, Heartbeat: started}, AgentStatus{PID: 1, Heartbeat: started}},

@@ -32,6 +32,11 @@ func (s *Source) sweeper(snap *tui.Snapshot, state *sweep.State) string {
 	if ago, alive := agentAlive(a, took, snap.Taken); !alive {
 		return fmt.Sprintf("no egwct agent sweeping (last seen %s ago)", ago.Round(time.Second))
 	}
+	if snap.Node.PortCapacity == 0 {
+		// The node's file has no node-port range (Cilium 1.18 and
+		// later); the agent may have read it from cilium-config.
+		snap.Node.PortCapacity = a.PortCapacity
+	}
 	if a.Mode == sweep.Mark {
 		gc := s.GCInterval
 		what := "up to " + gc.String()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/internal/tui"
+	"github.com/egwct/egwct/pkg/ctstats"
 	"github.com/egwct/egwct/pkg/sweep"
 )
 
@@ -68,6 +69,43 @@ func TestSweeperStatus(t *testing.T) {
 			}
 			if warned := len(snap.Node.Warnings) == 1 && strings.Contains(snap.Node.Warnings[0], "mark mode"); warned != tc.warned || len(snap.Node.Warnings) > 1 {
 				t.Errorf("warnings %q", snap.Node.Warnings)
+			}
+		})
+	}
+}
+
+// TestPortCapacityFromAgent: where the node's file gives no node-port
+// range (Cilium 1.18 and later), top measures port use against the
+// capacity a running agent recorded (it may have read cilium-config);
+// the node's own wins, and an agent gone says nothing.
+func TestPortCapacityFromAgent(t *testing.T) {
+	bpffs := testutil.PrivateBPFFS(t)
+	w, err := sweep.OpenState(bpffs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	now := time.Unix(1700000000, 0)
+	for _, tc := range []struct {
+		name         string
+		node, agent  int
+		ago          time.Duration
+		want, wantPs int
+	}{
+		{name: "the agent's", agent: 32767, want: 32767, wantPs: 32767},
+		{name: "the node's wins", node: 25000, agent: 32767, want: 25000, wantPs: 25000},
+		{name: "neither: Cilium's default", want: 0, wantPs: ctstats.PortCapacity},
+		{name: "the agent gone", agent: 32767, ago: time.Hour, want: 0, wantPs: ctstats.PortCapacity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := sweep.AgentStatus{Interval: 10 * time.Second, PID: 1, Heartbeat: now.Add(-tc.ago), PortCapacity: tc.agent}
+			if err := w.SetAgentStatus(a); err != nil {
+				t.Fatal(err)
+			}
+			snap := &tui.Snapshot{Taken: now, Node: tui.Node{PortCapacity: tc.node}}
+			(&Source{BPFFS: bpffs}).sweeper(snap, w)
+			if snap.Node.PortCapacity != tc.want || snap.Node.Ports() != tc.wantPs {
+				t.Errorf("port capacity %d (%d), want %d (%d)", snap.Node.PortCapacity, snap.Node.Ports(), tc.want, tc.wantPs)
 			}
 		})
 	}

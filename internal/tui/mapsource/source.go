@@ -45,7 +45,8 @@ type Source struct {
 	// Warnings are shown with every snapshot (e.g. an unverified version).
 	Warnings []string
 	// PortCapacity is how many SNAT source ports an egress IP has per
-	// destination on the node (tui.Node.PortCapacity; 0: Cilium's default).
+	// destination on the node (tui.Node.PortCapacity); 0: what a running
+	// agent recorded, else Cilium's default.
 	PortCapacity int
 	// SNATEvery is the least time between two readings of the SNAT maps;
 	// 0 adapts it to 5 times the last reading's cost (a small node's are
