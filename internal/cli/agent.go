@@ -241,6 +241,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	syncFor := o.SyncTimeout
 	var ci *cluster.Cilium
 	var detect func() (string, error)
+	// What the cluster said of Cilium last: detected again when Cilium
+	// restarts on the node (perhaps upgraded, or with a changed
+	// cilium-config), on a goroutine of its own.
+	var current atomic.Pointer[cluster.Cilium]
 	if o.apply.cluster.From && o.apply.node.CiliumVersion == "" {
 		m.Waiting("the Cilium version from the cluster (--sync-timeout)")
 		start := time.Now()
@@ -254,7 +258,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		}
 		o.apply.node.CiliumVersion = ci.Version
 		log.Info("Cilium version detected", "version", ci.Version, "from", ci.VersionFrom)
-		if detect, err = o.apply.cluster.detector(ctx, m); err != nil {
+		current.Store(ci)
+		if detect, err = o.apply.cluster.detector(ctx, m, &current); err != nil {
 			return err
 		}
 	}
@@ -298,7 +303,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			if err != nil {
 				return nil, err
 			}
-			if _, err := n.useConfigMap(ci); err != nil {
+			if _, err := n.useConfigMap(current.Load()); err != nil {
 				return nil, err
 			}
 			return n.Env, nil

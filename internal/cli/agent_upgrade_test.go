@@ -71,7 +71,8 @@ func counterValue(scrape, name string) float64 {
 // not restarted), then Cilium restarts on the node and rewrites
 // agent-runtime-config.json; the agent detects the version again, logs
 // the change, judges the policies for 1.20.2 and sweeps on with the 1.20
-// profile.
+// profile; the node-port range changed in cilium-config with it is
+// followed too (the port capacity of the metric and of top).
 func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 	env := k8stest.Shared(t)
 	dir := labDir(t)
@@ -130,7 +131,9 @@ func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 		t.Fatalf("the agent followed the DaemonSet before this node's Cilium restarted:\n%s", logs)
 	}
 
-	// Cilium restarts on the node: it writes the file anew.
+	// Cilium restarts on the node, with a node-port range changed in
+	// cilium-config meanwhile: it writes the file anew.
+	setCiliumConfig(t, env, "kube-system", "node-port-range", "30000,35000")
 	file := filepath.Join(dir+".state", "agent-runtime-config.json")
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -146,6 +149,13 @@ func TestAgentFollowsCiliumUpgrade(t *testing.T) {
 		return strings.Contains(logs.String(), `msg="Cilium's version changed" old=1.19.5 new=1.20.2 old_profile=1.19 profile=1.20`)
 	})
 	eventually(t, "the policy judged for 1.20.2", func() bool { return strings.Contains(outcome(), "for Cilium 1.20.2") })
+	if !strings.Contains(logs.String(), `msg="the node's SNAT port capacity changed" old=25535 new=30535`) {
+		t.Errorf("the agent did not follow cilium-config's new node-port range")
+	}
+	code, out, errOut = run(t, "", "top", "--once", "-o", "json", "--bpffs", dir, "--cilium-state-dir", dir+".state", "--cilium-version", "1.20.2")
+	if code != 0 || !strings.Contains(out, `"portCapacity": 30535`) {
+		t.Errorf("top, exit %d, does not measure against the agent's new port capacity 30535: %s\n%s", code, grepLines(out, "portCapacity"), errOut)
+	}
 	n = counterValue(metrics(), "egwct_sweeps_total")
 	eventually(t, "sweeps with the 1.20 profile", func() bool { return counterValue(metrics(), "egwct_sweeps_total") >= n+2 })
 	if m := metrics(); counterValue(m, "egwct_sweep_errors_total") != 0 {

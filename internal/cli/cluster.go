@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
@@ -114,19 +115,23 @@ func (c *clusterOptions) cilium(ctx context.Context) (*cluster.Cilium, error) {
 }
 
 // detector returns what detects the Cilium version again while the agent
-// runs: one GET of the cilium DaemonSet, bounded by --request-timeout, a
-// failure counted as the cluster's others are.
-func (c *clusterOptions) detector(ctx context.Context, m agentMetrics) (func() (string, error), error) {
+// runs: a GET of the cilium DaemonSet and one of cilium-config, each
+// bounded by --request-timeout, as Cilium itself reads its ConfigMap again
+// when it restarts. What it reads is stored in current; a failure is
+// counted as the cluster's others are and leaves current as it was.
+func (c *clusterOptions) detector(ctx context.Context, m agentMetrics, current *atomic.Pointer[cluster.Cilium]) (func() (string, error), error) {
 	cl, err := c.client()
 	if err != nil {
 		return nil, err
 	}
 	return func() (string, error) {
-		v, _, err := cl.CiliumVersion(ctx, c.ciliumNamespace())
+		ci, err := cl.Cilium(ctx, c.ciliumNamespace())
 		if err != nil {
 			m.ClusterError()
+			return "", err
 		}
-		return v, err
+		current.Store(ci)
+		return ci.Version, nil
 	}, nil
 }
 

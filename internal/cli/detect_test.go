@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/k8stest"
 	"github.com/egwct/egwct/internal/metrics"
 )
@@ -97,8 +98,9 @@ func TestDetectCiliumAsksAgainWhenBusy(t *testing.T) {
 
 // TestDetectorCountsFailures: a detection of Cilium's version while the
 // agent runs that the API server refuses or fails is counted in
-// egwct_cluster_errors_total, as the cluster's other failed requests are;
-// one that succeeds is not.
+// egwct_cluster_errors_total, as the cluster's other failed requests are,
+// and changes nothing; one that succeeds is not counted, and stores the
+// version with cilium-config.
 func TestDetectorCountsFailures(t *testing.T) {
 	env := k8stest.Shared(t)
 	const ns = "cilium-detector"
@@ -111,7 +113,8 @@ func TestDetectorCountsFailures(t *testing.T) {
 	c := &clusterOptions{From: true, Namespace: ns}
 	c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", http.StatusServiceUnavailable)
 	c.flags.Timeout = 10 * time.Second
-	detect, err := c.detector(context.Background(), agentMetrics{mm})
+	var current atomic.Pointer[cluster.Cilium]
+	detect, err := c.detector(context.Background(), agentMetrics{mm}, &current)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +123,15 @@ func TestDetectorCountsFailures(t *testing.T) {
 		mm.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		return counterValue(rec.Body.String(), "egwct_cluster_errors_total")
 	}
-	if v, err := detect(); err == nil || errs() != 1 {
-		t.Errorf("refused: %q, %v; %v errors counted, want a failure and 1", v, err, errs())
+	if v, err := detect(); err == nil || errs() != 1 || current.Load() != nil {
+		t.Errorf("refused: %q, %v; %v errors counted, want a failure and 1, and nothing stored", v, err, errs())
 	}
 	if v, err := detect(); err != nil || v != "v1.17.4" || errs() != 1 {
 		t.Errorf("answered: %q, %v; %v errors counted, want v1.17.4 and still 1", v, err, errs())
+	}
+	// cilium-config is read again with the version, as Cilium reads it
+	// again when it restarts.
+	if ci := current.Load(); ci == nil || ci.Version != "v1.17.4" || !strings.Contains(string(ci.Config), "bpf-ct-timeout-regular-tcp: 1h") {
+		t.Errorf("stored %+v, want v1.17.4 with its cilium-config", ci)
 	}
 }

@@ -376,8 +376,7 @@ func (a *Agent) ports() {
 		a.Log.Warn("cannot read SNAT port use", "err", err)
 		return
 	}
-	capacity, _ := a.Env.Config.PortCapacity(ctstats.PortCapacity)
-	a.Metrics.Ports(top, capacity)
+	a.Metrics.Ports(top, portCapacity(a.Env))
 }
 
 // followNode reads the node's settings again when NodeConfig changed,
@@ -435,6 +434,17 @@ func (a *Agent) followNode() {
 	a.node = st
 	upgraded := env.Resolution != a.Env.Resolution
 	settings := env.Clock != a.Env.Clock || !equalTimeouts(env.Timeouts, a.nodeTimeouts)
+	if was, is := portCapacity(a.Env), portCapacity(env); was != is {
+		// A node-port range changed in cilium-config, which Cilium read
+		// again as it restarted: port use is measured against the new one.
+		a.Log.Info("the node's SNAT port capacity changed", "old", was, "new", is)
+		if !upgraded && !settings {
+			e := *a.Env
+			e.Config = env.Config
+			a.Env = &e
+			a.recordPortCapacity()
+		}
+	}
 	if !upgraded && !settings {
 		return
 	}
@@ -572,6 +582,13 @@ func (a *Agent) engineInUse(c sweep.Choice) {
 	if err := a.state.SetAgentStatus(st); err != nil {
 		a.Log.Warn("cannot record the agent's status", "err", err)
 	}
+}
+
+// portCapacity is how many SNAT source ports an egress IP has per
+// destination on env's node.
+func portCapacity(env *Env) int {
+	n, _ := env.Config.PortCapacity(ctstats.PortCapacity)
+	return n
 }
 
 // recordPortCapacity records the node's SNAT port capacity, as the

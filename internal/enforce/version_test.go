@@ -240,3 +240,45 @@ func TestDetectionHoldsNoSweep(t *testing.T) {
 		t.Errorf("log lacks the switch:\n%s", logs.String())
 	}
 }
+
+// TestAgentFollowsPortCapacity: a node-port range that changed when Cilium
+// restarted (cilium-config read again) changes the port capacity the
+// agent measures port use against, and says so, without loading the
+// sweeper again.
+func TestAgentFollowsPortCapacity(t *testing.T) {
+	ts := timeouts(60*time.Second, 8000*time.Second, 10*time.Second, 60*time.Second)
+	ktime := nodeconfig.Clock{Mode: nodeconfig.Ktime}
+	file := filepath.Join(t.TempDir(), "agent-runtime-config.json")
+	var logs bytes.Buffer
+	nodePortMax := 32767
+	a := &Agent{
+		Env:        &Env{Clock: ktime, Timeouts: ts, Resolution: resolve(t, "v1.19.5"), Config: &nodeconfig.Config{NodePortMax: nodePortMax}},
+		Clock:      clocktesting.NewFakeClock(time.Unix(1e6, 0)),
+		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
+		NodeConfig: file,
+		Reread: func(res profiles.Resolution) (*Env, error) {
+			return &Env{Clock: ktime, Timeouts: ts, Resolution: res, Config: &nodeconfig.Config{NodePortMax: nodePortMax}}, nil
+		},
+	}
+	for i, step := range []struct {
+		max, capacity int
+		log           string
+	}{
+		{32767, 32768, ""},
+		{40000, 25535, `msg="the node's SNAT port capacity changed" old=32768 new=25535`},
+		{0, 32768, `msg="the node's SNAT port capacity changed" old=25535 new=32768`},
+	} {
+		logs.Reset()
+		nodePortMax = step.max
+		if err := os.WriteFile(file, []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a.followNode()
+		if got := portCapacity(a.Env); got != step.capacity {
+			t.Errorf("node-port range up to %d: capacity %d, want %d", step.max, got, step.capacity)
+		}
+		if !strings.Contains(logs.String(), step.log) || (step.log == "" && logs.Len() > 0) {
+			t.Errorf("node-port range up to %d: log\n%s\nwant %q", step.max, logs.String(), step.log)
+		}
+	}
+}
