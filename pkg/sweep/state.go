@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -69,6 +71,7 @@ type State struct {
 	agent    *ebpf.Map // the running agent (AgentStatus); nil in a read-only state pinned before it existed
 	outcomes *ebpf.Map // the policies the agent refused (Outcomes); nil in a state pinned before it existed
 	engine   *ebpf.Map // the engine of the last sweeper (EngineInUse); nil in a state pinned before it existed
+	digest   *ebpf.Map // which set the policy map in force holds (setDigest); nil in a read-only state
 	// set is the value of the set in force as this process last wrote or
 	// read it (under the lock no other egwct changes it): the userspace
 	// engine judges with it without reading 3 MB per sweep.
@@ -129,13 +132,14 @@ func OpenState(bpffs string, create bool) (*State, error) {
 		{&s.agent, &ebpf.MapSpec{Name: "egwct_agent", Type: ebpf.Array, KeySize: 4, ValueSize: agentStatusSize, MaxEntries: 1}},
 		{&s.outcomes, &ebpf.MapSpec{Name: "egwct_outcomes", Type: ebpf.Array, KeySize: 4, ValueSize: outcomesSize, MaxEntries: 1}},
 		{&s.engine, &ebpf.MapSpec{Name: "egwct_engine", Type: ebpf.Array, KeySize: 4, ValueSize: engineRecordSize, MaxEntries: 1}},
+		{&s.digest, &ebpf.MapSpec{Name: "egwct_digest", Type: ebpf.Array, KeySize: 4, ValueSize: setDigestSize, MaxEntries: 1}},
 	} {
 		if *x.dst, err = open(x.spec); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine, s.digest} {
 		if err := os.Chmod(filepath.Join(dir, mapName(m)), 0o600); err != nil {
 			s.Close()
 			return nil, err
@@ -192,7 +196,7 @@ func mapName(m *ebpf.Map) string {
 
 // Close releases the maps and the lock; the pinned state stays.
 func (s *State) Close() {
-	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine} {
+	for _, m := range []*ebpf.Map{s.policies, s.stats, s.totals, s.names, s.status, s.agent, s.outcomes, s.engine, s.digest} {
 		if m != nil {
 			m.Close()
 		}
@@ -207,12 +211,22 @@ func (s *State) Close() {
 // never a mix. Policies get slots 1..len(set) in order. A set beyond the
 // limits (MaxPolicies, MaxKeys, MaxPods, MaxRules per pod) is refused and
 // the set in force stays.
+//
+// A set equal to the one in force (its digest recorded with the map that
+// holds it) is not written again: an apply that changes nothing writes
+// nothing but its statistics.
 func (s *State) Replace(set []Policy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	value, err := encodeSet(set)
 	if err != nil {
 		return err
+	}
+	sum := digestOf(value, set)
+	if s.holds(sum) {
+		s.slots = uint32(len(set))
+		s.set = value
+		return nil
 	}
 	inner, err := ebpf.NewMap(s.spec.Maps["egwct_policies"].InnerMap)
 	if err != nil {
@@ -249,6 +263,66 @@ func (s *State) Replace(set []Policy) error {
 	}
 	s.slots = uint32(len(set))
 	s.set = value
+	return s.recordDigest(inner, sum)
+}
+
+// setDigest says which set the policy map with ID holds: the SHA-256 of
+// its value and its policies' names. A policy map is never written after
+// it is swapped in, and the kernel does not give its ID to another map
+// while it exists, so a record that names the map in force is true
+// whenever it was written; a record of another map (the swap done, the
+// record not yet written when egwct was killed) says nothing.
+type setDigest struct {
+	ID  uint32
+	_   uint32
+	Sum [sha256.Size]byte
+}
+
+const setDigestSize = 4*2 + sha256.Size
+
+// digestOf is the SHA-256 of a set's value (the bytes the policy map
+// holds) and of its names in slot order.
+func digestOf(value *sweeperPolicySet, set []Policy) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(unsafe.Slice((*byte)(unsafe.Pointer(value)), unsafe.Sizeof(*value)))
+	for _, p := range set {
+		h.Write([]byte(storedName(p.Name)))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// holds says whether the set in force is the one of digest sum.
+func (s *State) holds(sum [sha256.Size]byte) bool {
+	if s.digest == nil {
+		return false
+	}
+	var id ebpf.MapID
+	var rec setDigest
+	if s.policies.Lookup(uint32(0), &id) != nil || s.digest.Lookup(uint32(0), &rec) != nil {
+		return false
+	}
+	return id != 0 && rec.ID == uint32(id) && rec.Sum == sum
+}
+
+// recordDigest records that inner, now in force, holds the set of sum.
+func (s *State) recordDigest(inner *ebpf.Map, sum [sha256.Size]byte) error {
+	if s.digest == nil {
+		return nil
+	}
+	info, err := inner.Info()
+	if err != nil {
+		return fmt.Errorf("record the policy set: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		return nil // a kernel that gives no IDs: written every time
+	}
+	if err := s.digest.Put(uint32(0), &setDigest{ID: uint32(id), Sum: sum}); err != nil {
+		return fmt.Errorf("record the policy set: %w", err)
+	}
 	return nil
 }
 

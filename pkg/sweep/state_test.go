@@ -260,7 +260,7 @@ func TestStateMemory(t *testing.T) {
 	}
 	defer inner.Close()
 	var total uint64
-	for _, m := range []*ebpf.Map{st.policies, inner, st.stats, st.totals, st.names, st.status, st.agent, st.outcomes, st.engine} {
+	for _, m := range []*ebpf.Map{st.policies, inner, st.stats, st.totals, st.names, st.status, st.agent, st.outcomes, st.engine, st.digest} {
 		info, err := m.Info()
 		if err != nil {
 			t.Fatal(err)
@@ -379,4 +379,60 @@ func TestReplaceMovesTotals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReplaceSameSet: a set equal to the one in force (same keys,
+// timeouts and names) is not written again, by this process or by the
+// next one; any difference, even a name alone, is; a digest recorded for
+// another map than the one in force (egwct killed between the swap and
+// the record) says nothing.
+func TestReplaceSameSet(t *testing.T) {
+	bpffs := testutil.PrivateBPFFS(t)
+	key := policy.Key{Pod: netip.MustParseAddr("10.1.0.1"), Dest: netip.MustParsePrefix("198.18.0.0/16")}
+	set := func(name string, timeout uint32) []Policy {
+		return []Policy{{Name: name, Timeouts: [4]uint32{0, timeout, 0, 0}, Keys: []policy.Key{key}}}
+	}
+	open := func() *State {
+		st, err := OpenState(bpffs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	inForce := func(st *State) ebpf.MapID {
+		var id ebpf.MapID // 0: none yet
+		_ = st.policies.Lookup(uint32(0), &id)
+		return id
+	}
+	st := open()
+	replace := func(step string, s []Policy, written bool) {
+		t.Helper()
+		before := inForce(st)
+		if err := st.Replace(s); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if got := inForce(st) != before; got != written {
+			t.Errorf("%s: written %v, want %v", step, got, written)
+		}
+		if keys, err := st.CurrentKeys(); err != nil || len(keys) != 1 || keys[key].Timeout[1] != s[0].Timeouts[1] {
+			t.Errorf("%s: in force %v, %v", step, keys, err)
+		}
+	}
+	replace("first", set("a", 300), true)
+	replace("the same", set("a", 300), false)
+	replace("another timeout", set("a", 600), true)
+	replace("another name", set("b", 600), true)
+	st.Close()
+	st = open()
+	replace("the same, by the next egwct", set("b", 600), false)
+	var rec setDigest
+	if err := st.digest.Lookup(uint32(0), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.ID++
+	if err := st.digest.Put(uint32(0), &rec); err != nil {
+		t.Fatal(err)
+	}
+	replace("the same, the digest of another map", set("b", 600), true)
+	st.Close()
 }
