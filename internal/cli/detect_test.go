@@ -72,19 +72,9 @@ func TestDetectCiliumAsksUntilTheBound(t *testing.T) {
 // while a whole DaemonSet starts) or 500 is asked again, as one that does
 // not answer; the second asking finds the version.
 func TestDetectCiliumAsksAgainWhenBusy(t *testing.T) {
-	env := k8stest.Shared(t)
-	const ns = "cilium-busy"
-	env.Namespaces(t, ns)
-	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
-	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, code := range []int{http.StatusTooManyRequests, http.StatusInternalServerError} {
 		t.Run(http.StatusText(code), func(t *testing.T) {
-			c := &clusterOptions{From: true, Namespace: ns}
-			c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", code)
-			c.flags.Timeout = 10 * time.Second
+			c, mm := ciliumFailingFirst(t, "cilium-busy", code)
 			var asked atomic.Int64
 			log := slog.New(askedHandler{n: -1, count: &asked})
 			backoff := wait.Backoff{Duration: time.Millisecond, Factor: 2, Cap: 4 * time.Millisecond}
@@ -102,17 +92,7 @@ func TestDetectCiliumAsksAgainWhenBusy(t *testing.T) {
 // and changes nothing; one that succeeds is not counted, and stores the
 // version with cilium-config.
 func TestDetectorCountsFailures(t *testing.T) {
-	env := k8stest.Shared(t)
-	const ns = "cilium-detector"
-	env.Namespaces(t, ns)
-	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
-	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &clusterOptions{From: true, Namespace: ns}
-	c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", http.StatusServiceUnavailable)
-	c.flags.Timeout = 10 * time.Second
+	c, mm := ciliumFailingFirst(t, "cilium-detector", http.StatusServiceUnavailable)
 	var current atomic.Pointer[cluster.Cilium]
 	detect, err := c.detector(context.Background(), agentMetrics{mm}, &current)
 	if err != nil {
@@ -134,4 +114,23 @@ func TestDetectorCountsFailures(t *testing.T) {
 	if ci := current.Load(); ci == nil || ci.Version != "v1.17.4" || !strings.Contains(string(ci.Config), "bpf-ct-timeout-regular-tcp: 1h") {
 		t.Errorf("stored %+v, want v1.17.4 with its cilium-config", ci)
 	}
+}
+
+// ciliumFailingFirst puts a cilium DaemonSet (v1.17.4) and its
+// cilium-config in namespace ns of the shared API server, and returns the
+// cluster options of an agent that reaches it through a proxy answering
+// the first GET of the DaemonSet with code, and fresh metrics.
+func ciliumFailingFirst(t *testing.T, ns string, code int) (*clusterOptions, *metrics.Metrics) {
+	t.Helper()
+	env := k8stest.Shared(t)
+	env.Namespaces(t, ns)
+	env.Create(t, strings.ReplaceAll(ciliumDaemonSet, "NS", ns))
+	mm, err := metrics.New(metrics.BuildInfo{}, metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clusterOptions{From: true, Namespace: ns}
+	c.flags.Kubeconfig = failFirst(t, env, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/cilium", code)
+	c.flags.Timeout = 10 * time.Second
+	return c, mm
 }

@@ -166,10 +166,16 @@ func TestAgentFollowsUpgrade(t *testing.T) {
 // after a detection would, until none is awaited.
 func settle(a *Agent) {
 	for a.detected != nil {
-		for len(a.detected) == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		awaitAnswer(a)
 		a.followNode()
+	}
+}
+
+// awaitAnswer waits until the detection under way has answered (its
+// answer waits in the agent's channel), however long that takes.
+func awaitAnswer(a *Agent) {
+	for len(a.detected) == 0 {
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -223,9 +229,7 @@ func TestDetectionHoldsNoSweep(t *testing.T) {
 	write()
 	a.followNode() // restarted again while the first detection is under way
 	first <- "v1.20.2"
-	for len(a.detected) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	awaitAnswer(a)
 	a.followNode() // takes the first answer in, asks again
 	second := <-asked
 	if got := a.Env.Profile().Name; got != "1.19" {
