@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"github.com/egwct/egwct/internal/cluster"
 	"github.com/egwct/egwct/internal/enforce"
@@ -420,7 +419,7 @@ func (c *clusterOptions) watch(ctx context.Context, log *slog.Logger, m agentMet
 		up = err == nil
 	}
 	// client-go logs through klog; send it to the agent's log, as one stream.
-	klog.SetSlogLogger(log.With("source", "client-go"))
+	cluster.LogTo(log.With("source", "client-go"))
 	cl, err := c.client(func(cfg *rest.Config) { cluster.Observe(cfg, reachable) })
 	if err != nil {
 		return nil, err

@@ -59,7 +59,9 @@ var ErrNotSynced = errors.New("no first list")
 // API server, a missing CRD) goes to ev.Error and is retried until
 // syncTimeout; the error then is ErrNotSynced, naming the kinds not
 // listed and the last failure. When ctx ends first, the error is ctx's.
-// The informers stop when ctx ends, or when Watch fails.
+// The informers stop when ctx ends, or when Watch fails; ev's callbacks
+// are not called after either (Watch's failure waits for those under
+// way), so none reports after the caller moved on.
 func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchEvents) (_ *Watcher, err error) {
 	w := &Watcher{
 		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
@@ -76,6 +78,11 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	// first list is awaited for at most syncTimeout below.
 	cfg := rest.CopyConfig(c.cfg)
 	cfg.Timeout = 0
+	// The informers outlive a failed Watch for a while (they are not
+	// awaited, see below) and the agent's context: ev's callbacks end
+	// with either, so nothing is reported after the caller moved on.
+	var g gate
+	context.AfterFunc(ctx, g.shut)
 	// client-go retries a refused connection inside the informer's first
 	// list, with back-off and without telling its error handler: the
 	// requests' own failures say why the list does not come.
@@ -98,7 +105,7 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		w.lastErr[res] = err
 		w.mu.Unlock()
 		if !synced.Load() && ev.Error != nil {
-			ev.Error(err)
+			g.run(func() { ev.Error(err) })
 		}
 	})
 	dyn, err := dynamic.NewForConfig(cfg)
@@ -110,7 +117,7 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	refused := make(chan error, len(kinds))
 	notify := func() {
 		if ev.Event != nil {
-			ev.Event()
+			g.run(ev.Event)
 		}
 		select {
 		case w.changed <- struct{}{}:
@@ -159,7 +166,7 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 				return
 			}
 			if ev.Error != nil {
-				ev.Error(err)
+				g.run(func() { ev.Error(err) })
 			}
 		})
 		if err != nil {
@@ -173,6 +180,7 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 	defer func() {
 		if err != nil {
 			stop()
+			g.shut()
 		}
 	}()
 	f.Start(run.Done())
@@ -211,6 +219,27 @@ func (c *Client) Watch(ctx context.Context, syncTimeout time.Duration, ev WatchE
 		// Any other failure is the informer's to retry.
 	}
 	return w, nil
+}
+
+// gate runs callbacks until it is shut, and none after: shut waits for
+// those under way.
+type gate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (g *gate) run(f func()) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if !g.closed {
+		f()
+	}
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // resourceOf returns which of kinds a request's path is for.

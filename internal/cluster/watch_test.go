@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,5 +276,46 @@ func TestWatchFirstSyncStops(t *testing.T) {
 	_, err := c.Watch(ctx, 10*time.Minute, WatchEvents{Error: func(error) { cancel() }})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want %v", err, context.Canceled)
+	}
+}
+
+// TestWatchQuietAfterFailure: once Watch failed, its callbacks are over:
+// one under way when the bound ends (here held past it) finishes before
+// Watch returns, and none starts after, though the informers, not
+// awaited, still retry (the agent printed its exit message, then a
+// client-go failure; a test's log buffer raced).
+func TestWatchQuietAfterFailure(t *testing.T) {
+	const bound = 500 * time.Millisecond
+	var mu sync.Mutex
+	var order []string
+	var calls int
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	c := client(t, kubeconfigFile(t, UnreachableKubeconfig(deadAddr(t))))
+	_, err := c.Watch(context.Background(), bound, WatchEvents{Error: func(error) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		note("called")
+		if first {
+			time.Sleep(2 * bound) // the bound ends meanwhile
+		}
+		note("done")
+	}})
+	if !errors.Is(err, ErrNotSynced) {
+		t.Fatalf("got %v, want ErrNotSynced", err)
+	}
+	note("returned")
+	// The reflectors back off from a refused connection for about a
+	// second before they try again.
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if i := slices.Index(order, "returned"); i != len(order)-1 || i < 2 {
+		t.Errorf("Watch returned while a callback ran, or one ran after it: %v", order)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 )
 
@@ -205,6 +207,9 @@ func (e *Env) StartAPIServer() error { return e.env.ControlPlane.APIServer.Start
 // serving certificate is kept across restarts; flags are further flags of
 // the API server.
 func start(certDir string, flags map[string]string) (*Env, error) {
+	// envtest logs through controller-runtime's logger, which says on
+	// standard error, with a stack trace, that nobody set it.
+	ctrllog.SetLogger(logr.Discard())
 	useExisting := false
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: AssetsDir(),
