@@ -117,18 +117,15 @@ envtest: ## Build (or reuse) the API server binaries the Kubernetes tests use
 CHART = GO=$(GO) hack/chart.sh
 
 .PHONY: test
-# The packages whose goroutines meet (the agents the CLI tests run in one
-# process, the agent's loop and its detection, the informers and the
-# Events writer, the metrics server, top's fetches) run under the race
-# detector, and only so; the others without it (-race would make the BPF
-# and map tests several times slower for nothing).
-RACE_PKGS = ./internal/cli/... ./internal/cluster/... ./internal/enforce/... ./internal/metrics/... ./internal/tui/...
-
+# Every test runs under the race detector: the agents the CLI tests run
+# in one process, the agent's loop and its detection, the informers and
+# the Events writer, the metrics server, top's fetches, the map walk's
+# reader and the sweep tests' concurrent writers all have goroutines that
+# meet, and the detector costs the other packages little (their time is
+# in the kernel, the API server and the binaries they run).
 test: deps lint ## Install what the tests need, then run all of them
 	assets=$$($(ENVTEST)) && chart=$$($(CHART) --path) && helm=$$(GO=$(GO) hack/helm.sh) && \
-		race=$$($(GO) list $(RACE_PKGS)) && plain=$$($(GO) list ./... | grep -vxF "$$race") && \
-		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -count=1 -timeout 20m $$plain && \
-		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -race -count=1 -timeout 20m $$race
+		KUBEBUILDER_ASSETS="$$assets" EGWCT_CHART="$$chart" EGWCT_HELM="$$helm" $(GO) test -race -count=1 -timeout 20m ./...
 	cd hack/verify-profiles && $(GO) test -count=1 ./...
 	@# make image, read back and pushed: 1-2 min once egwct's linux/amd64 and
 	@# linux/arm64 builds are cached (the first time they cost ~9 min of CPU)
