@@ -764,13 +764,13 @@ func TestSweeperFollowsTheSet(t *testing.T) {
 				t.Errorf("the verifier walked %d instructions for every feature, %d for the IPv4 tables: no less", big, small)
 			}
 
-			coll := s.coll
+			colls := slices.Clone(s.colls)
 			maxTableBits = 10
 			if err := st.Replace([]Policy{v4}); err != nil {
 				t.Fatal(err)
 			}
 			expired(1)
-			if s.coll != coll {
+			if !slices.Equal(s.colls, colls) {
 				t.Error("a set holding less loaded the programs again")
 			}
 		})
@@ -781,16 +781,18 @@ func TestSweeperFollowsTheSet(t *testing.T) {
 // sweeper's programs (0 where the kernel does not say).
 func verified(t *testing.T, s *Sweeper) (n uint32) {
 	t.Helper()
-	for _, p := range s.coll.Programs {
-		info, err := p.Info()
-		if err != nil {
-			t.Fatal(err)
+	for _, c := range s.colls {
+		for _, p := range c.Programs {
+			info, err := p.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok := info.VerifiedInstructions()
+			if !ok {
+				return 0
+			}
+			n += v
 		}
-		v, ok := info.VerifiedInstructions()
-		if !ok {
-			return 0
-		}
-		n += v
 	}
 	return n
 }
@@ -828,14 +830,14 @@ func TestSweeperLoadsForTheNextSet(t *testing.T) {
 				if want := uint32(sweeperSetFeatureHAS_PODS4); s.features != want {
 					t.Errorf("set in force %v: loaded for features %#x, want %#x (the next set's)", inForce, s.features, want)
 				}
-				coll := s.coll
+				colls := slices.Clone(s.colls)
 				if err := st.Replace(cfg.Next); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := s.Sweep(); err != nil {
 					t.Fatal(err)
 				}
-				if s.coll != coll {
+				if !slices.Equal(s.colls, colls) {
 					t.Error("the first sweep loaded the programs again")
 				}
 				s.Close()
