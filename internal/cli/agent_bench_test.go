@@ -184,7 +184,7 @@ func measureAgent(b *testing.B, env *k8stest.Env, bin string, n int) map[string]
 	addr := freeAddr(b)
 	cmd := exec.Command(bin, "agent", "--from-cluster", "--kubeconfig", env.Kubeconfig, "--cilium-version", "1.18.3",
 		"--bpffs", dir, "--cilium-state-dir", dir+".state", "--interval", "1s", "--metrics-addr", addr, "--log-format", "json")
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd.Stderr = logs
 	if d := os.Getenv("EGWCT_AGENT_BENCH_GODEBUG"); d != "" {
 		// e.g. gctrace=1: the agent's log, GC trace included, is kept in

@@ -29,7 +29,7 @@ import (
 // startClusterAgent runs `egwct agent --from-cluster` on a lab node with
 // the given kubeconfig, and a sweep interval long enough that only the
 // watches can explain a change seen in the test.
-func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) (logs *syncBuffer, metrics func() string) {
+func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) (logs *testutil.SyncBuffer, metrics func() string) {
 	t.Helper()
 	a := launchClusterAgent(t, dir, kubeconfig, interval, opts...)
 	eventually(t, "the agent to start", func() bool { return strings.Contains(a.logs.String(), "agent started") })
@@ -39,7 +39,7 @@ func startClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Durat
 // launchedAgent is an agent running in the test, as launchClusterAgent
 // started it.
 type launchedAgent struct {
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	addr string
 	done chan struct{} // closed when runAgent returned
 }
@@ -60,7 +60,7 @@ func (a *launchedAgent) get(path string) (int, string) {
 // to start.
 func launchClusterAgent(t *testing.T, dir, kubeconfig string, interval time.Duration, opts ...func(*agentOptions)) *launchedAgent {
 	t.Helper()
-	a := &launchedAgent{logs: &syncBuffer{}, addr: freeAddr(t), done: make(chan struct{})}
+	a := &launchedAgent{logs: &testutil.SyncBuffer{}, addr: freeAddr(t), done: make(chan struct{})}
 	o := &agentOptions{
 		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: a.logs}, Mode: "reclaim"},
 		Interval:    interval,

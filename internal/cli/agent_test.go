@@ -23,27 +23,10 @@ import (
 	"github.com/egwct/egwct/internal/bpffs"
 	"github.com/egwct/egwct/internal/enforce"
 	"github.com/egwct/egwct/internal/lab"
+	"github.com/egwct/egwct/internal/testutil"
 	"github.com/egwct/egwct/pkg/ctmap"
 	"github.com/egwct/egwct/pkg/profiles"
 )
-
-// syncBuffer is a log sink safe for the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,7 +80,7 @@ func TestAgent(t *testing.T) {
 				data, _ := os.ReadFile(filepath.Join(state, f))
 				os.WriteFile(filepath.Join(manifests, filepath.Base(f)), data, 0o644)
 			}
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			addr := freeAddr(t)
 			o := &agentOptions{
 				apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},
@@ -237,7 +220,7 @@ func TestAgentNotReadyWhileSweepsFail(t *testing.T) {
 	os.WriteFile(filepath.Join(manifests, "p.yaml"), []byte(burstPolicy), 0o644)
 	// A refused policy: its findings go to the JSON log as records.
 	os.WriteFile(filepath.Join(manifests, "typo.yaml"), []byte(strings.NewReplacer("bpfCtTimeoutRegularTcp", "bpfCtTimeoutRegularTCP", "name: burst", "name: typo").Replace(burstPolicy)), 0o644)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	addr := freeAddr(t)
 	o := &agentOptions{
 		apply:       applyOptions{io: &IO{Out: io.Discard, ErrOut: logs}, Files: []string{manifests}, Mode: "reclaim"},

@@ -1,38 +1,21 @@
 package cluster
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 
 	"k8s.io/klog/v2"
+
+	"github.com/egwct/egwct/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestLogTo: client-go's logs (klog's, global and contextual, with their
 // values) go to the logger LogTo set last; changing it while client-go
 // logs is no race (go test -race runs this package).
 func TestLogTo(t *testing.T) {
-	var first, second syncBuffer
+	var first, second testutil.SyncBuffer
 	LogTo(slog.New(slog.NewTextHandler(&first, nil)).With("source", "client-go"))
 	klog.InfoS("one", "k", "v")
 	var wg sync.WaitGroup

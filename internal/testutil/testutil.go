@@ -1,4 +1,5 @@
-// Package testutil has helpers for tests that need the kernel.
+// Package testutil has helpers for tests: for those that need the kernel,
+// and a log sink safe for goroutines.
 package testutil
 
 import (
