@@ -89,10 +89,9 @@ type Result struct {
 type Sweeper struct {
 	cfg   Config
 	state *State
-	// colls are the loaded programs, one collection each (see load),
-	// and nows the variable now of each.
+	// colls are the loaded programs, one collection each, with a
+	// variable now each (see loadApart).
 	colls   []*ebpf.Collection
-	nows    []*ebpf.Variable
 	targets []target
 	// features is what the loaded programs judge (the program's enum
 	// set_feature): a set in force that holds more loads them again.
@@ -314,7 +313,7 @@ func (s *Sweeper) unload() {
 	for _, c := range s.colls {
 		c.Close()
 	}
-	s.colls, s.nows = nil, nil
+	s.colls = nil
 	for i := range s.targets {
 		s.targets[i].each, s.targets[i].iter = nil, nil
 	}
@@ -495,7 +494,6 @@ func (s *Sweeper) load(engine Engine, features uint32) error {
 	s.unload()
 	s.colls, s.features = colls, features
 	for _, c := range colls {
-		s.nows = append(s.nows, c.Variables["now"])
 		for i, t := range s.targets {
 			if p := c.Programs[s.program("sweep_all_", t)]; p != nil {
 				s.targets[i].each = p
@@ -674,8 +672,8 @@ func (s *Sweeper) sweepBPF(res *Result, now uint32) error {
 	if err := s.resetStats(); err != nil {
 		return err
 	}
-	for _, v := range s.nows {
-		if err := v.Set(now); err != nil {
+	for _, c := range s.colls {
+		if err := c.Variables["now"].Set(now); err != nil {
 			return err
 		}
 	}
